@@ -1,0 +1,97 @@
+# Simularity — a plain Makefile.
+#
+#   make            build ./simularity (optimized, runs on any x86-64; SIMD
+#                   kernels are picked at run time from CPUID)
+#   make test       build and run the whole test suite (last line: N passed, N failed)
+#   make debug      the same suite built with ASan + UBSan
+#   make bench      benchmarks on generated models (see bench/README.md)
+#   make fuzz       libFuzzer targets (needs clang)
+#   make deps       install the Debian packages the project needs
+#   make clean
+
+CC       ?= cc
+BUILD    ?= build/release
+OPT      ?= -O2
+SAN      ?=
+PKGS     := libpcre2-8 jansson
+DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev python3 python3-jinja2
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS_ALL = -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -D_GNU_SOURCE \
+             -Iinclude -Isrc $(PKG_CFLAGS) -g -pthread -MMD -MP $(OPT) $(SAN) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lm -pthread $(SAN) $(LDFLAGS)
+
+# Kernel files compiled for one instruction set each; used only after a CPUID check.
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
+                -mavx512vnni -mavx512bf16
+
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/model/*.c src/infer/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TOOL_SRC := $(sort $(wildcard tools/*.c))
+
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+LIB      := $(BUILD)/libsimularity.a
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
+BIN      := $(BUILD)/simularity
+
+.PHONY: all test debug bench fuzz deps clean tests-build
+all: simularity
+
+simularity: $(BIN)
+	cp $(BIN) simularity
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX2_FLAGS) -c $< -o $@
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(LIB)
+	$(CC) $(CLI_OBJ) $(LIB) $(LDLIBS_ALL) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/tests/test.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(BUILD)/tests/test.o $(LIB) $(LDLIBS_ALL) -o $@
+
+$(BUILD)/tools/%: tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(LIB) $(LDLIBS_ALL) -o $@
+
+tests-build: $(BIN) $(TESTS) $(TOOLS)
+
+test: tests-build
+	@SIM_BIN=$(BIN) SIM_BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+
+debug:
+	$(MAKE) BUILD=build/debug OPT="-O1 -fno-omit-frame-pointer" \
+	        SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+bench: simularity
+	sh bench/run.sh
+
+fuzz:
+	$(MAKE) -C tests/fuzz
+
+deps:
+	apt-get update && apt-get install -y $(DEPS_DEB)
+
+clean:
+	rm -rf build simularity
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,155 @@
+// bench.c — `simularity bench`: prompt-processing and generation speed, and
+// how close generation comes to the machine's memory bandwidth, all
+// measured in the same run.
+//
+// Generation reads every weight once per token, so its ceiling is
+// bandwidth ÷ bytes read per token (all tensor data except the token
+// embedding when it is a separate table: only one row of it is read).
+#include <math.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "infer/sample.h"
+#include "model/forward.h"
+
+typedef struct bw_state {
+    const float *buf;
+    size_t n;       // floats
+    const kern_ops *k;
+    float sink[64];
+} bw_state;
+
+static void bw_region(void *arg, int ith, int nth) {
+    bw_state *s = arg;
+    size_t per = s->n / (size_t)nth, i0 = per * (size_t)ith;
+    const float *x = s->buf + i0;
+    // Reading the same stream as both operands: one memory read per element.
+    s->sink[ith] = s->k->dot_f32(x, x, (int64_t)per);
+}
+
+// Read bandwidth in GB/s: the best of several passes over 512 MiB.
+static double measure_bandwidth(pool *p, const kern_ops *k) {
+    size_t n = (size_t)128 << 20;
+    float *buf = mem_alloc_aligned(64, n * sizeof(float));
+    if (!buf) return 0;
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    bw_state s = {.buf = buf, .n = n, .k = k};
+    double best = 0;
+    for (int r = 0; r < 5; r++) {
+        uint64_t t0 = time_ns();
+        pool_run(p, bw_region, &s);
+        double gbs = (double)(n * sizeof(float)) / (double)(time_ns() - t0);
+        if (gbs > best) best = gbs;
+    }
+    mem_free_aligned(buf);
+    return best;
+}
+
+static void mean_sd(const double *x, int n, double *mean, double *sd) {
+    double s = 0, ss = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
+    *sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL;
+    int n_pp = 512, n_tg = 128, n_threads = 2, reps = 3;
+    bool json = false;
+    cli_opt opts[] = {
+        {"-m|--model", OPT_STR, &model_path, "model file (GGUF)"},
+        {"-p|--n-prompt", OPT_INT, &n_pp, "prompt tokens per run [512]"},
+        {"-n|--n-gen", OPT_INT, &n_tg, "generated tokens per run [128]"},
+        {"-t|--threads", OPT_INT, &n_threads, "threads [2]"},
+        {"-r|--repetitions", OPT_INT, &reps, "runs to average [3]"},
+        {"--json", OPT_FLAG, &json, "print one JSON object"},
+    };
+    int n_pos, rc;
+    if ((rc = cli_parse("bench -m MODEL [-p 512] [-n 128] [-t 2] [-r 3] [--json]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos)))
+        return rc;
+    if (n_pp < 0 || n_tg < 0 || n_pp + n_tg < 1 || n_threads < 1 || reps < 1 || reps > 100)
+        return cli_fail("bench: need -p >= 0, -n >= 0 (not both 0), -t >= 1, 1 <= -r <= 100");
+    model *m = cli_load_model(model_path, false);
+    if (!m) return 1;
+    fwd_params fp = fwd_default_params();
+    fp.n_ctx = n_pp + n_tg;
+    fp.n_batch = MAX(n_pp, 1);
+    fp.n_outputs = 1;
+    fp.n_threads = n_threads;
+    fwd_ctx *c;
+    sim_err err;
+    if (fwd_new(&c, m, &fp, &err) != SIM_OK) {
+        model_free(m);
+        return cli_fail("%s", err.msg);
+    }
+    int n_tok = MAX(n_pp, n_tg);
+    int32_t *toks = mem_alloc((size_t)n_tok * sizeof *toks);
+    double *pp = mem_alloc((size_t)reps * sizeof *pp), *tg = mem_alloc((size_t)reps * sizeof *tg);
+    int rcode = 1;
+    if (!toks || !pp || !tg) {
+        cli_fail("out of memory");
+        goto done;
+    }
+    smp_rng rng;
+    smp_rng_seed(&rng, 1234);
+    for (int i = 0; i < n_tok; i++) toks[i] = (int32_t)(smp_rng_next(&rng) % (uint64_t)m->hp.n_vocab);
+
+    // A warm-up pass brings the mapped weights into memory.
+    for (int r = -1; r < reps; r++) {
+        if (n_pp > 0) {
+            kv_clear(fwd_kv(c));
+            uint64_t t0 = time_ns();
+            if (!cli_eval(c, toks, n_pp, 0, false, NULL, NULL)) goto done;
+            if (r >= 0) pp[r] = n_pp / ((double)(time_ns() - t0) / 1e9);
+        }
+        if (n_tg > 0) {
+            kv_clear(fwd_kv(c));
+            uint64_t t0 = time_ns();
+            for (int i = 0; i < (r < 0 ? MIN(n_tg, 4) : n_tg); i++)
+                if (!cli_eval(c, toks + i, 1, i, false, NULL, NULL)) goto done;
+            if (r >= 0) tg[r] = n_tg / ((double)(time_ns() - t0) / 1e9);
+        }
+    }
+    pool *bp;
+    if (pool_new(&bp, n_threads, &err) != SIM_OK) {
+        cli_fail("%s", err.msg);
+        goto done;
+    }
+    double bw = measure_bandwidth(bp, fwd_kernels(c));
+    pool_free(bp);
+    double pp_m = 0, pp_sd = 0, tg_m = 0, tg_sd = 0;
+    if (n_pp > 0) mean_sd(pp, reps, &pp_m, &pp_sd);
+    if (n_tg > 0) mean_sd(tg, reps, &tg_m, &tg_sd);
+    size_t read_bytes = m->weight_bytes;
+    if (!m->tied_output) read_bytes -= (size_t)m->tok_embd.ne1 * m->tok_embd.row_bytes - m->tok_embd.row_bytes;
+    double frac = bw > 0 ? tg_m * (double)read_bytes / (bw * 1e9) : 0;
+    double frac_model = bw > 0 ? tg_m * (double)m->weight_bytes / (bw * 1e9) : 0;
+    const char *type = tt_name(model_main_type(m));
+    if (json) {
+        printf("{\"model\":\"%s\",\"type\":\"%s\",\"params\":%llu,\"model_bytes\":%zu,\"read_bytes_per_token\":%zu,"
+               "\"threads\":%d,\"kernels\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"repetitions\":%d,"
+               "\"pp_tps\":%.3f,\"pp_tps_sd\":%.3f,\"tg_tps\":%.3f,\"tg_tps_sd\":%.3f,\"bandwidth_gbs\":%.3f,"
+               "\"tg_bandwidth_fraction\":%.4f,\"tg_model_bytes_fraction\":%.4f}\n",
+               cli_basename(model_path), type, (unsigned long long)m->n_params, m->weight_bytes, read_bytes, n_threads,
+               fwd_kernels(c)->name, n_pp, n_tg, reps, pp_m, pp_sd, tg_m, tg_sd, bw, frac, frac_model);
+    } else {
+        printf("model:       %s (%s, %.2f B params, %.1f MiB)\n", cli_basename(model_path), type, (double)m->n_params / 1e9,
+               (double)m->weight_bytes / (1 << 20));
+        printf("threads:     %d (%s kernels), %d runs\n", n_threads, fwd_kernels(c)->name, reps);
+        if (n_pp > 0) printf("pp%-4d       %8.2f ± %.2f tokens/s\n", n_pp, pp_m, pp_sd);
+        if (n_tg > 0) printf("tg%-4d       %8.2f ± %.2f tokens/s\n", n_tg, tg_m, tg_sd);
+        printf("bandwidth:   %.2f GB/s (read, %d threads, measured now)\n", bw, n_threads);
+        if (n_tg > 0)
+            printf("generation:  %.1f%% of the bandwidth limit (%.1f MiB read per token); %.1f%% by model bytes\n",
+                   100 * frac, (double)read_bytes / (1 << 20), 100 * frac_model);
+    }
+    rcode = 0;
+done:
+    mem_free(toks);
+    mem_free(pp);
+    mem_free(tg);
+    fwd_free(c);
+    model_free(m);
+    return rcode;
+}

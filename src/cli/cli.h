@@ -1,0 +1,62 @@
+// cli.h — what the commands of `simularity` share: option parsing, error
+// reporting, prompt input, model loading with messages.
+//
+// Every command is `int cmd_NAME(int argc, char **argv)` (argv[0] is the
+// command name) returning the process exit code: 0 on success, 1 on any
+// error after printing one line "simularity: <what went wrong>" to stderr.
+#ifndef SIM_CLI_H
+#define SIM_CLI_H
+
+#include <stdio.h>
+
+#include "base/base.h"
+#include "model/forward.h"
+#include "model/model.h"
+
+typedef enum cli_kind { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG } cli_kind;
+
+typedef struct cli_opt {
+    const char *names; // "-m|--model": alternatives separated by '|'
+    cli_kind kind;
+    void *dst;         // const char **, int *, float *, uint64_t *, bool *
+    const char *help;
+} cli_opt;
+
+// Parses argv[1..argc): options of the table (values as the next argument or
+// after '='), everything else positional (at most max_pos). Returns 0, or 1
+// after printing an error; returns 2 when --help was asked (usage printed).
+int cli_parse(const char *synopsis, int argc, char **argv, const cli_opt *opts, int n_opts,
+              const char **pos, int max_pos, int *n_pos);
+
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2))); // prints, returns 1
+
+// The prompt from -p TEXT or -f FILE (exactly one). Returns a heap copy
+// (mem_free) or NULL after printing an error.
+char *cli_prompt(const char *text, const char *file, size_t *len);
+
+// Loads a model, printing the error on failure (returns NULL).
+model *cli_load_model(const char *path, bool vocab_only);
+
+// Tokenizes text with the model's BOS flag; returns a heap array (mem_free)
+// and its length, or NULL after printing an error.
+int32_t *cli_tokenize(const model *m, const char *text, size_t len, bool add_special, int *n_out);
+
+const char *cli_basename(const char *path);
+
+// Decodes tokens[0..n) of sequence 0 at positions pos0.. in batches of the
+// context's batch size. on_logits (may be NULL) is called after each batch
+// with the batch's first index when all_logits is set; otherwise only the
+// last token's logits are computed (read them with fwd_logits(c, 0)).
+// Prints the error and returns false on failure.
+bool cli_eval(fwd_ctx *c, const int32_t *tokens, int n, int pos0, bool all_logits,
+              void (*on_logits)(void *arg, fwd_ctx *c, int first, int count), void *arg);
+
+int cmd_run(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+#endif

@@ -1,0 +1,51 @@
+// matmul.c — chunked GEMV/GEMM over the kernel table.
+//
+// Decoding one token (N == 1) is a matrix-vector product bound by memory:
+// chunks of GEMV_ROWS rows, each row one vec_dot. Prompt processing
+// (N > 1) is compute-bound: chunks are tiles of GEMM_ROWS weight rows ×
+// GEMM_COLS tokens handed to the kernel's gemm, which register-blocks inside.
+// A tile's weights (64 rows of a 2048-wide Q8_0 matrix: 136 KB) and
+// activations (64 tokens: 160 KB) stay in L2 while the kernel works on it.
+// Chunks are numbered row-block-major, so a thread that claims consecutive
+// chunks keeps its weight rows in cache.
+#include "tensor/matmul.h"
+
+#define GEMV_ROWS 32
+#define GEMM_ROWS 64
+#define GEMM_COLS 64
+
+size_t mm_act_row_bytes(tt_type wtype, int64_t ne0) {
+    return tt_act_row_size(tt_get(wtype)->act, ne0);
+}
+
+void mm_quantize(const kern_ops *k, tt_type wtype, const float *x, int N, int64_t ne0, void *q,
+                 int ith, int nth) {
+    tt_act act = tt_get(wtype)->act;
+    size_t rb = tt_act_row_size(act, ne0);
+    for (int c = ith; c < N; c += nth)
+        k->quantize_act[act](x + (size_t)c * (size_t)ne0, (char *)q + (size_t)c * rb, ne0);
+}
+
+void mm_mul(const kern_ops *k, const mm_tensor *W, const void *q, int N, float *y, size_t ldy,
+            pool_counter *ctr) {
+    size_t arow = mm_act_row_bytes(W->type, W->ne0);
+    const char *wd = W->data;
+    int64_t M = W->ne1;
+    if (N == 1) {
+        tt_vec_dot_fn dot = k->vec_dot[W->type];
+        int64_t n_chunks = (M + GEMV_ROWS - 1) / GEMV_ROWS;
+        for (int64_t ch; (ch = pool_claim(ctr)) < n_chunks;) {
+            int64_t r0 = ch * GEMV_ROWS, r1 = MIN(M, r0 + GEMV_ROWS);
+            for (int64_t r = r0; r < r1; r++) dot(W->ne0, &y[r], wd + (size_t)r * W->row_bytes, q);
+        }
+        return;
+    }
+    kern_gemm_fn gemm = k->gemm[W->type];
+    int64_t n_rb = (M + GEMM_ROWS - 1) / GEMM_ROWS, n_cb = (N + GEMM_COLS - 1) / GEMM_COLS;
+    for (int64_t ch; (ch = pool_claim(ctr)) < n_rb * n_cb;) {
+        int64_t r0 = (ch / n_cb) * GEMM_ROWS, c0 = (ch % n_cb) * GEMM_COLS;
+        int nr = (int)MIN(GEMM_ROWS, M - r0), nc = (int)MIN(GEMM_COLS, N - c0);
+        gemm(W->ne0, nr, nc, wd + (size_t)r0 * W->row_bytes, W->row_bytes,
+             (const char *)q + (size_t)c0 * arow, arow, y + (size_t)c0 * ldy + r0, ldy);
+    }
+}
