@@ -85,8 +85,16 @@ debug:
 bench: simularity
 	sh bench/run.sh
 
+# libFuzzer targets (clang): the library built with coverage and sanitizers,
+# one binary per tests/fuzz/*.c. Run e.g. build/fuzz/fuzz_gguf -max_total_time=60 DIR.
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/*.c))
 fuzz:
-	$(MAKE) -C tests/fuzz
+	$(MAKE) BUILD=build/fuzz CC=clang OPT="-O1 -fno-omit-frame-pointer" \
+	        SAN="-fsanitize=address,undefined -fsanitize=fuzzer-no-link" build/fuzz/libsimularity.a
+	for f in $(FUZZ_SRC); do \
+	    clang -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=address,undefined,fuzzer \
+	        $$f build/fuzz/libsimularity.a $(PKG_LIBS) -lm -pthread -o build/fuzz/$$(basename $$f .c) || exit 1; \
+	done
 
 deps:
 	apt-get update && apt-get install -y $(DEPS_DEB)

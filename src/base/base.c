@@ -42,14 +42,16 @@ sim_status err_set(sim_err *err, sim_status code, const char *fmt, ...) {
 
 sim_status err_prefix(sim_err *err, const char *fmt, ...) {
     if (!err) return SIM_OK;
-    char prefix[256];
+    char prefix[160];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    // Both parts fit in most cases; a very long pair is cut at the end.
+    int n = snprintf(err->msg, sizeof err->msg, "%s: ", prefix);
+    if (n > 0 && (size_t)n < sizeof err->msg) snprintf(err->msg + n, sizeof err->msg - (size_t)n, "%s", old);
     return err->code;
 }
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // --- reading primitives -------------------------------------------------------
@@ -41,7 +42,7 @@ static sim_status rd_u64(reader *r, uint64_t *v, const char *what) {
 }
 
 static sim_status rd_str(reader *r, gguf_str *s, const char *what) {
-    uint64_t n;
+    uint64_t n = 0;
     sim_status st = rd_u64(r, &n, what);
     if (st) return st;
     if (n > r->size - r->pos) {

@@ -194,14 +194,26 @@ static sim_status load_tensors(loader *L) {
 
 sim_status model_load(model **out, const char *path, const model_params *params, sim_err *err) {
     *out = NULL;
+    gguf_file *f;
+    sim_status st = gguf_open(&f, path, err);
+    if (st) return st;
+    return model_load_gguf(out, f, params, err);
+}
+
+sim_status model_load_gguf(model **out, gguf_file *f, const model_params *params, sim_err *err) {
+    *out = NULL;
     model_params defaults = {0};
     if (!params) params = &defaults;
+    const char *path = f->path;
     model *m = mem_calloc(1, sizeof *m);
-    if (!m) return err_set(err, SIM_ERR_NOMEM, "%s: out of memory", path);
+    if (!m) {
+        gguf_close(f);
+        return err_set(err, SIM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    m->gguf = f;
     loader L = {.m = m, .path = path, .err = err};
-    sim_status st = gguf_open(&m->gguf, path, err);
-    if (st) goto fail;
-    if ((st = tok_load(&m->vocab, m->gguf, err))) {
+    sim_status st = tok_load(&m->vocab, m->gguf, err);
+    if (st) {
         err_prefix(err, "%s", path);
         goto fail;
     }

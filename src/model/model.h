@@ -84,6 +84,8 @@ typedef struct model {
 } model;
 
 sim_status model_load(model **out, const char *path, const model_params *params, sim_err *err);
+// The same from an opened file, which the model takes over (closed on error too).
+sim_status model_load_gguf(model **out, gguf_file *f, const model_params *params, sim_err *err);
 void model_free(model *m);
 
 // The most common weight type (by bytes), for reports ("q4_K").
