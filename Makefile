@@ -67,7 +67,7 @@ $(BIN): $(CLI_OBJ) $(LIB)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/tests/test.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $< $(BUILD)/tests/test.o $(LIB) $(LDLIBS_ALL) -o $@
+	$(CC) $(CFLAGS_ALL) -MF $@.d $< $(BUILD)/tests/test.o $(LIB) $(LDLIBS_ALL) -o $@
 
 $(BUILD)/tools/%: tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -102,4 +102,6 @@ deps:
 clean:
 	rm -rf build simularity
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+# Keep the harness object between runs; rebuild tests when a header changes.
+.SECONDARY: $(BUILD)/tests/test.o
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(BUILD)/tests/test.d $(TESTS:=.d)

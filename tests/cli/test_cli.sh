@@ -1,0 +1,163 @@
+#!/bin/sh
+# CLI tests: the commands' interfaces, outputs and error handling, through
+# the real binary. Models are generated with `simularity synth`; tests that
+# need ../shared say SKIP when it is absent.
+# Usage: sh tests/cli/test_cli.sh   (SIM_BIN: the binary, default ./simularity)
+BIN=${SIM_BIN:-./simularity}
+SHARED=${SIM_SHARED:-../shared}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0; skip=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "$2" ] && echo "  $2"; }
+skip() { skip=$((skip + 1)); echo "SKIP $1: $2"; }
+# expect_error NAME PATTERN CMD...: exit code 1, exactly one stderr line matching PATTERN, no stdout
+expect_error() {
+    name=$1; pat=$2; shift 2
+    timeout 20 "$@" >"$T/out" 2>"$T/err"; rc=$?
+    lines=$(wc -l <"$T/err")
+    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err" && [ ! -s "$T/out" ]; then ok "$name"
+    else bad "$name" "exit $rc, $lines stderr lines: $(head -c 300 "$T/err")"; fi
+}
+
+# --- models made here ----------------------------------------------------------------
+$BIN synth -o "$T/tiny.gguf" --vocab 400 --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 >/dev/null 2>&1 &&
+    ok synth_tiny || bad synth_tiny
+$BIN synth -o "$T/qwen.gguf" --arch qwen2 --vocab 400 --dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --tied \
+    --type f16 >/dev/null 2>&1 && ok synth_qwen2 || bad synth_qwen2
+
+# --- usage and argument errors ----------------------------------------------------------
+$BIN >/dev/null 2>&1; [ $? -eq 1 ] && ok no_command_exit_1 || bad no_command_exit_1
+$BIN --help | grep -q "usage: simularity" && ok help || bad help
+expect_error unknown_option "unknown option '--bogus'" $BIN run -m "$T/tiny.gguf" -p hi --bogus
+expect_error missing_value "needs a value" $BIN run -m "$T/tiny.gguf" -p
+expect_error bad_number "not a valid number" $BIN run -m "$T/tiny.gguf" -p hi --temp abc
+expect_error prompt_twice "exactly one of -p" $BIN run -m "$T/tiny.gguf" -p hi -f /dev/null
+
+# --- bad model files: one line naming the file, exit 1, never a crash or hang ----------------
+expect_error missing_file "$T/none.gguf: cannot open" $BIN run -m "$T/none.gguf" -p hi
+printf 'hello, this is not a model\n' >"$T/text.gguf"
+expect_error not_gguf "$T/text.gguf: not a GGUF file" $BIN run -m "$T/text.gguf" -p hi
+: >"$T/empty.gguf"
+expect_error empty_file "$T/empty.gguf: not a GGUF file" $BIN info -m "$T/empty.gguf"
+expect_error directory "not a regular file" $BIN info -m "$T"
+for n in 3 10 100 2000 20000 60000; do
+    head -c $n "$T/tiny.gguf" >"$T/trunc.gguf"
+    expect_error "truncated_$n" "$T/trunc.gguf: " $BIN run -m "$T/trunc.gguf" -p hi -n 4
+done
+# corrupt bytes in the tensor-info area: errors or runs, but always exits 0/1 cleanly
+size=$(wc -c <"$T/tiny.gguf")
+crashes=0
+for off in 0 4 8 16 24 40 100 500 1000 3000 5000 9000 12000 15000 17000 18000; do
+    cp "$T/tiny.gguf" "$T/corrupt.gguf"
+    printf '\377\377\377\377\377\377\377\377' | dd of="$T/corrupt.gguf" bs=1 seek=$off conv=notrunc 2>/dev/null
+    timeout 20 $BIN run -m "$T/corrupt.gguf" -p hi -n 2 >/dev/null 2>"$T/err"; rc=$?
+    [ $rc -gt 1 ] && { crashes=$((crashes + 1)); echo "  offset $off: exit $rc: $(head -c 200 "$T/err")"; }
+done
+[ $crashes -eq 0 ] && ok corrupted_headers || bad corrupted_headers "$crashes crashes"
+# an unsupported architecture and an unsupported tensor type, made with python
+python3 - "$T" <<'PY'
+import struct, sys
+d = sys.argv[1]
+def s(x): b = x.encode(); return struct.pack('<Q', len(b)) + b
+def gguf(kvs, tensors, data):
+    out = struct.pack('<IIQQ', 0x46554747, 3, len(tensors), len(kvs))
+    for k, v in kvs: out += s(k) + struct.pack('<I', 8) + s(v)
+    for name, ne, ty in tensors:
+        out += s(name) + struct.pack('<I', len(ne)) + b''.join(struct.pack('<Q', n) for n in ne) + struct.pack('<IQ', ty, 0)
+    out += b'\0' * ((32 - len(out) % 32) % 32)
+    return out + data
+open(d + '/mamba.gguf', 'wb').write(gguf([('general.architecture', 'mamba')], [('x', [32], 0)], b'\0' * 128))
+open(d + '/iq2.gguf', 'wb').write(gguf([('general.architecture', 'llama')], [('x', [256], 16)], b'\0' * 128))
+PY
+expect_error unsupported_type "$T/iq2.gguf: tensor 'x' has unsupported type 16" $BIN run -m "$T/iq2.gguf" -p hi
+cp "$T/mamba.gguf" "$T/arch.gguf"
+# (the vocab is checked first: give the file a vocab by asking synth to borrow none — expect the tokenizer error)
+expect_error missing_tokenizer "$T/arch.gguf: " $BIN run -m "$T/arch.gguf" -p hi
+
+# --- run ---------------------------------------------------------------------------------
+out=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 12 --temp 0 2>"$T/err"); rc=$?
+[ $rc -eq 0 ] && grep -q "generation: 12 tokens" "$T/err" && ok run_greedy_12 || bad run_greedy_12 "$(cat "$T/err")"
+out2=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 12 --temp 0 -t 1 2>/dev/null)
+[ "$out" = "$out2" ] && ok run_threads_same_text || bad run_threads_same_text
+a=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 20 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 7 2>/dev/null)
+b=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 20 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 7 2>/dev/null)
+c=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 20 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 8 2>/dev/null)
+[ "$a" = "$b" ] && [ "$a" != "$c" ] && ok run_seeded || bad run_seeded "seed 7: '$a' / '$b', seed 8: '$c'"
+# A full context ends generation: the last sampled token is printed, not decoded.
+np=$($BIN tokenize -m "$T/tiny.gguf" -p "abc" | wc -w)
+$BIN run -m "$T/tiny.gguf" -p "abc" -c 16 --temp 0 >/dev/null 2>"$T/err"
+grep -q "context is full" "$T/err" && grep -q "generation: $((16 - np + 1)) tokens" "$T/err" && ok run_context_full ||
+    bad run_context_full "$(cat "$T/err")"
+expect_error run_prompt_too_long "context holds 8" $BIN run -m "$T/tiny.gguf" -p "abcdefghijklmnopqrstuvwxyz" -c 8
+$BIN run -m "$T/qwen.gguf" -p "hello" -n 5 --kv-type f32 >/dev/null 2>&1 && ok run_qwen2_f32_kv || bad run_qwen2_f32_kv
+printf 'a prompt from a file' >"$T/prompt.txt"
+$BIN run -m "$T/tiny.gguf" -f "$T/prompt.txt" -n 3 >/dev/null 2>&1 && ok run_prompt_file || bad run_prompt_file
+
+if [ -f "$SHARED/models/stories260K.gguf" ]; then
+    want=' She loved to play outside in the park. One day, she saw a big, red ball.'
+    got=$($BIN run -m "$SHARED/models/stories260K.gguf" -f "$SHARED/golden/short.txt" --temp 0 -n 40 2>/dev/null)
+    case "$got" in "$want"*) ok run_stories260K_greedy ;; *) bad run_stories260K_greedy "got '$got'" ;; esac
+else skip run_stories260K_greedy "$SHARED/models is absent"; fi
+
+# --- tokenize, logits, info ---------------------------------------------------------------------
+ids=$($BIN tokenize -m "$T/tiny.gguf" -p "ab" 2>&1)
+echo "$ids" | grep -qE '^1( [0-9]+)+$' && ok tokenize_bos || bad tokenize_bos "$ids"
+ids=$($BIN tokenize -m "$T/tiny.gguf" -p "ab" --no-bos 2>&1)
+echo "$ids" | grep -qE '^[0-9]+( [0-9]+)*$' && ! echo "$ids" | grep -qE '^1 ' && ok tokenize_no_bos || bad tokenize_no_bos "$ids"
+if [ -f "$SHARED/vocab/ggml-vocab-gpt-2.gguf" ]; then
+    got=$($BIN tokenize -m "$SHARED/vocab/ggml-vocab-gpt-2.gguf" -p "Hello world" 2>&1)
+    [ "$got" = "15496 995" ] && ok tokenize_vocab_only || bad tokenize_vocab_only "got '$got'"
+    expect_error vocab_only_cannot_run "ggml-vocab-gpt-2.gguf: unsupported architecture 'gpt2'" $BIN run -m "$SHARED/vocab/ggml-vocab-gpt-2.gguf" -p hi
+else skip tokenize_vocab_only "$SHARED/vocab is absent"; fi
+$BIN logits -m "$T/tiny.gguf" -p "abc" --top 5 >"$T/l.json" 2>"$T/err" &&
+python3 - "$T/l.json" <<'PY' && ok logits_json || bad logits_json "$(cat "$T/err")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d['model'] == 'tiny.gguf' and d['prompt'] == 'abc', d
+assert len(d['top_logits']) == len(d['tokens']) and d['tokens'][0] == 1
+for row in d['top_logits']:
+    assert len(row) == 5
+    assert all(row[i][1] >= row[i + 1][1] for i in range(4))
+PY
+if [ -f "$SHARED/golden/synth-llama-256.f16.short.json" ]; then
+    $BIN logits -m "$SHARED/models/synth-llama-256.f16.gguf" -f "$SHARED/golden/short.txt" >"$T/g.json" 2>/dev/null &&
+    python3 - "$T/g.json" "$SHARED/golden/synth-llama-256.f16.short.json" <<'PY' && ok logits_vs_golden || bad logits_vs_golden
+import json, sys
+o, g = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert o['tokens'] == g['tokens'] and o['prompt'] == g['prompt']
+for orow, grow in zip(o['top_logits'], g['top_logits']):
+    mine = dict((i, l) for i, l in orow)
+    for i, l in grow[:5]:
+        assert i in mine and abs(mine[i] - l) <= 0.02, (i, mine.get(i), l)
+PY
+else skip logits_vs_golden "$SHARED/golden is absent"; fi
+info=$($BIN info -m "$T/tiny.gguf" -c 100 2>&1)
+# KV bytes per token: 2 × 2 layers × 2 KV heads × 16 dims × 2 bytes = 256
+echo "$info" | grep -q "256 bytes per token" && echo "$info" | grep -q "architecture:  llama" &&
+    echo "$info" | grep -q "for a context of 100" && ok info || bad info "$info"
+
+# --- quantize ------------------------------------------------------------------------------------
+$BIN synth -o "$T/wide.gguf" --vocab 512 --dim 256 --layers 2 --heads 4 --kv-heads 2 --ffn 512 >/dev/null 2>&1
+for ty in q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_s q4_k_m q5_k_s q5_k_m q6_k f16 bf16; do
+    if $BIN quantize "$T/wide.gguf" "$T/q.gguf" $ty >/dev/null 2>"$T/err" &&
+       $BIN run -m "$T/q.gguf" -p "ab" -n 3 >/dev/null 2>&1; then ok "quantize_$ty"
+    else bad "quantize_$ty" "$(cat "$T/err")"; fi
+done
+$BIN quantize "$T/wide.gguf" "$T/q.gguf" q4_k_m >/dev/null 2>&1
+types=$($BIN info -m "$T/q.gguf" | grep "tensor types")
+echo "$types" | grep -q "q4_K" && echo "$types" | grep -q "q6_K" && ok quantize_q4_k_m_mix || bad quantize_q4_k_m_mix "$types"
+expect_error quantize_bad_type "unknown type 'q9_9'" $BIN quantize "$T/wide.gguf" "$T/q.gguf" q9_9
+expect_error quantize_same_file "overwrite the input" $BIN quantize "$T/wide.gguf" "$T/wide.gguf" q8_0
+
+# --- bench ---------------------------------------------------------------------------------------
+$BIN bench -m "$T/tiny.gguf" -p 16 -n 4 -r 1 --json >"$T/b.json" 2>"$T/err" &&
+python3 - "$T/b.json" <<'PY' && ok bench_json || bad bench_json "$(cat "$T/err")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ('pp_tps', 'tg_tps', 'bandwidth_gbs', 'tg_bandwidth_fraction'):
+    assert k in d and d[k] > 0, (k, d)
+PY
+
+echo "test_cli.sh: $pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
