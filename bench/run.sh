@@ -1,0 +1,37 @@
+#!/bin/sh
+# make bench: the benchmark of the inference core. Builds random-weight
+# 1.1B Llama models (dim 2048, 22 layers, 32 heads / 4 KV heads, ffn 5632,
+# vocab 32000: TinyLlama's shape) once into build/bench/, then measures
+# prompt processing (pp512) and generation (tg128) on 2 threads, with the
+# machine's read bandwidth measured in the same run.
+# Environment: BENCH_TYPES (default "q4_0 q8_0 q4_k_m"), BENCH_ARGS (extra
+# arguments for `simularity bench`, e.g. "-r 5").
+set -e
+BIN=${SIM_BIN:-./simularity}
+DIR=build/bench
+mkdir -p $DIR
+TYPES=${BENCH_TYPES:-"q4_0 q8_0 q4_k_m"}
+for ty in $TYPES; do
+    m=$DIR/llama-1.1b.$ty.gguf
+    if [ ! -f $m ]; then
+        echo "writing $m ..."
+        $BIN synth -o $m.tmp --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 --vocab 32000 \
+            --ctx 2048 --type $ty -t 2
+        mv $m.tmp $m
+    fi
+done
+: >$DIR/results.jsonl
+for ty in $TYPES; do
+    $BIN bench -m $DIR/llama-1.1b.$ty.gguf -p 512 -n 128 -t 2 -r 3 ${BENCH_ARGS:-} --json | tee -a $DIR/results.jsonl
+done
+python3 - $DIR/results.jsonl <<'PY'
+import json, sys
+ref = {'q4_0': (123, 30), 'q8_0': (89, 21), 'q4_K': (103, 39)}  # a mature engine on this kind of machine
+print('\n%-24s %10s %10s %9s %9s %12s' % ('model', 'pp512 t/s', 'tg128 t/s', 'GB/s', 'tg/limit', 'vs mature'))
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    r = ref.get(d['type'])
+    vs = 'pp %.2fx tg %.2fx' % (d['pp_tps'] / r[0], d['tg_tps'] / r[1]) if r else ''
+    print('%-24s %10.1f %10.1f %9.1f %8.0f%% %s' % (d['model'], d['pp_tps'], d['tg_tps'], d['bandwidth_gbs'],
+                                                     100 * d['tg_bandwidth_fraction'], vs))
+PY
