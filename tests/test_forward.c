@@ -249,6 +249,68 @@ static void test_qwen2_arch(void) {
     model_free(m);
 }
 
+// Llama 3 frequency factors divide each RoPE frequency: with every factor
+// equal to 2 the model must match the plain model with positions halved
+// (linear scaling 0.5); the metadata form of linear scaling must too.
+static void test_rope_scaling(void) {
+    const char *src = model_path("f32", QZ_F32, "llama");
+    gguf_file *f;
+    sim_err err;
+    if (gguf_open(&f, src, &err) != SIM_OK) {
+        CHECK_MSG(false, "%s", err.msg);
+        return;
+    }
+    char p_freqs[512], p_linear[512];
+    snprintf(p_freqs, sizeof p_freqs, "%s/rope-freqs.gguf", dir);
+    snprintf(p_linear, sizeof p_linear, "%s/rope-linear.gguf", dir);
+    uint32_t rope_dim = 0;
+    CHECK(gguf_get_u32(f, "llama.rope.dimension_count", &rope_dim));
+    float factors[64];
+    for (int i = 0; i < 64; i++) factors[i] = 2.0f;
+    for (int variant = 0; variant < 2; variant++) {
+        gguf_writer *w = gguf_writer_new();
+        CHECK(gguf_writer_copy_kv(w, f, NULL) == SIM_OK);
+        for (int64_t i = 0; i < f->n_tensors; i++) {
+            const gguf_tensor *t = &f->tensors[i];
+            CHECK(gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, &err) == SIM_OK);
+        }
+        if (variant == 0) {
+            int64_t ne[1] = {rope_dim / 2};
+            CHECK(gguf_writer_add_tensor(w, "rope_freqs.weight", TT_F32, 1, ne, factors, &err) == SIM_OK);
+        } else {
+            gguf_writer_set_str(w, "llama.rope.scaling.type", "linear");
+            gguf_writer_set_f32(w, "llama.rope.scaling.factor", 2.0f);
+        }
+        CHECK(gguf_writer_write(w, variant == 0 ? p_freqs : p_linear, &err) == SIM_OK);
+        gguf_writer_free(w);
+    }
+    gguf_close(f);
+    model *plain = NULL, *withf = load(p_freqs), *linear = load(p_linear);
+    model_params mp = {.rope_freq_scale = 0.5f};
+    CHECK(model_load(&plain, src, &mp, &err) == SIM_OK);
+    model *unscaled = load(src);
+    if (!plain || !withf || !linear || !unscaled) return;
+    CHECK(withf->rope_freqs != NULL && linear->hp.rope_freq_scale == 0.5f);
+    int32_t t[30];
+    tokens(t, 30, 8);
+    model *ms[4] = {plain, withf, linear, unscaled};
+    float *logits[4];
+    for (int i = 0; i < 4; i++) {
+        fwd_ctx *c = ctx(ms[i], 2, KERN_BEST, TT_F32, 1);
+        decode(c, t, 30, 0, 0, false);
+        logits[i] = malloc(sizeof(float) * 300);
+        memcpy(logits[i], fwd_logits(c, 0), sizeof(float) * 300);
+        fwd_free(c);
+    }
+    CHECK(max_rel_diff(logits[1], logits[0], 300) < 1e-5);
+    CHECK(max_rel_diff(logits[2], logits[0], 300) < 1e-6);
+    CHECK(max_rel_diff(logits[3], logits[0], 300) > 1e-3); // scaling really changes the result
+    for (int i = 0; i < 4; i++) {
+        free(logits[i]);
+        model_free(ms[i]);
+    }
+}
+
 // Bad batches are refused before anything changes.
 static void test_bad_batches(void) {
     model *m = load(model_path("f32", QZ_F32, "llama"));
@@ -348,6 +410,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_sequences_isolated);
     TEST_RUN(test_types_and_levels);
     TEST_RUN(test_qwen2_arch);
+    TEST_RUN(test_rope_scaling);
     TEST_RUN(test_bad_batches);
     TEST_RUN(test_weights_not_copied);
     char cmd[300];
