@@ -543,7 +543,7 @@ typedef struct buf {
 } buf;
 
 static void buf_put(buf *b, const void *src, size_t n) {
-    if (b->oom) return;
+    if (b->oom || n == 0) return;
     if (b->cap - b->n < n) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap - b->n < n) {
