@@ -272,6 +272,15 @@ static void test_float_helpers(void) {
             k->axpy_f16(y1, 0.75f, h, n);
             ref->axpy_f16(y2, 0.75f, h, n);
             for (int64_t i = 0; i < n; i++) CHECK_NEAR(y1[i], y2[i], 1e-6 * (fabs(y2[i]) + 1));
+            // exp_sum: values around the max, and -inf entries (masked scores)
+            for (int64_t i = 0; i < n; i++) {
+                y1[i] = i % 5 == 3 ? -INFINITY : x[i] * 4;
+                y2[i] = y1[i];
+            }
+            float mx = 12.0f;
+            float s1 = k->exp_sum(y1, n, mx), s2 = ref->exp_sum(y2, n, mx);
+            CHECK_NEAR(s1, s2, 2e-6 * s2);
+            for (int64_t i = 0; i < n; i++) CHECK_NEAR(y1[i], y2[i], 2e-6 * y2[i] + 1e-38);
             k->f32_to_f16(x, h2, n);
             int bad = 0;
             for (int64_t i = 0; i < n; i++) bad += h2[i] != h[i];

@@ -343,12 +343,7 @@ static void attend(fwd_ctx *c, int layer, int g, int t0, int nt, float *scr) {
             }
             float m_new = MAX(M[r], mt);
             float corr = expf(M[r] - m_new); // 0 when M[r] was -inf
-            float sum = 0;
-            for (int j = 0; j < nk; j++) {
-                float e = s[j] == -INFINITY ? 0.0f : expf(s[j] - m_new);
-                s[j] = e;
-                sum += e;
-            }
+            float sum = c->k->exp_sum(s, nk, m_new);
             L[r] = L[r] * corr + sum;
             M[r] = m_new;
             if (corr != 1.0f) {

@@ -6,6 +6,7 @@
 #include "tensor/kern.h"
 
 #include <cpuid.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,15 @@ static void f32_to_f16_ref(const float *x, tt_half *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = tt_float_to_half(x[i]);
 }
 
+static float exp_sum_ref(float *x, int64_t n, float max) {
+    float sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    return sum;
+}
+
 // One generic gemm per type, calling that type's reference dot product.
 #define REF_GEMM(T, TT)                                                                 \
     static void vd_##T(int64_t n, float *s, const void *w, const void *a) {            \
@@ -119,6 +129,7 @@ void kern_fill_ref(kern_ops *k) {
     k->dot_f16_f32 = dot_f16_f32_ref;
     k->axpy_f16 = axpy_f16_ref;
     k->f32_to_f16 = f32_to_f16_ref;
+    k->exp_sum = exp_sum_ref;
 }
 
 // --- the tables ------------------------------------------------------------------

@@ -53,6 +53,9 @@ typedef struct kern_ops {
     float (*dot_f16_f32)(const tt_half *x, const float *y, int64_t n);  // K cache rows
     void (*axpy_f16)(float *y, float a, const tt_half *x, int64_t n);   // y += a*x (V rows)
     void (*f32_to_f16)(const float *x, tt_half *y, int64_t n);
+    // Softmax numerator: x[i] = exp(x[i] - max) (-inf gives 0); returns the sum.
+    // Accurate to a few ulp of expf.
+    float (*exp_sum)(float *x, int64_t n, float max);
 } kern_ops;
 
 kern_level kern_detect(void);              // the best level this CPU supports
