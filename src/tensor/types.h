@@ -148,6 +148,7 @@ typedef struct {
 static_assert(sizeof(blk_q6_K) == 2 + QK_K / 16 + 3 * QK_K / 4, "wrong q6_K block size");
 
 // Q8_K: activations for K-quant dot products. bsums[i] = sum of qs[16i..16i+16).
+// Codes are in -127..127 (never -128): kernels rely on it (the sign trick).
 typedef struct {
     float d;
     int8_t qs[QK_K];
@@ -158,6 +159,7 @@ static_assert(sizeof(blk_q8_K) == sizeof(float) + QK_K + QK_K / 16 * sizeof(int1
 
 // Activations for the 32-element types (internal, never in files): value j is
 // d * qs[j]; sum = sum of qs (for the offset and min terms of Q4_x / Q5_x).
+// Codes are in -127..127 (never -128): kernels rely on it (the sign trick).
 typedef struct {
     float d;
     int32_t sum;
