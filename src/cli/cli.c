@@ -104,7 +104,7 @@ int cli_parse(const char *synopsis, int argc, char **argv, const cli_opt *opts, 
     return 0;
 }
 
-char *cli_prompt(const char *text, const char *file, size_t *len) {
+static char *read_prompt(const char *text, const char *file, size_t *len) {
     if ((text != NULL) == (file != NULL)) {
         cli_fail("give the prompt with exactly one of -p TEXT or -f FILE");
         return NULL;
@@ -139,21 +139,36 @@ model *cli_load_model(const char *path, bool vocab_only) {
     return m;
 }
 
-int32_t *cli_tokenize(const model *m, const char *text, size_t len, bool add_special, int *n_out) {
+bool cli_input_open(cli_input *in, const char *model_path, const char *text, const char *file,
+                    bool vocab_only, bool add_special) {
+    memset(in, 0, sizeof *in);
+    if (!(in->prompt = read_prompt(text, file, &in->len))) return false;
+    if (!(in->m = cli_load_model(model_path, vocab_only))) {
+        cli_input_close(in);
+        return false;
+    }
     sim_err err;
-    int n = tok_encode(m->vocab, text, len, add_special, true, NULL, 0, &err);
+    int n = tok_encode(in->m->vocab, in->prompt, in->len, add_special, true, NULL, 0, &err);
     if (n < 0) {
         cli_fail("cannot tokenize the prompt: %s", err.msg);
-        return NULL;
+        cli_input_close(in);
+        return false;
     }
-    int32_t *ids = mem_alloc((size_t)(n ? n : 1) * sizeof *ids);
-    if (!ids) {
+    if (!(in->toks = mem_alloc((size_t)(n ? n : 1) * sizeof *in->toks))) {
         cli_fail("out of memory");
-        return NULL;
+        cli_input_close(in);
+        return false;
     }
-    tok_encode(m->vocab, text, len, add_special, true, ids, n, &err);
-    *n_out = n;
-    return ids;
+    tok_encode(in->m->vocab, in->prompt, in->len, add_special, true, in->toks, n, &err);
+    in->n = n;
+    return true;
+}
+
+void cli_input_close(cli_input *in) {
+    mem_free(in->toks);
+    mem_free(in->prompt);
+    model_free(in->m);
+    memset(in, 0, sizeof *in);
 }
 
 const char *cli_basename(const char *path) {

@@ -30,16 +30,25 @@ int cli_parse(const char *synopsis, int argc, char **argv, const cli_opt *opts, 
 
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2))); // prints, returns 1
 
-// The prompt from -p TEXT or -f FILE (exactly one). Returns a heap copy
-// (mem_free) or NULL after printing an error.
-char *cli_prompt(const char *text, const char *file, size_t *len);
-
 // Loads a model, printing the error on failure (returns NULL).
 model *cli_load_model(const char *path, bool vocab_only);
 
-// Tokenizes text with the model's BOS flag; returns a heap array (mem_free)
-// and its length, or NULL after printing an error.
-int32_t *cli_tokenize(const model *m, const char *text, size_t len, bool add_special, int *n_out);
+// A prompt (from -p or -f), the model it is for, and its tokens: what run,
+// logits and tokenize start from.
+typedef struct cli_input {
+    char *prompt;
+    size_t len;
+    model *m;
+    int32_t *toks; // (n)
+    int n;
+} cli_input;
+
+// Reads the prompt, loads the model and tokenizes (add_special: BOS/EOS as
+// the model asks). Prints the error and returns false on failure, with
+// everything released.
+bool cli_input_open(cli_input *in, const char *model_path, const char *text, const char *file,
+                    bool vocab_only, bool add_special);
+void cli_input_close(cli_input *in);
 
 const char *cli_basename(const char *path);
 

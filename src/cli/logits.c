@@ -61,21 +61,15 @@ int cmd_logits(int argc, char **argv) {
         return rc;
     if (top < 1 || top > 256) return cli_fail("logits: --top must be between 1 and 256");
     if (n_batch < 1 || n_threads < 0) return cli_fail("logits: invalid batch size or thread count");
-    size_t len;
-    char *prompt = cli_prompt(text, file, &len);
-    if (!prompt) return 1;
-    model *m = cli_load_model(model_path, false);
-    if (!m) {
-        mem_free(prompt);
-        return 1;
-    }
-    int n = 0, rcode = 1;
-    int32_t *toks = cli_tokenize(m, prompt, len, true, &n);
+    cli_input in;
+    if (!cli_input_open(&in, model_path, text, file, false, true)) return 1;
+    model *m = in.m;
+    int n = in.n, rcode = 1;
+    const int32_t *toks = in.toks;
     fwd_ctx *c = NULL;
     top_state s = {.rows = json_array(), .k = MIN(top, m->hp.n_vocab), .n_vocab = m->hp.n_vocab};
     s.idx = mem_alloc((size_t)m->hp.n_vocab * sizeof(int));
     json_t *root = NULL;
-    if (!toks) goto done;
     if (!s.rows || !s.idx) {
         cli_fail("out of memory");
         goto done;
@@ -94,7 +88,7 @@ int cmd_logits(int argc, char **argv) {
     json_t *tokens = json_array();
     for (int i = 0; i < n && tokens; i++)
         if (json_array_append_new(tokens, json_integer(toks[i]))) s.oom = true;
-    root = json_pack("{s:s, s:s%, s:o, s:O}", "model", cli_basename(model_path), "prompt", prompt, len, "tokens",
+    root = json_pack("{s:s, s:s%, s:o, s:O}", "model", cli_basename(model_path), "prompt", in.prompt, in.len, "tokens",
                      tokens, "top_logits", s.rows);
     if (!root || s.oom) {
         cli_fail("out of memory (or the prompt is not valid UTF-8)");
@@ -110,8 +104,6 @@ done:
     json_decref(s.rows);
     mem_free(s.idx);
     fwd_free(c);
-    mem_free(toks);
-    mem_free(prompt);
-    model_free(m);
+    cli_input_close(&in);
     return rcode;
 }

@@ -49,16 +49,11 @@ int cmd_run(int argc, char **argv) {
     else return cli_fail("run: --kv-type must be f16 or f32");
     if (n_threads < 0 || n_ctx < 0 || n_batch < 1) return cli_fail("run: threads, context and batch sizes must be positive");
 
-    size_t len;
-    char *prompt = cli_prompt(text, file, &len);
-    if (!prompt) return 1;
-    model *m = cli_load_model(model_path, false);
-    if (!m) {
-        mem_free(prompt);
-        return 1;
-    }
-    int rcode = 1, n_prompt = 0;
-    int32_t *toks = cli_tokenize(m, prompt, len, true, &n_prompt);
+    cli_input in;
+    if (!cli_input_open(&in, model_path, text, file, false, true)) return 1;
+    model *m = in.m;
+    int rcode = 1, n_prompt = in.n;
+    const int32_t *toks = in.toks;
     fwd_ctx *c = NULL;
     smp_ctx *smp = NULL;
     sim_err err;
@@ -68,7 +63,6 @@ int cmd_run(int argc, char **argv) {
     fp.n_outputs = 1;
     fp.n_threads = n_threads;
     fp.kv_type = kvt;
-    if (!toks) goto done;
     if (n_prompt == 0) {
         cli_fail("run: the prompt is empty and the model adds no BOS token");
         goto done;
@@ -131,8 +125,6 @@ int cmd_run(int argc, char **argv) {
 done:
     smp_free(smp);
     fwd_free(c);
-    mem_free(toks);
-    mem_free(prompt);
-    model_free(m);
+    cli_input_close(&in);
     return rcode;
 }

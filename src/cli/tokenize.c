@@ -13,18 +13,10 @@ int cmd_tokenize(int argc, char **argv) {
     int n_pos, rc;
     if ((rc = cli_parse("tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos)))
         return rc;
-    size_t len;
-    char *prompt = cli_prompt(text, file, &len);
-    if (!prompt) return 1;
-    model *m = cli_load_model(model_path, true);
-    int n = 0;
-    int32_t *ids = m ? cli_tokenize(m, prompt, len, !no_bos, &n) : NULL;
-    if (ids) {
-        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
-        putchar('\n');
-    }
-    mem_free(ids);
-    mem_free(prompt);
-    model_free(m);
-    return ids ? 0 : 1;
+    cli_input in;
+    if (!cli_input_open(&in, model_path, text, file, true, !no_bos)) return 1;
+    for (int i = 0; i < in.n; i++) printf(i ? " %d" : "%d", in.toks[i]);
+    putchar('\n');
+    cli_input_close(&in);
+    return 0;
 }
