@@ -290,6 +290,36 @@ static void test_float_helpers(void) {
     }
 }
 
+// exp_sum over a dense sweep of [-110, 5]: within 4 ulp of expf (relative
+// 5e-7), exactly 0 where expf underflows to 0 or the input is -inf.
+static void test_exp_accuracy(void) {
+    enum { N = 115001 };
+    float *x = mem_alloc(N * sizeof(float)), *y = mem_alloc(N * sizeof(float));
+    for (int li = 0; li < n_levels; li++) {
+        const kern_ops *k = levels[li];
+        for (int i = 0; i < N; i++) x[i] = -110.0f + (float)i * 0.001f;
+        x[7] = -INFINITY;
+        memcpy(y, x, N * sizeof(float));
+        k->exp_sum(y, N, 0.0f);
+        double worst = 0;
+        int wrong_zero = 0;
+        for (int i = 0; i < N; i++) {
+            float e = expf(x[i]);
+            if (e < 1.2e-38f) { // subnormal or zero results: only require tiny
+                wrong_zero += y[i] > 1.2e-38f;
+                continue;
+            }
+            worst = MAX(worst, fabs((double)y[i] - e) / e);
+        }
+        fprintf(stderr, "  %s exp: max relative error %.2e\n", k->name, worst);
+        CHECK(worst < 5e-7);
+        CHECK_EQ_INT(wrong_zero, 0);
+        CHECK(y[7] == 0.0f);
+    }
+    mem_free(x);
+    mem_free(y);
+}
+
 static void test_env_forces_reference(void) {
     // kern_get never returns a level above the cap it is given.
     CHECK(kern_get(KERN_REF)->level == KERN_REF);
@@ -305,6 +335,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_quantize_act);
     TEST_RUN(test_to_float);
     TEST_RUN(test_float_helpers);
+    TEST_RUN(test_exp_accuracy);
     TEST_RUN(test_env_forces_reference);
     return test_finish();
 }

@@ -147,12 +147,14 @@ static void build(void) {
         tables[KERN_AVX2].level = KERN_AVX2;
         tables[KERN_AVX2].name = "avx2";
         kern_fill_avx2(&tables[KERN_AVX2]);
+        kern_fill_math_avx2(&tables[KERN_AVX2]);
     }
     if (detected >= KERN_AVX512) {
         tables[KERN_AVX512] = tables[KERN_AVX2];
         tables[KERN_AVX512].level = KERN_AVX512;
         tables[KERN_AVX512].name = "avx512";
         kern_fill_avx512(&tables[KERN_AVX512]);
+        kern_fill_math_avx512(&tables[KERN_AVX512]);
     }
     const char *env = getenv("SIM_KERNELS");
     if (env && strcmp(env, "ref") == 0) forced = KERN_REF;

@@ -68,5 +68,7 @@ const kern_ops *kern_get_exact(kern_level level);
 void kern_fill_ref(kern_ops *k);
 void kern_fill_avx2(kern_ops *k);
 void kern_fill_avx512(kern_ops *k);
+void kern_fill_math_avx2(kern_ops *k);   // math_avx2.c: exp_sum
+void kern_fill_math_avx512(kern_ops *k); // math_avx512.c: exp_sum
 
 #endif
