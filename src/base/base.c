@@ -116,6 +116,49 @@ char *mem_strndup(const char *s, size_t n) {
 
 char *mem_strdup(const char *s) { return mem_strndup(s, strlen(s)); }
 
+// --- hashing ---------------------------------------------------------------------
+
+#define H1 0x9E3779B185EBCA87ull
+#define H2 0xC2B2AE3D27D4EB4Full
+#define H3 0x165667B19E3779F9ull
+#define H4 0x85EBCA77C2B2AE63ull
+#define H5 0x27D4EB2F165667C5ull
+
+static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static inline uint64_t round64(uint64_t acc, uint64_t in) { return rotl64(acc + in * H2, 31) * H1; }
+static inline uint64_t merge64(uint64_t acc, uint64_t v) { return (acc ^ round64(0, v)) * H1 + H4; }
+
+uint64_t hash64(const void *data, size_t n, uint64_t seed) {
+    const uint8_t *p = data, *end = p + n;
+    uint64_t h;
+    if (n >= 32) {
+        uint64_t v1 = seed + H1 + H2, v2 = seed + H2, v3 = seed, v4 = seed - H1;
+        for (; p + 32 <= end; p += 32) {
+            v1 = round64(v1, load64(p));
+            v2 = round64(v2, load64(p + 8));
+            v3 = round64(v3, load64(p + 16));
+            v4 = round64(v4, load64(p + 24));
+        }
+        h = rotl64(v1, 1) + rotl64(v2, 7) + rotl64(v3, 12) + rotl64(v4, 18);
+        h = merge64(merge64(merge64(merge64(h, v1), v2), v3), v4);
+    } else {
+        h = seed + H5;
+    }
+    h += (uint64_t)n;
+    for (; p + 8 <= end; p += 8) h = rotl64(h ^ round64(0, load64(p)), 27) * H1 + H4;
+    for (; p < end; p++) h = rotl64(h ^ (*p * H5), 11) * H1;
+    h ^= h >> 33;
+    h *= H2;
+    h ^= h >> 29;
+    h *= H3;
+    return h ^ (h >> 32);
+}
+
 // --- time ----------------------------------------------------------------------
 
 uint64_t time_ns(void) {

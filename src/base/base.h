@@ -74,6 +74,12 @@ static inline bool size_add(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
+// --- hashing ---------------------------------------------------------------------
+
+// A fast 64-bit non-cryptographic hash (four multiply-rotate lanes over
+// 32-byte stripes, then a final avalanche): for content keys and checksums.
+uint64_t hash64(const void *data, size_t n, uint64_t seed);
+
 // --- time ----------------------------------------------------------------------
 
 uint64_t time_ns(void); // monotonic clock, nanoseconds

@@ -27,6 +27,7 @@ struct fwd_ctx {
     pool *pool;
     const kern_ops *k;
     int q_dim, kv_dim;
+    rope_table rope_tab; // RoPE frequencies for this context
     void *mem; // the one allocation all buffers below are carved from
 
     float *x;     // (n_batch, n_embd) residual stream
@@ -44,6 +45,7 @@ struct fwd_ctx {
     int *out_idx;  // (n_outputs) batch index of each token that wants logits
     int n_logits;
     int *cells;    // (n_batch) the cells of the current batch
+    int *moved;    // (n_ctx) cells a shift moved
     float *scratch; // (n_threads, scratch_floats) attention scratch
     size_t scratch_floats;
     pool_counter *ctrs;
@@ -71,7 +73,7 @@ fwd_params fwd_resolve_params(const model *m, const fwd_params *params) {
 
 // The scratch buffers, carved from one allocation.
 enum { B_X, B_XN, B_TMP, B_Q, B_KB, B_VB, B_ATTN, B_GATE, B_UP, B_ACT32, B_ACTK, B_ROPE,
-       B_LOGITS, B_OUT_IDX, B_CELLS, B_SCRATCH, B_CTRS, B_COUNT };
+       B_LOGITS, B_OUT_IDX, B_CELLS, B_MOVED, B_SCRATCH, B_CTRS, B_COUNT };
 
 // Bytes of each buffer (each rounded up to 64) for resolved parameters p.
 static size_t buffer_sizes(const model_hparams *hp, const fwd_params *p, size_t sz[B_COUNT]) {
@@ -90,7 +92,10 @@ static size_t buffer_sizes(const model_hparams *hp, const fwd_params *p, size_t 
     sz[B_LOGITS] = (size_t)p->n_outputs * hp->n_vocab * f;
     sz[B_OUT_IDX] = (size_t)p->n_outputs * sizeof(int);
     sz[B_CELLS] = nb * sizeof(int);
-    sz[B_SCRATCH] = (size_t)p->n_threads * (rows * (3 * (size_t)hp->head_dim + ATTN_TILE + 2) + 16) * f;
+    sz[B_MOVED] = (size_t)p->n_ctx * sizeof(int);
+    // Per thread: the attention work item, or one K row being re-rotated.
+    size_t per_thread = MAX(rows * (3 * (size_t)hp->head_dim + ATTN_TILE + 2) + 16, kv_dim);
+    sz[B_SCRATCH] = (size_t)p->n_threads * per_thread * f;
     sz[B_CTRS] = (size_t)(8 * hp->n_layer + 1) * sizeof(pool_counter);
     size_t total = 0;
     for (int i = 0; i < B_COUNT; i++) {
@@ -118,6 +123,7 @@ sim_status fwd_new(fwd_ctx **out, const model *m, const fwd_params *params, sim_
     c->k = kern_get(p.kernels);
     c->q_dim = hp->n_head * hp->head_dim;
     c->kv_dim = hp->n_head_kv * hp->head_dim;
+    model_rope_table(m, p.n_ctx, &c->rope_tab);
     sim_status st = kv_init(&c->kv, hp->n_layer, p.n_ctx, c->kv_dim, p.kv_type, err);
     if (st) {
         mem_free(c);
@@ -155,6 +161,7 @@ sim_status fwd_new(fwd_ctx **out, const model *m, const fwd_params *params, sim_
     c->logits = bufs[B_LOGITS];
     c->out_idx = bufs[B_OUT_IDX];
     c->cells = bufs[B_CELLS];
+    c->moved = bufs[B_MOVED];
     c->scratch = bufs[B_SCRATCH];
     c->scratch_floats = sz[B_SCRATCH] / sizeof(float) / (size_t)p.n_threads;
     c->ctrs = bufs[B_CTRS];
@@ -229,6 +236,15 @@ static void norm_step(fwd_ctx *c, bool add_tmp, const float *w, unsigned act_mas
         }
         rmsnorm(c->xn + (size_t)r * d, x, w, d, c->m->hp.norm_eps);
         quantize_row(c, act_mask, c->xn, r, d);
+    }
+}
+
+// cos and sin (times mscale) of the angles delta · omega[i].
+static void rope_angles(const rope_table *t, double delta, float mscale, float *cs) {
+    for (int i = 0; i < t->n; i++) {
+        double theta = delta * t->omega[i];
+        cs[2 * i] = (float)cos(theta) * mscale;
+        cs[2 * i + 1] = (float)sin(theta) * mscale;
     }
 }
 
@@ -430,6 +446,44 @@ static void region(void *arg, int ith, int nth) {
     mm_mul(k, &m->output, act_for(c, &m->output, c->xn), c->n_logits, c->logits, hp->n_vocab, ctr++);
 }
 
+// --- shifting ------------------------------------------------------------------------------
+
+typedef struct shift_job {
+    fwd_ctx *c;
+    const int *cells;
+    int n;
+    const float *cs; // (rope_dim) rotation by delta
+} shift_job;
+
+static void shift_region(void *arg, int ith, int nth) {
+    shift_job *j = arg;
+    fwd_ctx *c = j->c;
+    kv_cache *kv = &c->kv;
+    const model_hparams *hp = &c->m->hp;
+    float *row = c->scratch + (size_t)ith * c->scratch_floats; // one K row
+    int64_t total = (int64_t)kv->n_layer * j->n;
+    for (int64_t i = ith; i < total; i += nth) {
+        int layer = (int)(i / j->n), cell = j->cells[i % j->n];
+        uint8_t *k = kv_k_row(kv, layer, cell);
+        if (kv->type == TT_F16) tt_get(TT_F16)->to_float(k, row, c->kv_dim);
+        else memcpy(row, k, (size_t)c->kv_dim * sizeof(float));
+        rope_row(row, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_neox, j->cs);
+        if (kv->type == TT_F16) c->k->f32_to_f16(row, (tt_half *)k, c->kv_dim);
+        else memcpy(k, row, (size_t)c->kv_dim * sizeof(float));
+    }
+}
+
+void fwd_seq_shift(fwd_ctx *c, int s, int32_t p0, int32_t p1, int32_t delta) {
+    if (delta == 0) return;
+    int n = kv_seq_shift_cells(&c->kv, s, p0, p1, delta, c->moved);
+    if (n > 0) {
+        float cs[2 * 512];
+        rope_angles(&c->rope_tab, delta, 1.0f, cs);
+        shift_job j = {.c = c, .cells = c->moved, .n = n, .cs = cs};
+        pool_run(c->pool, shift_region, &j);
+    }
+}
+
 // --- decode ----------------------------------------------------------------------------
 
 sim_status fwd_decode(fwd_ctx *c, const fwd_batch *b, sim_err *err) {
@@ -461,16 +515,7 @@ sim_status fwd_decode(fwd_ctx *c, const fwd_batch *b, sim_err *err) {
     for (int i = 0; i < b->n; i++)
         c->k->to_float[E->type]((const char *)E->data + (size_t)b->tokens[i] * E->row_bytes,
                                 c->x + (size_t)i * hp->n_embd, hp->n_embd);
-    int half = hp->rope_dim / 2;
-    for (int i = 0; i < b->n; i++) {
-        float *cs = c->rope + (size_t)i * hp->rope_dim;
-        for (int j = 0; j < half; j++) {
-            double theta = (double)b->pos[i] * hp->rope_freq_scale * pow(hp->rope_base, -2.0 * j / hp->rope_dim);
-            if (m->rope_freqs) theta /= m->rope_freqs[j];
-            cs[2 * j] = (float)cos(theta);
-            cs[2 * j + 1] = (float)sin(theta);
-        }
-    }
+    for (int i = 0; i < b->n; i++) rope_angles(&c->rope_tab, b->pos[i], c->rope_tab.mscale, c->rope + (size_t)i * hp->rope_dim);
     kv_commit(&c->kv, b->n, c->cells, b->pos, b->seqs);
     memset(c->ctrs, 0, (size_t)c->n_ctrs * sizeof(pool_counter));
     pool_run(c->pool, region, c);

@@ -71,6 +71,12 @@ sim_status fwd_decode(fwd_ctx *c, const fwd_batch *b, sim_err *err);
 const float *fwd_logits(const fwd_ctx *c, int i);
 int fwd_n_logits(const fwd_ctx *c);
 
+// Shifts the positions [p0, p1) of sequence s by delta (p1 < 0: to the
+// end) and re-rotates the cached keys to match: a pure rotation by
+// delta · omega (YaRN's magnitude factor is not applied again). Positions
+// that would become negative are removed. Uses the context's threads.
+void fwd_seq_shift(fwd_ctx *c, int s, int32_t p0, int32_t p1, int32_t delta);
+
 kv_cache *fwd_kv(fwd_ctx *c);
 const model *fwd_model(const fwd_ctx *c);
 int fwd_n_ctx(const fwd_ctx *c);

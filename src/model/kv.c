@@ -84,3 +84,74 @@ void kv_seq_rm(kv_cache *kv, int s, int32_t p0, int32_t p1) {
     }
     while (kv->hi > 0 && kv->cells[kv->hi - 1].seqs == 0) kv->hi--;
 }
+
+void kv_seq_cp(kv_cache *kv, int src, int dst, int32_t p0, int32_t p1) {
+    kv_seq_mask from = (kv_seq_mask)1 << src, to = (kv_seq_mask)1 << dst;
+    for (int i = 0; i < kv->hi; i++) {
+        kv_cell *c = &kv->cells[i];
+        if ((c->seqs & from) && c->pos >= p0 && (p1 < 0 || c->pos < p1)) c->seqs |= to;
+    }
+}
+
+void kv_seq_keep(kv_cache *kv, int s) {
+    kv_seq_mask bit = (kv_seq_mask)1 << s;
+    for (int i = 0; i < kv->hi; i++) {
+        kv_cell *c = &kv->cells[i];
+        if (c->seqs == 0) continue;
+        c->seqs &= bit;
+        if (c->seqs == 0) {
+            c->pos = -1;
+            kv->n_used--;
+        }
+    }
+    while (kv->hi > 0 && kv->cells[kv->hi - 1].seqs == 0) kv->hi--;
+}
+
+int kv_seq_shift_cells(kv_cache *kv, int s, int32_t p0, int32_t p1, int32_t delta, int *moved) {
+    kv_seq_mask bit = (kv_seq_mask)1 << s;
+    int n = 0;
+    for (int i = 0; i < kv->hi; i++) {
+        kv_cell *c = &kv->cells[i];
+        if (!(c->seqs & bit) || c->pos < p0 || (p1 >= 0 && c->pos >= p1)) continue;
+        if ((int64_t)c->pos + delta < 0) {
+            c->seqs = 0;
+            c->pos = -1;
+            kv->n_used--;
+            continue;
+        }
+        c->pos += delta;
+        moved[n++] = i;
+    }
+    while (kv->hi > 0 && kv->cells[kv->hi - 1].seqs == 0) kv->hi--;
+    return n;
+}
+
+int kv_seq_cells(const kv_cache *kv, int s, int *cells) {
+    kv_seq_mask bit = (kv_seq_mask)1 << s;
+    int n = 0;
+    for (int i = 0; i < kv->hi; i++)
+        if (kv->cells[i].seqs & bit) cells[n++] = i;
+    return n;
+}
+
+void kv_defrag(kv_cache *kv) {
+    size_t esz = kv->type == TT_F16 ? 2 : 4;
+    int dst = 0;
+    for (int src = 0; src < kv->hi; src++) {
+        if (kv->cells[src].seqs == 0) continue;
+        if (src != dst) {
+            for (int l = 0; l < kv->n_layer; l++) {
+                memcpy(kv_k_row(kv, l, dst), kv_k_row(kv, l, src), kv->row_bytes);
+                uint8_t *vt = kv_v_row(kv, l, 0); // V is (kv_dim, n_ctx): move one column
+                for (int d = 0; d < kv->n_kv_dim; d++) {
+                    uint8_t *row = vt + (size_t)d * kv->n_ctx * esz;
+                    memcpy(row + (size_t)dst * esz, row + (size_t)src * esz, esz);
+                }
+            }
+            kv->cells[dst] = kv->cells[src];
+            kv->cells[src] = (kv_cell){.pos = -1, .seqs = 0};
+        }
+        dst++;
+    }
+    kv->hi = dst;
+}

@@ -65,6 +65,27 @@ int32_t kv_seq_pos_max(const kv_cache *kv, int s);
 // Removes positions [p0, p1) of sequence s (p1 < 0: to the end).
 void kv_seq_rm(kv_cache *kv, int s, int32_t p0, int32_t p1);
 
+// Adds sequence dst to every cell of sequence src with a position in
+// [p0, p1) (p1 < 0: to the end): the cells are shared, no data is copied.
+void kv_seq_cp(kv_cache *kv, int src, int dst, int32_t p0, int32_t p1);
+
+// Removes every sequence but s from the cache.
+void kv_seq_keep(kv_cache *kv, int s);
+
+// Adds delta to the positions of sequence s's cells in [p0, p1) (p1 < 0: to
+// the end). A cell shared with other sequences moves for all of them. Cells
+// whose position would become negative are freed. Writes the moved cells to
+// moved[] (room for n_ctx) and returns their count: their keys must be
+// re-rotated by delta (fwd_seq_shift does both).
+int kv_seq_shift_cells(kv_cache *kv, int s, int32_t p0, int32_t p1, int32_t delta, int *moved);
+
+// Moves the used cells to the front, keeping their order, so the attention
+// scan [0, hi) covers no holes. Copies K rows and V columns.
+void kv_defrag(kv_cache *kv);
+
+// Cells in use that belong to sequence s, in cell order (cells: room for n_ctx).
+int kv_seq_cells(const kv_cache *kv, int s, int *cells);
+
 static inline uint8_t *kv_k_row(const kv_cache *kv, int layer, int cell) {
     return kv->k + ((size_t)layer * (size_t)kv->n_ctx + (size_t)cell) * kv->row_bytes;
 }

@@ -124,20 +124,36 @@ static sim_status load_hparams(loader *L, const model_params *params) {
     if ((st = arch_f32(L, "rope.freq_base", &hp->rope_base))) return st;
     hp->rope_neox = hp->arch == ARCH_QWEN2;
     hp->rope_freq_scale = 1.0f;
+    hp->rope_orig_ctx = hp->n_ctx_train;
+    hp->yarn_ext_factor = 1.0f;
+    hp->yarn_attn_factor = 1.0f;
+    hp->yarn_beta_fast = 32.0f;
+    hp->yarn_beta_slow = 1.0f;
     char key[128], type[32] = "";
     snprintf(key, sizeof key, "%s.rope.scaling.type", hp->arch_name);
     gguf_get_str(f, key, type, sizeof type);
     float factor = 0;
     if ((st = arch_f32(L, "rope.scaling.factor", &factor))) return st;
-    if (strcmp(type, "linear") == 0 || (type[0] == 0 && factor > 0)) {
-        if (factor > 0) hp->rope_freq_scale = 1.0f / factor;
-    } else if (type[0] && strcmp(type, "none") != 0) {
-        return err_set(L->err, SIM_ERR_UNSUPPORTED, "%s: rope scaling '%s' is not supported yet (linear is)", L->path, type);
-    }
+    if ((st = arch_u32(L, "rope.scaling.original_context_length", false, &hp->rope_orig_ctx))) return st;
+    if ((st = arch_f32(L, "rope.scaling.attn_factor", &hp->yarn_attn_factor))) return st;
+    if (type[0] == 0) hp->rope_scaling = factor > 0 && factor != 1 ? ROPE_SCALING_LINEAR : ROPE_SCALING_NONE;
+    else if (!model_rope_scaling_from_name(type, &hp->rope_scaling))
+        return err_set(L->err, SIM_ERR_UNSUPPORTED, "%s: rope scaling '%s' is not supported (none, linear, ntk, dynamic, yarn)", L->path, type);
+    if (factor > 0) hp->rope_freq_scale = 1.0f / factor;
+    // Overrides from the caller (command-line flags).
+    if (params->has_rope_scaling) hp->rope_scaling = params->rope_scaling;
     if (params->rope_freq_base > 0) hp->rope_base = params->rope_freq_base;
     if (params->rope_freq_scale > 0) hp->rope_freq_scale = params->rope_freq_scale;
-    if (!(hp->rope_base > 0) || !(hp->rope_freq_scale > 0) || !(hp->norm_eps > 0))
-        return err_set(L->err, SIM_ERR_FORMAT, "%s: invalid rope base, scale or norm epsilon", L->path);
+    if (params->yarn_orig_ctx > 0) hp->rope_orig_ctx = params->yarn_orig_ctx;
+    if (params->yarn_ext_factor >= 0 && params->has_rope_scaling) hp->yarn_ext_factor = params->yarn_ext_factor;
+    if (params->yarn_attn_factor > 0) hp->yarn_attn_factor = params->yarn_attn_factor;
+    if (params->yarn_beta_fast > 0) hp->yarn_beta_fast = params->yarn_beta_fast;
+    if (params->yarn_beta_slow > 0) hp->yarn_beta_slow = params->yarn_beta_slow;
+    if (hp->rope_scaling == ROPE_SCALING_NONE) hp->rope_freq_scale = params->rope_freq_scale > 0 ? params->rope_freq_scale : 1.0f;
+    if (!(hp->rope_base > 0) || !(hp->rope_freq_scale > 0) || !(hp->norm_eps > 0) || hp->rope_orig_ctx <= 0 ||
+        !(hp->yarn_attn_factor > 0) || !(hp->yarn_beta_fast > 0) || !(hp->yarn_beta_slow > 0) || hp->rope_dim / 2 > 512)
+        return err_set(L->err, SIM_ERR_FORMAT, "%s: invalid RoPE parameters (base %g, scale %g, original context %d) or norm epsilon",
+                       L->path, hp->rope_base, hp->rope_freq_scale, hp->rope_orig_ctx);
     return SIM_OK;
 }
 
@@ -211,6 +227,7 @@ sim_status model_load_gguf(model **out, gguf_file *f, const model_params *params
         return err_set(err, SIM_ERR_NOMEM, "%s: out of memory", path);
     }
     m->gguf = f;
+    pthread_mutex_init(&m->hash_lock, NULL);
     loader L = {.m = m, .path = path, .err = err};
     sim_status st = tok_load(&m->vocab, m->gguf, err);
     if (st) {
@@ -242,13 +259,84 @@ fail:
     return st;
 }
 
+uint64_t model_content_hash(model *m) {
+    pthread_mutex_lock(&m->hash_lock);
+    if (!m->hash_done) {
+        m->content_hash = hash64(m->gguf->base, m->gguf->size, 0x53494D554C415249ull);
+        m->hash_done = true;
+    }
+    uint64_t h = m->content_hash;
+    pthread_mutex_unlock(&m->hash_lock);
+    return h;
+}
+
 void model_free(model *m) {
     if (!m) return;
+    pthread_mutex_destroy(&m->hash_lock);
     tok_free(m->vocab);
     gguf_close(m->gguf);
     mem_free(m->layers);
     mem_free(m->owned);
     mem_free(m);
+}
+
+// --- RoPE ------------------------------------------------------------------------------
+
+static const char *scaling_names[] = {"none", "linear", "ntk", "dynamic", "yarn"};
+
+bool model_rope_scaling_from_name(const char *name, rope_scaling *out) {
+    for (int i = 0; i < (int)ARRAY_LEN(scaling_names); i++)
+        if (strcmp(name, scaling_names[i]) == 0) {
+            *out = (rope_scaling)i;
+            return true;
+        }
+    return false;
+}
+
+const char *model_rope_scaling_name(rope_scaling s) {
+    return (unsigned)s < ARRAY_LEN(scaling_names) ? scaling_names[s] : "?";
+}
+
+// YaRN's ramp bound: the dimension pair index at which a frequency makes
+// n_rot full rotations over the original context.
+static double yarn_dim(int n_dims, int n_ctx_orig, double n_rot, double base) {
+    return n_dims * log(n_ctx_orig / (n_rot * 2 * M_PI)) / (2 * log(base));
+}
+
+void model_rope_table(const model *m, int n_ctx, rope_table *t) {
+    const model_hparams *hp = &m->hp;
+    int d = hp->rope_dim;
+    double base = hp->rope_base, scale = hp->rope_freq_scale;
+    t->n = d / 2;
+    t->mscale = 1.0f;
+    if (hp->rope_scaling == ROPE_SCALING_NTK || hp->rope_scaling == ROPE_SCALING_DYNAMIC) {
+        // NTK-aware: stretch the base so the lowest frequency is interpolated by
+        // the factor while the highest stay put; dynamic NTK picks the factor
+        // from how far this context goes past the training context.
+        double factor = 1.0 / scale;
+        if (hp->rope_scaling == ROPE_SCALING_DYNAMIC)
+            factor = MAX(1.0, (double)n_ctx / hp->rope_orig_ctx);
+        base *= pow(factor, (double)d / (d - 2));
+        scale = 1.0;
+    }
+    double low = 0, high = 0, ext = 0;
+    if (hp->rope_scaling == ROPE_SCALING_YARN) {
+        low = MAX(0.0, floor(yarn_dim(d, hp->rope_orig_ctx, hp->yarn_beta_fast, base)));
+        high = MIN(d - 1.0, ceil(yarn_dim(d, hp->rope_orig_ctx, hp->yarn_beta_slow, base)));
+        ext = hp->yarn_ext_factor;
+        t->mscale = hp->yarn_attn_factor * (ext != 0 ? (float)(1.0 + 0.1 * log(1.0 / scale)) : 1.0f);
+    }
+    for (int i = 0; i < t->n; i++) {
+        double extrap = pow(base, -2.0 * i / d);
+        if (m->rope_freqs) extrap /= m->rope_freqs[i];
+        double w = extrap * scale; // interpolation (linear scaling)
+        if (hp->rope_scaling == ROPE_SCALING_YARN && ext != 0) {
+            double y = (i - low) / MAX(0.001, high - low);
+            double mix = (1.0 - MIN(1.0, MAX(0.0, y))) * ext; // 1 for high frequencies: extrapolate
+            w = w * (1 - mix) + extrap * mix;
+        }
+        t->omega[i] = (float)w;
+    }
 }
 
 tt_type model_main_type(const model *m) {

@@ -1,0 +1,469 @@
+// session.c — prompt diffing, incremental decoding, context shift,
+// generation with stop strings, forks and state files.
+#include "infer/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/file.h"
+
+struct sess {
+    fwd_ctx *c;
+    sess_params p;
+    int32_t *toks; // (cap) the tokens the sequence holds, token i at position i
+    int n, cap;
+    float *logits; // (n_vocab) after the last decode; valid when have_logits
+    bool have_logits;
+};
+
+sess_params sess_default_params(void) {
+    return (sess_params){.seq = 0, .max_tokens = 0, .context_shift = true, .n_keep = -1, .n_discard = 0};
+}
+
+static int budget(const sess *s) {
+    int n_ctx = fwd_n_ctx(s->c);
+    return s->p.max_tokens > 0 ? MIN(s->p.max_tokens, n_ctx) : n_ctx;
+}
+
+sim_status sess_new(sess **out, fwd_ctx *c, const sess_params *p, sim_err *err) {
+    *out = NULL;
+    if (p->seq < 0 || p->seq >= KV_MAX_SEQ) return err_set(err, SIM_ERR_ARG, "sequence id %d outside 0..%d", p->seq, KV_MAX_SEQ - 1);
+    if (p->max_tokens < 0 || p->n_discard < 0) return err_set(err, SIM_ERR_ARG, "invalid session budget or discard count");
+    sess *s = mem_calloc(1, sizeof *s);
+    if (!s) return err_set(err, SIM_ERR_NOMEM, "out of memory");
+    s->c = c;
+    s->p = *p;
+    s->cap = budget(s);
+    s->toks = mem_alloc((size_t)s->cap * sizeof *s->toks);
+    s->logits = mem_alloc((size_t)fwd_model(c)->hp.n_vocab * sizeof(float));
+    if (!s->toks || !s->logits) {
+        sess_free(s);
+        return err_set(err, SIM_ERR_NOMEM, "out of memory");
+    }
+    *out = s;
+    return SIM_OK;
+}
+
+void sess_free(sess *s) {
+    if (!s) return;
+    kv_seq_rm(fwd_kv(s->c), s->p.seq, 0, -1);
+    mem_free(s->toks);
+    mem_free(s->logits);
+    mem_free(s);
+}
+
+const float *sess_logits(const sess *s) { return s->have_logits ? s->logits : NULL; }
+int sess_n_tokens(const sess *s) { return s->n; }
+const int32_t *sess_tokens(const sess *s) { return s->toks; }
+int sess_seq(const sess *s) { return s->p.seq; }
+fwd_ctx *sess_ctx(const sess *s) { return s->c; }
+void sess_set_keep(sess *s, int n) { s->p.n_keep = n; }
+
+// --- decoding ---------------------------------------------------------------------
+
+// Decodes toks[0..n) at positions s->n.. (n <= batch size), logits for the last.
+static sim_status decode_run(sess *s, const int32_t *toks, int n, sim_err *err) {
+    int32_t pos[512];
+    kv_seq_mask seqs[512];
+    int nb = MIN(fwd_n_batch(s->c), 512);
+    for (int i0 = 0; i0 < n; i0 += nb) {
+        int k = MIN(nb, n - i0);
+        for (int i = 0; i < k; i++) {
+            pos[i] = s->n + i;
+            seqs[i] = (kv_seq_mask)1 << s->p.seq;
+        }
+        fwd_batch b = {.n = k, .tokens = toks + i0, .pos = pos, .seqs = seqs, .logits = NULL};
+        sim_status st = fwd_decode(s->c, &b, err);
+        if (st) return st;
+        memcpy(s->toks + s->n, toks + i0, (size_t)k * sizeof *toks);
+        s->n += k;
+        memcpy(s->logits, fwd_logits(s->c, 0), (size_t)fwd_model(s->c)->hp.n_vocab * sizeof(float));
+        s->have_logits = true;
+    }
+    return SIM_OK;
+}
+
+// How many of toks[0..n) a shift keeps: n_keep, or the BOS token when the text starts with it.
+static int keep_for(const sess *s, const int32_t *toks, int n) {
+    if (s->p.n_keep >= 0) return MIN(s->p.n_keep, n);
+    int32_t bos = tok_bos(fwd_model(s->c)->vocab);
+    return n > 0 && bos != TOK_NULL && toks[0] == bos ? 1 : 0;
+}
+
+// Drops n_discard tokens after the kept ones and moves the rest back.
+static sim_status shift(sess *s, sess_stats *stats, sim_err *err) {
+    int keep = keep_for(s, s->toks, s->n);
+    int discard = s->p.n_discard > 0 ? s->p.n_discard : (s->n - keep) / 2;
+    discard = MIN(discard, s->n - keep);
+    if (discard <= 0)
+        return err_set(err, SIM_ERR_RANGE, "context full: %d tokens, %d of them kept, nothing left to discard", s->n, keep);
+    kv_seq_rm(fwd_kv(s->c), s->p.seq, keep, keep + discard);
+    fwd_seq_shift(s->c, s->p.seq, keep + discard, -1, -discard);
+    memmove(s->toks + keep, s->toks + keep + discard, (size_t)(s->n - keep - discard) * sizeof *s->toks);
+    s->n -= discard;
+    if (stats) stats->n_shifts++;
+    return SIM_OK;
+}
+
+// Whether one more token fits in the session's budget and in the cache.
+static bool full(const sess *s) {
+    const kv_cache *kv = fwd_kv(s->c);
+    return s->n >= budget(s) || kv->n_used >= kv->n_ctx;
+}
+
+sim_status sess_push(sess *s, int32_t tok, sess_stats *stats, sim_err *err) {
+    if (full(s)) {
+        if (!s->p.context_shift)
+            return err_set(err, SIM_ERR_RANGE, "context full: %d tokens of %d (context shifting is off)", s->n, budget(s));
+        sim_status st = shift(s, stats, err);
+        if (st) return st;
+    }
+    sim_status st = decode_run(s, &tok, 1, err);
+    if (st == SIM_OK && stats) stats->n_decoded++;
+    return st;
+}
+
+sim_status sess_set_prompt(sess *s, const int32_t *toks, int n, sess_stats *stats, sim_err *err) {
+    sess_stats local = {0};
+    if (!stats) stats = &local;
+    memset(stats, 0, sizeof *stats);
+    if (n < 1) return err_set(err, SIM_ERR_ARG, "empty prompt");
+    int n_vocab = fwd_model(s->c)->hp.n_vocab;
+    for (int i = 0; i < n; i++)
+        if (toks[i] < 0 || toks[i] >= n_vocab)
+            return err_set(err, SIM_ERR_ARG, "prompt token %d (id %d) outside the vocabulary", i, toks[i]);
+    int cap = budget(s);
+    if (n > cap && !s->p.context_shift)
+        return err_set(err, SIM_ERR_RANGE, "the prompt has %d tokens but the context holds %d (context shifting is off)", n, cap);
+    int k = 0;
+    while (k < s->n && k < n && s->toks[k] == toks[k]) k++;
+    if (k == n) k = n - 1; // fully cached: decode the last token again for fresh logits
+    kv_seq_rm(fwd_kv(s->c), s->p.seq, k, -1);
+    s->n = k;
+    s->have_logits = false;
+    stats->n_reused = k;
+    if (n > cap) {
+        // Too long even for an empty context: keep the first tokens and the
+        // end, as a shift would, and decode the end.
+        int keep = MIN(keep_for(s, toks, n), cap / 2);
+        int tail = cap - keep - 1;
+        if (k > keep) {
+            kv_seq_rm(fwd_kv(s->c), s->p.seq, keep, -1);
+            s->n = keep;
+        }
+        sim_status st = decode_run(s, toks + s->n, keep - s->n, err);
+        if (st == SIM_OK) st = decode_run(s, toks + n - tail, tail, err);
+        stats->n_decoded = s->n - MIN(k, keep);
+        stats->n_shifts = 1;
+        return st;
+    }
+    // Make room if other sequences fill the cache: shifting ourselves is all we can do.
+    const kv_cache *kv = fwd_kv(s->c);
+    if (n - k > kv->n_ctx - kv->n_used)
+        return err_set(err, SIM_ERR_RANGE, "context full: %d new tokens, %d cells free", n - k, kv->n_ctx - kv->n_used);
+    sim_status st = decode_run(s, toks + k, n - k, err);
+    stats->n_decoded = s->n - k;
+    return st;
+}
+
+sim_status sess_fork(const sess *s, int dst, sess **out, sim_err *err) {
+    sess_params p = s->p;
+    p.seq = dst;
+    sim_status st = sess_new(out, s->c, &p, err);
+    if (st) return st;
+    sess *d = *out;
+    kv_seq_rm(fwd_kv(s->c), dst, 0, -1);
+    kv_seq_cp(fwd_kv(s->c), s->p.seq, dst, 0, -1);
+    memcpy(d->toks, s->toks, (size_t)s->n * sizeof *s->toks);
+    d->n = s->n;
+    memcpy(d->logits, s->logits, (size_t)fwd_model(s->c)->hp.n_vocab * sizeof(float));
+    d->have_logits = s->have_logits;
+    return SIM_OK;
+}
+
+// --- generation ---------------------------------------------------------------------
+
+typedef struct textbuf {
+    char *p;
+    size_t n, cap, emitted; // emitted: bytes already handed to on_text
+} textbuf;
+
+static bool tb_put(textbuf *t, const char *s, size_t n) {
+    if (t->n + n + 1 > t->cap) {
+        size_t cap = MAX(t->cap * 2, t->n + n + 256);
+        char *np = mem_realloc(t->p, cap);
+        if (!np) return false;
+        t->p = np;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, s, n);
+    t->n += n;
+    t->p[t->n] = 0;
+    return true;
+}
+
+// The earliest complete stop string in t (its offset), or -1; also the
+// length of the longest text suffix that is a proper prefix of some stop
+// string (that much must be held back).
+static long find_stop(const textbuf *t, const sess_gen_params *gp, size_t *hold) {
+    long first = -1;
+    *hold = 0;
+    for (int i = 0; i < gp->n_stop; i++) {
+        const char *st = gp->stop[i];
+        size_t m = strlen(st);
+        if (m == 0) continue;
+        // Search from just before the already emitted part (a stop string may
+        // start there only if it was held back, so start at emitted).
+        for (size_t at = t->emitted; at + m <= t->n; at++)
+            if (memcmp(t->p + at, st, m) == 0) {
+                if (first < 0 || (long)at < first) first = (long)at;
+                break;
+            }
+        for (size_t k = MIN(m - 1, t->n - t->emitted); k > *hold; k--)
+            if (memcmp(t->p + t->n - k, st, k) == 0) {
+                *hold = k;
+                break;
+            }
+    }
+    return first;
+}
+
+sim_status sess_generate(sess *s, smp_ctx *smp, const sess_gen_params *gp, sess_result *r, sim_err *err) {
+    memset(r, 0, sizeof *r);
+    if (!s->have_logits) return err_set(err, SIM_ERR_ARG, "the session has no logits yet: set a prompt first");
+    const model *m = fwd_model(s->c);
+    tok_stream ts;
+    tok_stream_init(&ts, m->vocab, 0);
+    textbuf t = {0};
+    char piece[TOK_STREAM_BUF];
+    sim_status st = SIM_OK;
+    r->reason = SESS_STOP_LIMIT;
+    if (!tb_put(&t, "", 0)) return err_set(err, SIM_ERR_NOMEM, "out of memory");
+    for (;;) {
+        if (gp->n_predict >= 0 && r->n_tokens >= gp->n_predict) break;
+        if (gp->abort && *gp->abort) {
+            r->reason = SESS_STOP_ABORTED;
+            break;
+        }
+        int32_t tok = smp_sample(smp, s->logits);
+        smp_accept(smp, tok);
+        r->n_tokens++;
+        if (tok_is_eog(m->vocab, tok)) {
+            r->reason = SESS_STOP_EOG;
+            break;
+        }
+        int k = tok_stream_push(&ts, tok, piece, sizeof piece);
+        if (k > 0 && !tb_put(&t, piece, (size_t)k)) {
+            st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+            break;
+        }
+        size_t hold;
+        long at = find_stop(&t, gp, &hold);
+        if (at >= 0) {
+            t.n = (size_t)at;
+            t.p[t.n] = 0;
+            r->reason = SESS_STOP_STRING;
+            break;
+        }
+        size_t ready = t.n - hold;
+        if (ready > t.emitted && gp->on_text && !gp->on_text(gp->ud, t.p + t.emitted, ready - t.emitted)) {
+            t.emitted = ready;
+            r->reason = SESS_STOP_ABORTED;
+            break;
+        }
+        if (ready > t.emitted) t.emitted = ready;
+        if (gp->n_predict >= 0 && r->n_tokens >= gp->n_predict) break;
+        if (full(s) && !s->p.context_shift) {
+            r->reason = SESS_STOP_FULL;
+            break;
+        }
+        if ((st = sess_push(s, tok, &r->stats, err))) break;
+    }
+    if (st == SIM_OK && r->reason != SESS_STOP_STRING) {
+        int k = tok_stream_flush(&ts, piece, sizeof piece);
+        if (k > 0 && !tb_put(&t, piece, (size_t)k)) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+    }
+    if (st == SIM_OK && r->reason != SESS_STOP_ABORTED && t.n > t.emitted && gp->on_text)
+        gp->on_text(gp->ud, t.p + t.emitted, t.n - t.emitted);
+    r->text = t.p;
+    r->len = t.n;
+    return st;
+}
+
+void sess_result_free(sess_result *r) {
+    mem_free(r->text);
+    memset(r, 0, sizeof *r);
+}
+
+// --- state files ----------------------------------------------------------------------
+//
+// Layout (little-endian):
+//   "SIMSTATE"  u32 format  char engine[16]  u64 model_hash
+//   u32 n_ctx  u32 kv_type  u32 n_layer  u32 n_kv_dim  u32 n_vocab
+//   u32 n_tokens  i32 tokens[n_tokens]          (token i at position i)
+//   per layer: n_tokens K rows (row_bytes each), then for each of n_kv_dim
+//   dimensions n_tokens V values
+//   u64 hash64 of everything before it
+
+#define STATE_MAGIC "SIMSTATE"
+#define STATE_FORMAT 1
+
+typedef struct state_hdr {
+    char magic[8];
+    uint32_t format;
+    char engine[16];
+    uint64_t model_hash;
+    uint32_t n_ctx, kv_type, n_layer, n_kv_dim, n_vocab, n_tokens;
+} state_hdr;
+
+static state_hdr header_of(const sess *s) {
+    const kv_cache *kv = fwd_kv(s->c);
+    state_hdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, STATE_MAGIC, 8);
+    h.format = STATE_FORMAT;
+    snprintf(h.engine, sizeof h.engine, "%s", SIM_VERSION_STRING);
+    h.model_hash = model_content_hash((model *)fwd_model(s->c));
+    h.n_ctx = (uint32_t)kv->n_ctx;
+    h.kv_type = (uint32_t)kv->type;
+    h.n_layer = (uint32_t)kv->n_layer;
+    h.n_kv_dim = (uint32_t)kv->n_kv_dim;
+    h.n_vocab = (uint32_t)fwd_model(s->c)->hp.n_vocab;
+    h.n_tokens = (uint32_t)s->n;
+    return h;
+}
+
+static size_t state_size(const state_hdr *h, size_t esz) {
+    return sizeof *h + (size_t)h->n_tokens * 4 + 2 * (size_t)h->n_layer * h->n_tokens * h->n_kv_dim * esz + 8;
+}
+
+sim_status sess_save(const sess *s, const char *path, sim_err *err) {
+    const kv_cache *kv = fwd_kv(s->c);
+    size_t esz = kv->type == TT_F16 ? 2 : 4;
+    state_hdr h = header_of(s);
+    size_t total = state_size(&h, esz);
+    uint8_t *buf = mem_alloc(total), *p = buf;
+    int *cells = mem_alloc((size_t)kv->n_ctx * sizeof(int));
+    if (!buf || !cells) {
+        mem_free(buf);
+        mem_free(cells);
+        return err_set(err, SIM_ERR_NOMEM, "%s: out of memory for %zu bytes of state", path, total);
+    }
+    // The session's cells, ordered by position (token i at position i).
+    int nc = kv_seq_cells(kv, s->p.seq, cells);
+    ASSERT(nc == s->n);
+    int *by_pos = mem_alloc((size_t)(nc ? nc : 1) * sizeof(int));
+    if (!by_pos) {
+        mem_free(buf);
+        mem_free(cells);
+        return err_set(err, SIM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (int i = 0; i < nc; i++) by_pos[kv->cells[cells[i]].pos] = cells[i];
+    memcpy(p, &h, sizeof h);
+    p += sizeof h;
+    memcpy(p, s->toks, (size_t)s->n * 4);
+    p += (size_t)s->n * 4;
+    for (int l = 0; l < kv->n_layer; l++) {
+        for (int i = 0; i < nc; i++, p += kv->row_bytes) memcpy(p, kv_k_row(kv, l, by_pos[i]), kv->row_bytes);
+        const uint8_t *vt = kv_v_row(kv, l, 0);
+        for (int d = 0; d < kv->n_kv_dim; d++)
+            for (int i = 0; i < nc; i++, p += esz) memcpy(p, vt + ((size_t)d * kv->n_ctx + (size_t)by_pos[i]) * esz, esz);
+    }
+    uint64_t sum = hash64(buf, (size_t)(p - buf), 0);
+    memcpy(p, &sum, 8);
+    p += 8;
+    ASSERT((size_t)(p - buf) == total);
+    sim_status st = file_write_all(path, buf, total, err);
+    mem_free(by_pos);
+    mem_free(cells);
+    mem_free(buf);
+    return st;
+}
+
+sim_status sess_load(sess *s, const char *path, sim_err *err) {
+    kv_cache *kv = fwd_kv(s->c);
+    size_t esz = kv->type == TT_F16 ? 2 : 4;
+    state_hdr want = header_of(s);
+    char *data;
+    size_t len;
+    // The largest state this context can hold bounds what we read.
+    state_hdr most = want;
+    most.n_tokens = (uint32_t)budget(s);
+    sim_status st = file_read_all(path, state_size(&most, esz), &data, &len, err);
+    if (st) return st;
+    state_hdr h;
+    const char *why = NULL;
+    char buf[200];
+    if (len < sizeof h + 8) why = "truncated (shorter than its header)";
+    else {
+        memcpy(&h, data, sizeof h);
+        if (memcmp(h.magic, STATE_MAGIC, 8) != 0) why = "not a Simularity state file";
+        else if (h.format != STATE_FORMAT) why = (snprintf(buf, sizeof buf, "state format %u, this engine reads %u", h.format, STATE_FORMAT), buf);
+        else if (memcmp(h.engine, want.engine, sizeof h.engine) != 0)
+            why = (snprintf(buf, sizeof buf, "written by engine %.16s, this is %s", h.engine, SIM_VERSION_STRING), buf);
+        else if (h.model_hash != want.model_hash) why = "written for a different model (content hash differs)";
+        else if (h.n_ctx != want.n_ctx) why = (snprintf(buf, sizeof buf, "written for context size %u, this context has %u", h.n_ctx, want.n_ctx), buf);
+        else if (h.kv_type != want.kv_type) why = (snprintf(buf, sizeof buf, "written with a %s KV cache, this one is %s", tt_name((tt_type)h.kv_type), tt_name((tt_type)want.kv_type)), buf);
+        else if (h.n_layer != want.n_layer || h.n_kv_dim != want.n_kv_dim || h.n_vocab != want.n_vocab) why = "model shape differs";
+        else if (h.n_tokens < 1 || (int)h.n_tokens > budget(s)) why = (snprintf(buf, sizeof buf, "holds %u tokens, the session allows 1..%d", h.n_tokens, budget(s)), buf);
+        else if (len != state_size(&h, esz)) why = (snprintf(buf, sizeof buf, "%zu bytes, expected %zu (truncated or corrupt)", len, state_size(&h, esz)), buf);
+        else {
+            uint64_t sum;
+            memcpy(&sum, data + len - 8, 8);
+            if (sum != hash64(data, len - 8, 0)) why = "checksum mismatch (corrupt)";
+        }
+    }
+    if (!why) {
+        const int32_t *toks = (const int32_t *)(data + sizeof h);
+        for (uint32_t i = 0; i < h.n_tokens && !why; i++)
+            if (toks[i] < 0 || toks[i] >= (int32_t)h.n_vocab) why = "a token id is outside the vocabulary";
+    }
+    // Room: the session's own cells are replaced, the others stay.
+    int n_own = 0;
+    if (!why) {
+        for (int i = 0; i < kv->hi; i++) n_own += kv->cells[i].seqs == ((kv_seq_mask)1 << s->p.seq);
+        if ((int)h.n_tokens > kv->n_ctx - kv->n_used + n_own) why = "not enough free cells in the context";
+    }
+    if (why) {
+        mem_free(data);
+        return err_set(err, SIM_ERR_FORMAT, "%s: %s", path, why);
+    }
+    // Valid: replace the session's sequence.
+    kv_seq_rm(kv, s->p.seq, 0, -1);
+    int n = (int)h.n_tokens;
+    int *cells = mem_alloc((size_t)n * sizeof(int));
+    int32_t *pos = mem_alloc((size_t)n * sizeof(int32_t));
+    kv_seq_mask *seqs = mem_alloc((size_t)n * sizeof(kv_seq_mask));
+    if (!cells || !pos || !seqs) {
+        mem_free(cells);
+        mem_free(pos);
+        mem_free(seqs);
+        mem_free(data);
+        s->n = 0;
+        s->have_logits = false;
+        return err_set(err, SIM_ERR_NOMEM, "%s: out of memory", path);
+    }
+    ASSERT(kv_find_slot(kv, n, cells) == SIM_OK);
+    const uint8_t *p = (const uint8_t *)data + sizeof h;
+    memcpy(s->toks, p, (size_t)n * 4);
+    p += (size_t)n * 4;
+    for (int l = 0; l < kv->n_layer; l++) {
+        for (int i = 0; i < n; i++, p += kv->row_bytes) memcpy(kv_k_row(kv, l, cells[i]), p, kv->row_bytes);
+        uint8_t *vt = kv_v_row(kv, l, 0);
+        for (int d = 0; d < kv->n_kv_dim; d++)
+            for (int i = 0; i < n; i++, p += esz) memcpy(vt + ((size_t)d * kv->n_ctx + (size_t)cells[i]) * esz, p, esz);
+    }
+    for (int i = 0; i < n; i++) {
+        pos[i] = i;
+        seqs[i] = (kv_seq_mask)1 << s->p.seq;
+    }
+    kv_commit(kv, n, cells, pos, seqs);
+    s->n = n;
+    s->have_logits = false; // the next sess_set_prompt decodes at least the last token
+    mem_free(cells);
+    mem_free(pos);
+    mem_free(seqs);
+    mem_free(data);
+    return SIM_OK;
+}

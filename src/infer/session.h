@@ -1,0 +1,118 @@
+// session.h — one sequence of a context that never reprocesses what it holds.
+//
+// The caller hands the whole prompt every time; the session compares it with
+// the tokens its sequence already holds in the KV cache, removes the part
+// that differs, and decodes only the new tokens (in batches of the context's
+// batch size). Positions stay exact: token i of the session is at position i.
+// When the prompt is entirely cached, the last token is decoded again so the
+// logits are fresh rather than stale.
+//
+//     sess *s;
+//     sess_params sp = sess_default_params();
+//     if (sess_new(&s, ctx, &sp, &err) != SIM_OK) ...
+//     if (sess_set_prompt(s, toks, n, &stats, &err) != SIM_OK) ...   // stats.n_decoded
+//     sess_gen_params gp = {.n_predict = 200, .stop = stops, .n_stop = 1, .on_text = print, .ud = out};
+//     sess_result r;
+//     if (sess_generate(s, smp, &gp, &r, &err) != SIM_OK) ...        // r.text, r.reason
+//     sess_result_free(&r);
+//     sess_free(s);
+//
+// Context shift: when the context (or the session's own budget) is full, the
+// session keeps its first n_keep tokens, drops the next n_discard, and moves
+// the rest back (fwd_seq_shift re-rotates their keys) — generation goes on
+// indefinitely. With context_shift off a full context ends generation with
+// SIM_ERR_RANGE and a clear message.
+//
+// State files (sess_save / sess_load) hold the session's tokens and KV
+// cells, keyed by the model's content hash, the engine version, the context
+// size and the KV type; a file that does not match, or is corrupt, is
+// refused with a precise error and the session is left as it was.
+//
+// Ownership: a session borrows its fwd_ctx (several sessions may share one
+// context, each with its own sequence id) and owns its token list.
+#ifndef SIM_SESSION_H
+#define SIM_SESSION_H
+
+#include "infer/sample.h"
+#include "model/forward.h"
+
+typedef struct sess sess;
+
+typedef struct sess_params {
+    int seq;           // sequence id in the context's KV cache (0..63)
+    int max_tokens;    // the session's budget of cells (0: the context size)
+    bool context_shift; // shift instead of failing when full (default true)
+    int n_keep;        // tokens kept at the front on a shift (-1: BOS if the text starts with it)
+    int n_discard;     // tokens dropped per shift (0: half of those after n_keep)
+} sess_params;
+
+typedef struct sess_stats {
+    int n_reused;  // prompt tokens that were already cached
+    int n_decoded; // tokens decoded (includes the re-evaluated last token)
+    int n_shifts;  // context shifts done
+} sess_stats;
+
+typedef enum sess_stop {
+    SESS_STOP_LIMIT = 0, // n_predict reached
+    SESS_STOP_EOG,       // the model ended the text
+    SESS_STOP_STRING,    // a stop string appeared (trimmed from the text)
+    SESS_STOP_ABORTED,   // on_text returned false or *abort was set
+    SESS_STOP_FULL,      // the context is full and shifting is off
+} sess_stop;
+
+typedef struct sess_gen_params {
+    int n_predict;                 // tokens to generate (< 0: no limit)
+    const char *const *stop;       // stop strings
+    int n_stop;
+    // Receives text as it becomes final (never half a UTF-8 character, never
+    // text that might still turn out to be part of a stop string). Returning
+    // false aborts.
+    bool (*on_text)(void *ud, const char *text, size_t len);
+    void *ud;
+    const volatile int *abort;     // polled before each token when not NULL
+} sess_gen_params;
+
+typedef struct sess_result {
+    char *text;       // the generated text, stop string trimmed (NUL-terminated; sess_result_free)
+    size_t len;
+    int n_tokens;     // tokens sampled
+    sess_stop reason;
+    sess_stats stats;
+} sess_result;
+
+sess_params sess_default_params(void);
+sim_status sess_new(sess **out, fwd_ctx *c, const sess_params *p, sim_err *err);
+void sess_free(sess *s); // removes its sequence from the cache
+
+// Makes the session hold toks[0..n) with fresh logits for the last token.
+// Errors (the prompt does not fit with shifting off, a bad token) leave the
+// cached tokens that still match the prompt in place.
+sim_status sess_set_prompt(sess *s, const int32_t *toks, int n, sess_stats *stats, sim_err *err);
+
+// Appends a token (decoding it), shifting first when the session is full.
+sim_status sess_push(sess *s, int32_t tok, sess_stats *stats, sim_err *err);
+
+// Samples and appends tokens until a stop condition. The result's text is
+// the continuation only.
+sim_status sess_generate(sess *s, smp_ctx *smp, const sess_gen_params *gp, sess_result *r, sim_err *err);
+void sess_result_free(sess_result *r);
+
+// The logits after the last decoded token, (n_vocab); NULL before any decode.
+const float *sess_logits(const sess *s);
+int sess_n_tokens(const sess *s);
+const int32_t *sess_tokens(const sess *s);
+int sess_seq(const sess *s);
+fwd_ctx *sess_ctx(const sess *s);
+
+// Adds a sequence sharing this session's cells (no copy): a new session on
+// seq dst holding the same tokens and logits.
+sim_status sess_fork(const sess *s, int dst, sess **out, sim_err *err);
+
+// Makes n_keep = n (for example a system prompt that must survive shifts).
+void sess_set_keep(sess *s, int n);
+
+// State files.
+sim_status sess_save(const sess *s, const char *path, sim_err *err);
+sim_status sess_load(sess *s, const char *path, sim_err *err);
+
+#endif
