@@ -45,6 +45,23 @@ static double measure_bandwidth(pool *p, const kern_ops *k) {
     return best;
 }
 
+static void add_profile(fwd_profile *sum, const fwd_profile *p) {
+    for (int i = 0; i < FWD_STEP_COUNT; i++) sum->ns[i] += p->ns[i];
+    sum->n_calls += p->n_calls;
+    sum->n_tokens += p->n_tokens;
+}
+
+static void print_profile(const fwd_profile *p, const char *what) {
+    static const char *names[FWD_STEP_COUNT] = {"norms/quantize", "q,k,v", "rope/cache", "attention", "wo",
+                                                "gate,up", "down", "output", "total"};
+    if (!p || !p->n_tokens) return;
+    double total = (double)p->ns[FWD_STEP_TOTAL];
+    fprintf(stderr, "%s: %.3f ms per token\n", what, total / 1e6 / (double)p->n_tokens);
+    for (int i = 0; i < FWD_STEP_TOTAL; i++)
+        fprintf(stderr, "  %-15s %6.1f%%  %8.3f ms/token\n", names[i], 100.0 * (double)p->ns[i] / total,
+                (double)p->ns[i] / 1e6 / (double)p->n_tokens);
+}
+
 static void mean_sd(const double *x, int n, double *mean, double *sd) {
     double s = 0, ss = 0;
     for (int i = 0; i < n; i++) s += x[i];
@@ -56,7 +73,7 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int n_pp = 512, n_tg = 128, n_threads = 2, reps = 3;
-    bool json = false;
+    bool json = false, profile = false;
     cli_opt opts[] = {
         {"-m|--model", OPT_STR, &model_path, "model file (GGUF)"},
         {"-p|--n-prompt", OPT_INT, &n_pp, "prompt tokens per run [512]"},
@@ -64,6 +81,7 @@ int cmd_bench(int argc, char **argv) {
         {"-t|--threads", OPT_INT, &n_threads, "threads [2]"},
         {"-r|--repetitions", OPT_INT, &reps, "runs to average [3]"},
         {"--json", OPT_FLAG, &json, "print one JSON object"},
+        {"--profile", OPT_FLAG, &profile, "also print where the time goes (to stderr)"},
     };
     int n_pos, rc;
     if ((rc = cli_parse("bench -m MODEL [-p 512] [-n 128] [-t 2] [-r 3] [--json]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos)))
@@ -77,6 +95,7 @@ int cmd_bench(int argc, char **argv) {
     fp.n_batch = MAX(n_pp, 1);
     fp.n_outputs = 1;
     fp.n_threads = n_threads;
+    fp.profile = profile;
     fwd_ctx *c;
     sim_err err;
     if (fwd_new(&c, m, &fp, &err) != SIM_OK) {
@@ -96,20 +115,29 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < n_tok; i++) toks[i] = (int32_t)(smp_rng_next(&rng) % (uint64_t)m->hp.n_vocab);
 
     // A warm-up pass brings the mapped weights into memory.
+    fwd_profile prof[2] = {0};
     for (int r = -1; r < reps; r++) {
         if (n_pp > 0) {
             kv_clear(fwd_kv(c));
+            fwd_reset_profile(c);
             uint64_t t0 = time_ns();
             if (!cli_eval(c, toks, n_pp, 0, false, NULL, NULL)) goto done;
             if (r >= 0) pp[r] = n_pp / ((double)(time_ns() - t0) / 1e9);
+            if (r >= 0) add_profile(&prof[0], fwd_get_profile(c));
         }
         if (n_tg > 0) {
             kv_clear(fwd_kv(c));
+            fwd_reset_profile(c);
             uint64_t t0 = time_ns();
             for (int i = 0; i < (r < 0 ? MIN(n_tg, 4) : n_tg); i++)
                 if (!cli_eval(c, toks + i, 1, i, false, NULL, NULL)) goto done;
             if (r >= 0) tg[r] = n_tg / ((double)(time_ns() - t0) / 1e9);
+            if (r >= 0) add_profile(&prof[1], fwd_get_profile(c));
         }
+    }
+    if (profile) {
+        print_profile(n_pp > 0 ? &prof[0] : NULL, "prompt processing");
+        print_profile(n_tg > 0 ? &prof[1] : NULL, "generation");
     }
     pool *bp;
     if (pool_new(&bp, n_threads, &err) != SIM_OK) {

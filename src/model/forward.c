@@ -51,6 +51,7 @@ struct fwd_ctx {
     pool_counter *ctrs;
     int n_ctrs;
     const fwd_batch *b; // the batch being decoded
+    fwd_profile prof;
 };
 
 fwd_params fwd_default_params(void) {
@@ -396,40 +397,51 @@ static void attention_step(fwd_ctx *c, int layer, int ith, pool_counter *ctr) {
 
 // --- the region ----------------------------------------------------------------------
 
+// Ends a step: waits for every thread, and (when profiling) charges the
+// time since the last step to this one, on thread 0.
+static void step_done(fwd_ctx *c, int ith, fwd_step step, uint64_t *t) {
+    pool_barrier(c->pool);
+    if (c->p.profile && ith == 0) {
+        uint64_t now = time_ns();
+        c->prof.ns[step] += now - *t;
+        *t = now;
+    }
+}
+
 static void region(void *arg, int ith, int nth) {
     fwd_ctx *c = arg;
     const model *m = c->m;
     const model_hparams *hp = &m->hp;
     const kern_ops *k = c->k;
-    pool *p = c->pool;
     int n = c->b->n;
     pool_counter *ctr = c->ctrs;
+    uint64_t t = c->p.profile && ith == 0 ? time_ns() : 0;
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer *ly = &m->layers[l];
         norm_step(c, l > 0, ly->attn_norm, act_mask_of(&ly->wq, &ly->wk, &ly->wv), ith, nth);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_NORM, &t);
         mm_mul(k, &ly->wq, act_for(c, &ly->wq, c->xn), n, c->q, c->q_dim, ctr++);
         mm_mul(k, &ly->wk, act_for(c, &ly->wk, c->xn), n, c->kb, c->kv_dim, ctr++);
         mm_mul(k, &ly->wv, act_for(c, &ly->wv, c->xn), n, c->vb, c->kv_dim, ctr++);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_QKV, &t);
         qkv_step(c, l, ith, nth);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_ROPE, &t);
         attention_step(c, l, ith, ctr++);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_ATTENTION, &t);
         unsigned mo = act_mask_of(&ly->wo, NULL, NULL);
         for (int r = ith; r < n; r += nth) quantize_row(c, mo, c->attn, r, c->q_dim);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_NORM, &t);
         mm_mul(k, &ly->wo, act_for(c, &ly->wo, c->attn), n, c->tmp, hp->n_embd, ctr++);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_WO, &t);
         norm_step(c, true, ly->ffn_norm, act_mask_of(&ly->w_gate, &ly->w_up, NULL), ith, nth);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_NORM, &t);
         mm_mul(k, &ly->w_gate, act_for(c, &ly->w_gate, c->xn), n, c->gate, hp->n_ff, ctr++);
         mm_mul(k, &ly->w_up, act_for(c, &ly->w_up, c->xn), n, c->up, hp->n_ff, ctr++);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_GATE_UP, &t);
         swiglu_step(c, act_mask_of(&ly->w_down, NULL, NULL), ith, nth);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_NORM, &t);
         mm_mul(k, &ly->w_down, act_for(c, &ly->w_down, c->gate), n, c->tmp, hp->n_embd, ctr++);
-        pool_barrier(p);
+        step_done(c, ith, FWD_STEP_DOWN, &t);
     }
     // Final norm of the rows that want logits, packed into xn[0 .. n_logits).
     int d = hp->n_embd;
@@ -437,14 +449,18 @@ static void region(void *arg, int ith, int nth) {
     for (int i = ith; i < c->n_logits; i += nth) {
         int r = c->out_idx[i];
         float *x = c->x + (size_t)r * d;
-        const float *t = c->tmp + (size_t)r * d;
-        for (int j = 0; j < d; j++) x[j] += t[j];
+        const float *tm = c->tmp + (size_t)r * d;
+        for (int j = 0; j < d; j++) x[j] += tm[j];
         rmsnorm(c->xn + (size_t)i * d, x, m->out_norm, d, hp->norm_eps);
         quantize_row(c, mo, c->xn, i, d);
     }
-    pool_barrier(p);
+    step_done(c, ith, FWD_STEP_NORM, &t);
     mm_mul(k, &m->output, act_for(c, &m->output, c->xn), c->n_logits, c->logits, hp->n_vocab, ctr++);
+    if (c->p.profile) step_done(c, ith, FWD_STEP_OUTPUT, &t);
 }
+
+const fwd_profile *fwd_get_profile(const fwd_ctx *c) { return &c->prof; }
+void fwd_reset_profile(fwd_ctx *c) { memset(&c->prof, 0, sizeof c->prof); }
 
 // --- shifting ------------------------------------------------------------------------------
 
@@ -518,7 +534,13 @@ sim_status fwd_decode(fwd_ctx *c, const fwd_batch *b, sim_err *err) {
     for (int i = 0; i < b->n; i++) rope_angles(&c->rope_tab, b->pos[i], c->rope_tab.mscale, c->rope + (size_t)i * hp->rope_dim);
     kv_commit(&c->kv, b->n, c->cells, b->pos, b->seqs);
     memset(c->ctrs, 0, (size_t)c->n_ctrs * sizeof(pool_counter));
+    uint64_t t0 = c->p.profile ? time_ns() : 0;
     pool_run(c->pool, region, c);
+    if (c->p.profile) {
+        c->prof.ns[FWD_STEP_TOTAL] += time_ns() - t0;
+        c->prof.n_calls++;
+        c->prof.n_tokens += b->n;
+    }
     c->b = NULL;
     return SIM_OK;
 }

@@ -37,6 +37,8 @@
 #include "tensor/kern.h"
 #include "tensor/pool.h"
 
+typedef struct fwd_ctx fwd_ctx;
+
 typedef struct fwd_params {
     int n_ctx;         // KV cells (0: the model's training context, capped at 4096)
     int n_batch;       // most tokens per fwd_decode call
@@ -44,7 +46,32 @@ typedef struct fwd_params {
     int n_threads;     // threads of the pool (0: all CPUs)
     tt_type kv_type;   // TT_F16 (default) or TT_F32
     kern_level kernels; // cap on the kernel level (KERN_BEST by default)
+    bool profile;      // time each step (fwd_get_profile)
 } fwd_params;
+
+// Where the time of fwd_decode goes (with fwd_params.profile): wall time of
+// each step, summed over layers and calls, measured on thread 0 up to the
+// barrier that ends the step.
+typedef enum fwd_step {
+    FWD_STEP_NORM,      // norms, activation quantization, SwiGLU
+    FWD_STEP_QKV,       // the Q, K and V products
+    FWD_STEP_ROPE,      // biases, RoPE, writing K and V into the cache
+    FWD_STEP_ATTENTION, // softmax(QKᵀ)V
+    FWD_STEP_WO,        // the attention output product
+    FWD_STEP_GATE_UP,   // the gate and up products
+    FWD_STEP_DOWN,      // the down product
+    FWD_STEP_OUTPUT,    // the output (logits) product
+    FWD_STEP_TOTAL,     // all of fwd_decode's region
+    FWD_STEP_COUNT
+} fwd_step;
+
+typedef struct fwd_profile {
+    uint64_t ns[FWD_STEP_COUNT];
+    uint64_t n_calls, n_tokens;
+} fwd_profile;
+
+const fwd_profile *fwd_get_profile(const fwd_ctx *c);
+void fwd_reset_profile(fwd_ctx *c);
 
 typedef struct fwd_batch {
     int n;
@@ -54,7 +81,6 @@ typedef struct fwd_batch {
     const bool *logits;       // (n) whether to compute the token's logits; NULL: only the last
 } fwd_batch;
 
-typedef struct fwd_ctx fwd_ctx;
 
 fwd_params fwd_default_params(void);
 // The parameters with defaults filled in (context size, threads, batch caps).
