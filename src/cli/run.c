@@ -86,6 +86,10 @@ int cmd_run(int argc, char **argv) {
     const char *why = "the token limit was reached";
     while (n_predict < 0 || n_gen < n_predict) {
         int32_t tok = smp_sample(smp, fwd_logits(c, 0));
+        if (tok < 0) {
+            cli_fail("run: sampling failed: no token is allowed (are the logits finite?)");
+            goto done;
+        }
         smp_accept(smp, tok);
         n_gen++;
         if (tok_is_eog(m->vocab, tok)) {

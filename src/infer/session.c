@@ -247,6 +247,14 @@ sim_status sess_generate(sess *s, smp_ctx *smp, const sess_gen_params *gp, sess_
             break;
         }
         int32_t tok = smp_sample(smp, s->logits);
+        if (tok == SMP_FAILED) {
+            st = err_set(err, SIM_ERR_ARG, "sampling failed: %s", smp_last_err(smp));
+            break;
+        }
+        if (tok == SMP_NO_TOKEN) {
+            st = err_set(err, SIM_ERR_RANGE, "sampling failed: every token was excluded (or the logits are not finite)");
+            break;
+        }
         smp_accept(smp, tok);
         r->n_tokens++;
         if (tok_is_eog(m->vocab, tok)) {
