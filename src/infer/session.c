@@ -248,7 +248,7 @@ sim_status sess_generate(sess *s, smp_ctx *smp, const sess_gen_params *gp, sess_
         }
         int32_t tok = smp_sample(smp, s->logits);
         if (tok == SMP_FAILED) {
-            st = err_set(err, SIM_ERR_ARG, "sampling failed: %s", smp_last_err(smp));
+            st = err_set(err, SIM_ERR_ARG, "sampling failed: %s", smp_last_err(smp)->msg);
             break;
         }
         if (tok == SMP_NO_TOKEN) {
