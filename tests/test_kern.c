@@ -320,6 +320,32 @@ static void test_exp_accuracy(void) {
     mem_free(y);
 }
 
+// SwiGLU against the reference over a wide range, including |g| > 88 where
+// e^-g leaves the float range.
+static void test_swiglu(void) {
+    const kern_ops *ref = kern_get_exact(KERN_REF);
+    enum { N = 4003 };
+    float *g = mem_alloc(N * sizeof(float)), *u = mem_alloc(N * sizeof(float));
+    float *a = mem_alloc(N * sizeof(float)), *b = mem_alloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) {
+        g[i] = -120.0f + 240.0f * (float)i / N;
+        u[i] = gauss();
+    }
+    for (int li = 0; li < n_levels; li++) {
+        memcpy(a, g, N * sizeof(float));
+        memcpy(b, g, N * sizeof(float));
+        levels[li]->swiglu(a, u, N);
+        ref->swiglu(b, u, N);
+        int bad = 0;
+        for (int i = 0; i < N; i++) bad += !(fabsf(a[i] - b[i]) <= 1e-6f * fabsf(b[i]) + 1e-30f);
+        CHECK_MSG(bad == 0, "%s swiglu: %d of %d differ", levels[li]->name, bad, N);
+    }
+    mem_free(g);
+    mem_free(u);
+    mem_free(a);
+    mem_free(b);
+}
+
 static void test_env_forces_reference(void) {
     // kern_get never returns a level above the cap it is given.
     CHECK(kern_get(KERN_REF)->level == KERN_REF);
@@ -336,6 +362,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_to_float);
     TEST_RUN(test_float_helpers);
     TEST_RUN(test_exp_accuracy);
+    TEST_RUN(test_swiglu);
     TEST_RUN(test_env_forces_reference);
     return test_finish();
 }

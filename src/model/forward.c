@@ -297,9 +297,7 @@ static void qkv_step(fwd_ctx *c, int layer, int ith, int nth) {
 static void swiglu_step(fwd_ctx *c, unsigned act_mask, int ith, int nth) {
     int f = c->m->hp.n_ff;
     for (int r = ith; r < c->b->n; r += nth) {
-        float *g = c->gate + (size_t)r * f;
-        const float *u = c->up + (size_t)r * f;
-        for (int i = 0; i < f; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        c->k->swiglu(c->gate + (size_t)r * f, c->up + (size_t)r * f, f);
         quantize_row(c, act_mask, c->gate, r, f);
     }
 }
@@ -308,6 +306,31 @@ static void swiglu_step(fwd_ctx *c, unsigned act_mask, int ith, int nth) {
 
 static inline bool visible(const kv_cell *cell, int32_t pos, kv_seq_mask seqs) {
     return (cell->seqs & seqs) && cell->pos <= pos;
+}
+
+// Which cells of the tile [j0, j0 + nk) each token of the block sees. In the
+// usual case (cells in position order, all in the token's sequences) a token
+// sees a prefix of the tile: lim[t] is its length. Otherwise lim[t] = -1 and
+// the rows are masked cell by cell. Returns one past the last cell any token
+// sees (0: the tile can be skipped), so no work is spent past the diagonal.
+static int tile_limits(const kv_cache *kv, const fwd_batch *b, int j0, int nk, int t0, int nt, int *lim) {
+    int end = 0;
+    for (int t = 0; t < nt; t++) {
+        int32_t pos = b->pos[t0 + t];
+        kv_seq_mask seqs = b->seqs[t0 + t];
+        int n_vis = 0, last = -1;
+        bool prefix = true;
+        for (int j = 0; j < nk; j++) {
+            if (visible(&kv->cells[j0 + j], pos, seqs)) {
+                prefix = prefix && j == n_vis;
+                n_vis++;
+                last = j;
+            }
+        }
+        lim[t] = prefix ? n_vis : -1;
+        end = MAX(end, last + 1);
+    }
+    return end;
 }
 
 // One work item: the query heads of KV head g for a block of tokens, streamed
@@ -337,30 +360,28 @@ static void attend(fwd_ctx *c, int layer, int g, int t0, int nt, float *scr) {
     }
     kern_gemm_fn gemm = c->k->gemm[kv->type];
     size_t esz = kv->type == TT_F16 ? 2 : 4;
+    int lim[ATTN_ROWS];
     for (int j0 = 0; j0 < kv->hi; j0 += ATTN_TILE) {
-        int nk = MIN(ATTN_TILE, kv->hi - j0);
-        bool any = false;
-        for (int t = 0; t < nt && !any; t++)
-            for (int j = 0; j < nk && !any; j++)
-                any = visible(&kv->cells[j0 + j], b->pos[t0 + t], b->seqs[t0 + t]);
-        if (!any) continue;
+        int nk = tile_limits(kv, b, j0, MIN(ATTN_TILE, kv->hi - j0), t0, nt, lim);
+        if (nk == 0) continue; // nothing visible to any token of the block
         const uint8_t *K = kv_k_row(kv, layer, j0) + (size_t)g * hd * esz;
         gemm(hd, nk, rows, K, kv->row_bytes, Q, (size_t)hd * sizeof(float), S, ATTN_TILE);
         for (int r = 0; r < rows; r++) {
-            int t = t0 + r / G;
+            int t = r / G, n_vis = lim[t] >= 0 ? lim[t] : nk;
             float *s = S + (size_t)r * ATTN_TILE;
+            if (lim[t] < 0) // mixed visibility: mask cell by cell
+                for (int j = 0; j < nk; j++)
+                    if (!visible(&kv->cells[j0 + j], b->pos[t0 + t], b->seqs[t0 + t])) s[j] = -INFINITY;
             float mt = -INFINITY;
-            for (int j = 0; j < nk; j++) {
-                if (!visible(&kv->cells[j0 + j], b->pos[t], b->seqs[t])) s[j] = -INFINITY;
-                else if (s[j] > mt) mt = s[j];
-            }
+            for (int j = 0; j < n_vis; j++) mt = s[j] > mt ? s[j] : mt;
             if (mt == -INFINITY) { // nothing visible in this tile for this row
                 memset(s, 0, (size_t)nk * sizeof(float));
                 continue;
             }
             float m_new = MAX(M[r], mt);
             float corr = expf(M[r] - m_new); // 0 when M[r] was -inf
-            float sum = c->k->exp_sum(s, nk, m_new);
+            float sum = c->k->exp_sum(s, n_vis, m_new);
+            if (n_vis < nk) memset(s + n_vis, 0, (size_t)(nk - n_vis) * sizeof(float));
             L[r] = L[r] * corr + sum;
             M[r] = m_new;
             if (corr != 1.0f) {

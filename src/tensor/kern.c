@@ -85,6 +85,10 @@ static float exp_sum_ref(float *x, int64_t n, float max) {
     return sum;
 }
 
+static void swiglu_ref(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 // One generic gemm per type, calling that type's reference dot product.
 #define REF_GEMM(T, TT)                                                                 \
     static void vd_##T(int64_t n, float *s, const void *w, const void *a) {            \
@@ -130,6 +134,7 @@ void kern_fill_ref(kern_ops *k) {
     k->axpy_f16 = axpy_f16_ref;
     k->f32_to_f16 = f32_to_f16_ref;
     k->exp_sum = exp_sum_ref;
+    k->swiglu = swiglu_ref;
 }
 
 // --- the tables ------------------------------------------------------------------

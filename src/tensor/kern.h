@@ -56,6 +56,8 @@ typedef struct kern_ops {
     // Softmax numerator: x[i] = exp(x[i] - max) (-inf gives 0); returns the sum.
     // Accurate to a few ulp of expf.
     float (*exp_sum)(float *x, int64_t n, float max);
+    // SwiGLU: g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)).
+    void (*swiglu)(float *g, const float *u, int64_t n);
 } kern_ops;
 
 kern_level kern_detect(void);              // the best level this CPU supports
@@ -68,7 +70,7 @@ const kern_ops *kern_get_exact(kern_level level);
 void kern_fill_ref(kern_ops *k);
 void kern_fill_avx2(kern_ops *k);
 void kern_fill_avx512(kern_ops *k);
-void kern_fill_math_avx2(kern_ops *k);   // math_avx2.c: exp_sum
-void kern_fill_math_avx512(kern_ops *k); // math_avx512.c: exp_sum
+void kern_fill_math_avx2(kern_ops *k);   // math_avx2.c: exp_sum, swiglu
+void kern_fill_math_avx512(kern_ops *k); // math_avx512.c: exp_sum, swiglu
 
 #endif

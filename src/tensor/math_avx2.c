@@ -3,8 +3,10 @@
 // The method of math_avx512.c: n = round(x·log2 e), g = x − n·ln 2 in two
 // steps, e^g by its degree-7 Taylor series, then 2^n built in the exponent
 // bits. Inputs below −87.33654 (where e^x leaves the normal float range), -inf
-// included, give exactly 0. Within 2 ulp of expf elsewhere.
+// included, give exactly 0; inputs above 88.72283 give +inf. Within 2 ulp of
+// expf elsewhere.
 #include <immintrin.h>
+#include <math.h>
 
 #include "tensor/kern.h"
 
@@ -12,6 +14,8 @@ static inline __m256 exp256(__m256 x) {
     const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
     const __m256 ln2_hi = _mm256_set1_ps(0.693359375f), ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
     __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
+    __m256 huge = _mm256_cmp_ps(x, _mm256_set1_ps(88.72283f), _CMP_GT_OQ); // e^x > FLT_MAX
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.72283f));
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 g = _mm256_fnmadd_ps(n, ln2_hi, x);
@@ -27,6 +31,7 @@ static inline __m256 exp256(__m256 x) {
     // 2^n: n in [-126, 128] here; add it to the exponent field.
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    r = _mm256_blendv_ps(r, _mm256_set1_ps(INFINITY), huge);
     return _mm256_andnot_ps(tiny, r);
 }
 
@@ -51,4 +56,25 @@ static float exp_sum_avx2(float *x, int64_t n, float max) {
     return sum;
 }
 
-void kern_fill_math_avx2(kern_ops *k) { k->exp_sum = exp_sum_avx2; }
+// silu(g)·u = g·u / (1 + e^-g). exp256 flushes results below the normal
+// range to 0 and saturates large inputs to +inf (see the clamp), so very
+// negative g gives g·u / inf = 0, the right limit.
+static void swiglu_avx2(float *g, const float *u, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i), y = _mm256_loadu_ps(u + i);
+        __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_storeu_ps(g + i, _mm256_div_ps(_mm256_mul_ps(x, y), _mm256_add_ps(one, e)));
+    }
+    for (; i < n; i++) { // the same arithmetic, one lane at a time
+        float v[8] = {-g[i]};
+        _mm256_storeu_ps(v, exp256(_mm256_loadu_ps(v)));
+        g[i] = g[i] * u[i] / (1.0f + v[0]);
+    }
+}
+
+void kern_fill_math_avx2(kern_ops *k) {
+    k->exp_sum = exp_sum_avx2;
+    k->swiglu = swiglu_avx2;
+}

@@ -14,6 +14,7 @@ static inline __m512 exp512(__m512 x) {
     const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
     const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
     x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f)); // below: e^x < 2^-149, scalef gives 0; keeps -inf finite
+    x = _mm512_min_ps(x, _mm512_set1_ps(104.0f));  // above: e^x > 2^150, scalef gives +inf
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 g = _mm512_fnmadd_ps(n, ln2_hi, x);
     g = _mm512_fnmadd_ps(n, ln2_lo, g);
@@ -45,4 +46,20 @@ static float exp_sum_avx512(float *x, int64_t n, float max) {
     return _mm512_reduce_add_ps(acc);
 }
 
-void kern_fill_math_avx512(kern_ops *k) { k->exp_sum = exp_sum_avx512; }
+// silu(g)·u = g·u / (1 + e^-g); e^-g overflows to +inf for g < -88, which
+// gives the right limit 0 (g·u / inf); the division is exact IEEE.
+static void swiglu_avx512(float *g, const float *u, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(k, g + i), y = _mm512_maskz_loadu_ps(k, u + i);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        _mm512_mask_storeu_ps(g + i, k, _mm512_div_ps(_mm512_mul_ps(x, y), _mm512_add_ps(one, e)));
+    }
+}
+
+void kern_fill_math_avx512(kern_ops *k) {
+    k->exp_sum = exp_sum_avx512;
+    k->swiglu = swiglu_avx512;
+}
