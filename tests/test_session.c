@@ -237,7 +237,8 @@ typedef struct collect {
     int calls, abort_after;
 } collect;
 
-static bool on_text(void *ud, const char *text, size_t len) {
+static bool on_text(void *ud, int seq, const char *text, size_t len) {
+    (void)seq;
     collect *c = ud;
     memcpy(c->buf + c->n, text, len);
     c->n += len;
@@ -356,6 +357,67 @@ static void test_defrag(void) {
     fwd_free(c);
 }
 
+// Parallel continuations: forks of one prompt generated in one batch per
+// step. Greedy forks all equal the single-sequence continuation; seeded
+// random ones differ; the prompt's cells are shared, not copied.
+static void test_parallel(void) {
+    fwd_ctx *c = ctx(256, TT_F32);
+    sess *s = session(c, 0, true);
+    int32_t t[20];
+    tokens(t, 20, 12);
+    sim_err err;
+    CHECK(sess_set_prompt(s, t, 20, NULL, &err) == SIM_OK);
+    smp_params gp_greedy = smp_default_params();
+    gp_greedy.temp = 0;
+    smp_ctx *g0;
+    CHECK(smp_new(&g0, m->hp.n_vocab, &gp_greedy, &err) == SIM_OK);
+    sess *f;
+    CHECK(sess_fork(s, 5, &f, &err) == SIM_OK);
+    sess_gen_params gp = {.n_predict = 16};
+    sess_result single;
+    CHECK(sess_generate(f, g0, &gp, &single, &err) == SIM_OK);
+    sess_free(f);
+    sess *ss[3];
+    smp_ctx *smps[3];
+    for (int i = 0; i < 3; i++) {
+        CHECK(sess_fork(s, i + 1, &ss[i], &err) == SIM_OK);
+        CHECK(smp_new(&smps[i], m->hp.n_vocab, &gp_greedy, &err) == SIM_OK);
+    }
+    CHECK_EQ_INT(fwd_kv(c)->n_used, 20);
+    sess_result rs[3];
+    CHECK(sess_generate_many(ss, smps, 3, &gp, rs, &err) == SIM_OK);
+    for (int i = 0; i < 3; i++) {
+        CHECK(rs[i].len == single.len && memcmp(rs[i].text, single.text, single.len) == 0);
+        CHECK_EQ_INT(rs[i].n_tokens, 16);
+        sess_result_free(&rs[i]);
+    }
+    CHECK_EQ_INT(fwd_kv(c)->n_used, 20 + 3 * 15); // the shared prompt once, 15 decoded tokens each
+    // Random sampling with different seeds gives different continuations.
+    for (int i = 0; i < 3; i++) {
+        smp_free(smps[i]);
+        smp_params sp = smp_default_params();
+        sp.temp = 1.5f;
+        sp.top_k = 0;
+        sp.top_p = 1;
+        sp.min_p = 0;
+        sp.seed = 100 + (uint64_t)i;
+        CHECK(smp_new(&smps[i], m->hp.n_vocab, &sp, &err) == SIM_OK);
+        sess_stats st;
+        CHECK(sess_set_prompt(ss[i], t, 20, &st, &err) == SIM_OK);
+    }
+    CHECK(sess_generate_many(ss, smps, 3, &gp, rs, &err) == SIM_OK);
+    CHECK(strcmp(rs[0].text, rs[1].text) != 0 || strcmp(rs[1].text, rs[2].text) != 0);
+    for (int i = 0; i < 3; i++) {
+        sess_result_free(&rs[i]);
+        smp_free(smps[i]);
+        sess_free(ss[i]);
+    }
+    sess_result_free(&single);
+    smp_free(g0);
+    sess_free(s);
+    fwd_free(c);
+}
+
 static void test_state_files(void) {
     char path[512], other[512];
     snprintf(path, sizeof path, "%s/state.bin", dir);
@@ -441,6 +503,7 @@ int main(int argc, char **argv) {
         TEST_RUN(test_stop_strings_and_abort);
         TEST_RUN(test_fork);
         TEST_RUN(test_defrag);
+        TEST_RUN(test_parallel);
         TEST_RUN(test_state_files);
         model_free(m);
     }

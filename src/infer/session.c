@@ -112,18 +112,6 @@ static bool full(const sess *s) {
     return s->n >= budget(s) || kv->n_used >= kv->n_ctx;
 }
 
-sim_status sess_push(sess *s, int32_t tok, sess_stats *stats, sim_err *err) {
-    if (full(s)) {
-        if (!s->p.context_shift)
-            return err_set(err, SIM_ERR_RANGE, "context full: %d tokens of %d (context shifting is off)", s->n, budget(s));
-        sim_status st = shift(s, stats, err);
-        if (st) return st;
-    }
-    sim_status st = decode_run(s, &tok, 1, err);
-    if (st == SIM_OK && stats) stats->n_decoded++;
-    return st;
-}
-
 sim_status sess_set_prompt(sess *s, const int32_t *toks, int n, sess_stats *stats, sim_err *err) {
     sess_stats local = {0};
     if (!stats) stats = &local;
@@ -229,74 +217,191 @@ static long find_stop(const textbuf *t, const sess_gen_params *gp, size_t *hold)
     return first;
 }
 
-sim_status sess_generate(sess *s, smp_ctx *smp, const sess_gen_params *gp, sess_result *r, sim_err *err) {
-    memset(r, 0, sizeof *r);
-    if (!s->have_logits) return err_set(err, SIM_ERR_ARG, "the session has no logits yet: set a prompt first");
-    const model *m = fwd_model(s->c);
+// What one sequence's generation carries between steps.
+typedef struct gen {
+    sess *s;
+    smp_ctx *smp;
     tok_stream ts;
-    tok_stream_init(&ts, m->vocab, 0);
-    textbuf t = {0};
+    textbuf t;
+    size_t skip; // bytes of healed prompt text still to drop from the output
+    sess_result *r;
+    bool done;
+} gen;
+
+// Appends decoded bytes, dropping the first g->skip of them.
+static bool gen_put(gen *g, const char *p, size_t n) {
+    size_t k = MIN(n, g->skip);
+    g->skip -= k;
+    return tb_put(&g->t, p + k, n - k);
+}
+
+// Samples g's next token and handles its text. Returns the token to decode
+// next, or -1 when g is done (reason set) or failed (*st set).
+static int32_t gen_step(gen *g, const sess_gen_params *gp, sim_status *st, sim_err *err) {
+    const model *m = fwd_model(g->s->c);
+    sess_result *r = g->r;
+    if (gp->abort && *gp->abort) {
+        r->reason = SESS_STOP_ABORTED;
+        return -1;
+    }
+    int32_t tok = smp_sample(g->smp, g->s->logits);
+    if (tok == SMP_FAILED) {
+        *st = err_set(err, SIM_ERR_ARG, "sampling failed: %s", smp_last_err(g->smp)->msg);
+        return -1;
+    }
+    if (tok == SMP_NO_TOKEN) {
+        *st = err_set(err, SIM_ERR_RANGE, "sampling failed: every token was excluded (or the logits are not finite)");
+        return -1;
+    }
+    smp_accept(g->smp, tok);
+    r->n_tokens++;
+    if (gp->on_token && (*st = gp->on_token(gp->ud, sess_seq(g->s), tok, err))) return -1;
+    if (tok_is_eog(m->vocab, tok)) {
+        r->reason = SESS_STOP_EOG;
+        return -1;
+    }
+    char piece[TOK_STREAM_BUF];
+    int k = tok_stream_push(&g->ts, tok, piece, sizeof piece);
+    if (k > 0 && !gen_put(g, piece, (size_t)k)) {
+        *st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    textbuf *t = &g->t;
+    size_t hold;
+    long at = find_stop(t, gp, &hold);
+    if (at >= 0) {
+        t->n = (size_t)at;
+        t->p[t->n] = 0;
+        r->reason = SESS_STOP_STRING;
+        return -1;
+    }
+    size_t ready = t->n - hold;
+    if (ready > t->emitted) {
+        bool go_on = !gp->on_text || gp->on_text(gp->ud, sess_seq(g->s), t->p + t->emitted, ready - t->emitted);
+        t->emitted = ready;
+        if (!go_on) {
+            r->reason = SESS_STOP_ABORTED;
+            return -1;
+        }
+    }
+    if (gp->n_predict >= 0 && r->n_tokens >= gp->n_predict) return -1; // reason stays LIMIT
+    if (full(g->s) && !g->s->p.context_shift) {
+        r->reason = SESS_STOP_FULL;
+        return -1;
+    }
+    return tok;
+}
+
+// Emits what is left after the last step and hands the text to the result.
+static sim_status gen_finish(gen *g, const sess_gen_params *gp, sim_err *err) {
+    sess_result *r = g->r;
     char piece[TOK_STREAM_BUF];
     sim_status st = SIM_OK;
-    r->reason = SESS_STOP_LIMIT;
-    if (!tb_put(&t, "", 0)) return err_set(err, SIM_ERR_NOMEM, "out of memory");
-    for (;;) {
-        if (gp->n_predict >= 0 && r->n_tokens >= gp->n_predict) break;
-        if (gp->abort && *gp->abort) {
-            r->reason = SESS_STOP_ABORTED;
-            break;
-        }
-        int32_t tok = smp_sample(smp, s->logits);
-        if (tok == SMP_FAILED) {
-            st = err_set(err, SIM_ERR_ARG, "sampling failed: %s", smp_last_err(smp)->msg);
-            break;
-        }
-        if (tok == SMP_NO_TOKEN) {
-            st = err_set(err, SIM_ERR_RANGE, "sampling failed: every token was excluded (or the logits are not finite)");
-            break;
-        }
-        smp_accept(smp, tok);
-        r->n_tokens++;
-        if (tok_is_eog(m->vocab, tok)) {
-            r->reason = SESS_STOP_EOG;
-            break;
-        }
-        int k = tok_stream_push(&ts, tok, piece, sizeof piece);
-        if (k > 0 && !tb_put(&t, piece, (size_t)k)) {
-            st = err_set(err, SIM_ERR_NOMEM, "out of memory");
-            break;
-        }
-        size_t hold;
-        long at = find_stop(&t, gp, &hold);
-        if (at >= 0) {
-            t.n = (size_t)at;
-            t.p[t.n] = 0;
-            r->reason = SESS_STOP_STRING;
-            break;
-        }
-        size_t ready = t.n - hold;
-        if (ready > t.emitted && gp->on_text && !gp->on_text(gp->ud, t.p + t.emitted, ready - t.emitted)) {
-            t.emitted = ready;
-            r->reason = SESS_STOP_ABORTED;
-            break;
-        }
-        if (ready > t.emitted) t.emitted = ready;
-        if (gp->n_predict >= 0 && r->n_tokens >= gp->n_predict) break;
-        if (full(s) && !s->p.context_shift) {
-            r->reason = SESS_STOP_FULL;
-            break;
-        }
-        if ((st = sess_push(s, tok, &r->stats, err))) break;
+    if (r->reason != SESS_STOP_STRING) {
+        int k = tok_stream_flush(&g->ts, piece, sizeof piece);
+        if (k > 0 && !gen_put(g, piece, (size_t)k)) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
     }
-    if (st == SIM_OK && r->reason != SESS_STOP_STRING) {
-        int k = tok_stream_flush(&ts, piece, sizeof piece);
-        if (k > 0 && !tb_put(&t, piece, (size_t)k)) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
-    }
-    if (st == SIM_OK && r->reason != SESS_STOP_ABORTED && t.n > t.emitted && gp->on_text)
-        gp->on_text(gp->ud, t.p + t.emitted, t.n - t.emitted);
-    r->text = t.p;
-    r->len = t.n;
+    if (st == SIM_OK && r->reason != SESS_STOP_ABORTED && g->t.n > g->t.emitted && gp->on_text)
+        gp->on_text(gp->ud, sess_seq(g->s), g->t.p + g->t.emitted, g->t.n - g->t.emitted);
+    r->text = g->t.p;
+    r->len = g->t.n;
     return st;
+}
+
+// Decodes one token for each of n sessions of one context in a single batch.
+static sim_status push_many(sess **ss, const int32_t *toks, int n, sess_stats *stats, sim_err *err) {
+    fwd_ctx *c = ss[0]->c;
+    int32_t pos[KV_MAX_SEQ];
+    kv_seq_mask seqs[KV_MAX_SEQ];
+    bool want[KV_MAX_SEQ];
+    for (int i = 0; i < n; i++) {
+        sess *s = ss[i];
+        if (full(s)) {
+            if (!s->p.context_shift)
+                return err_set(err, SIM_ERR_RANGE, "context full: %d tokens of %d (context shifting is off)", s->n, budget(s));
+            sim_status st = shift(s, stats, err);
+            if (st) return st;
+        }
+        pos[i] = s->n;
+        seqs[i] = (kv_seq_mask)1 << s->p.seq;
+        want[i] = true;
+    }
+    fwd_batch b = {.n = n, .tokens = toks, .pos = pos, .seqs = seqs, .logits = want};
+    sim_status st = fwd_decode(c, &b, err);
+    if (st) return st;
+    for (int i = 0; i < n; i++) {
+        sess *s = ss[i];
+        s->toks[s->n++] = toks[i];
+        memcpy(s->logits, fwd_logits(c, i), (size_t)fwd_model(c)->hp.n_vocab * sizeof(float));
+        s->have_logits = true;
+    }
+    if (stats) stats->n_decoded += n;
+    return SIM_OK;
+}
+
+sim_status sess_push(sess *s, int32_t tok, sess_stats *stats, sim_err *err) {
+    if (tok < 0 || tok >= fwd_model(s->c)->hp.n_vocab) return err_set(err, SIM_ERR_ARG, "token id %d outside the vocabulary", tok);
+    return push_many(&s, &tok, 1, stats, err);
+}
+
+sim_status sess_generate_many(sess **ss, smp_ctx **smps, int n, const sess_gen_params *gp, sess_result *rs,
+                              sim_err *err) {
+    if (n < 1 || n > KV_MAX_SEQ) return err_set(err, SIM_ERR_ARG, "%d sequences (1..%d)", n, KV_MAX_SEQ);
+    if (n > fwd_n_outputs(ss[0]->c))
+        return err_set(err, SIM_ERR_ARG, "%d sequences but the context computes logits for at most %d tokens a step",
+                       n, fwd_n_outputs(ss[0]->c));
+    for (int i = 0; i < n; i++) {
+        if (!ss[i]->have_logits) return err_set(err, SIM_ERR_ARG, "the session has no logits yet: set a prompt first");
+        if (ss[i]->c != ss[0]->c) return err_set(err, SIM_ERR_ARG, "sessions of different contexts");
+    }
+    gen *gs = mem_calloc((size_t)n, sizeof *gs);
+    sess **active = mem_alloc((size_t)n * sizeof *active);
+    int32_t *toks = mem_alloc((size_t)n * sizeof *toks);
+    int *which = mem_alloc((size_t)n * sizeof *which);
+    sim_status st = SIM_OK;
+    if (!gs || !active || !toks || !which) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n && st == SIM_OK; i++) {
+        memset(&rs[i], 0, sizeof rs[i]);
+        gs[i] = (gen){.s = ss[i], .smp = smps[i], .r = &rs[i], .skip = gp->skip_bytes};
+        tok_stream_init(&gs[i].ts, fwd_model(ss[i]->c)->vocab, 0);
+        if (!tb_put(&gs[i].t, "", 0)) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+        if (gp->n_predict == 0) gs[i].done = true;
+    }
+    while (st == SIM_OK) {
+        int k = 0;
+        for (int i = 0; i < n && st == SIM_OK; i++) {
+            if (gs[i].done) continue;
+            int32_t tok = gen_step(&gs[i], gp, &st, err);
+            if (tok < 0) {
+                gs[i].done = true;
+                continue;
+            }
+            active[k] = ss[i];
+            toks[k] = tok;
+            which[k++] = i;
+        }
+        if (st != SIM_OK || k == 0) break;
+        sess_stats stats = {0};
+        st = push_many(active, toks, k, &stats, err);
+        for (int j = 0; j < k; j++) {
+            rs[which[j]].stats.n_decoded++;
+            rs[which[j]].stats.n_shifts += stats.n_shifts;
+        }
+    }
+    for (int i = 0; i < n && gs; i++) {
+        if (!gs[i].r) continue;
+        sim_status fs = gen_finish(&gs[i], gp, err);
+        if (st == SIM_OK) st = fs;
+    }
+    mem_free(gs);
+    mem_free(active);
+    mem_free(toks);
+    mem_free(which);
+    return st;
+}
+
+sim_status sess_generate(sess *s, smp_ctx *smp, const sess_gen_params *gp, sess_result *r, sim_err *err) {
+    return sess_generate_many(&s, &smp, 1, gp, r, err);
 }
 
 void sess_result_free(sess_result *r) {

@@ -61,15 +61,19 @@ typedef enum sess_stop {
 } sess_stop;
 
 typedef struct sess_gen_params {
-    int n_predict;                 // tokens to generate (< 0: no limit)
+    int n_predict;                 // tokens to generate per sequence (< 0: no limit)
     const char *const *stop;       // stop strings
     int n_stop;
-    // Receives text as it becomes final (never half a UTF-8 character, never
-    // text that might still turn out to be part of a stop string). Returning
-    // false aborts.
-    bool (*on_text)(void *ud, const char *text, size_t len);
+    // Receives a sequence's text as it becomes final (never half a UTF-8
+    // character, never text that might still turn out to be part of a stop
+    // string). Returning false stops that sequence.
+    bool (*on_text)(void *ud, int seq, const char *text, size_t len);
+    // Called with each sampled token before its text is handled (to advance a
+    // grammar or healing state); an error stops generation with that error.
+    sim_status (*on_token)(void *ud, int seq, int32_t tok, sim_err *err);
     void *ud;
     const volatile int *abort;     // polled before each token when not NULL
+    size_t skip_bytes;             // drop this many bytes of output first (a healed prompt end)
 } sess_gen_params;
 
 typedef struct sess_result {
@@ -95,6 +99,10 @@ sim_status sess_push(sess *s, int32_t tok, sess_stats *stats, sim_err *err);
 // Samples and appends tokens until a stop condition. The result's text is
 // the continuation only.
 sim_status sess_generate(sess *s, smp_ctx *smp, const sess_gen_params *gp, sess_result *r, sim_err *err);
+// The same for n sessions of one context (each with its own sampler), one
+// batched decode per step: parallel continuations. rs has room for n.
+sim_status sess_generate_many(sess **ss, smp_ctx **smps, int n, const sess_gen_params *gp, sess_result *rs,
+                              sim_err *err);
 void sess_result_free(sess_result *r);
 
 // The logits after the last decoded token, (n_vocab); NULL before any decode.

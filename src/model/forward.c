@@ -183,6 +183,7 @@ kv_cache *fwd_kv(fwd_ctx *c) { return &c->kv; }
 const model *fwd_model(const fwd_ctx *c) { return c->m; }
 int fwd_n_ctx(const fwd_ctx *c) { return c->p.n_ctx; }
 int fwd_n_batch(const fwd_ctx *c) { return c->p.n_batch; }
+int fwd_n_outputs(const fwd_ctx *c) { return c->p.n_outputs; }
 int fwd_n_threads(const fwd_ctx *c) { return c->p.n_threads; }
 const kern_ops *fwd_kernels(const fwd_ctx *c) { return c->k; }
 int fwd_n_logits(const fwd_ctx *c) { return c->n_logits; }

@@ -107,6 +107,7 @@ kv_cache *fwd_kv(fwd_ctx *c);
 const model *fwd_model(const fwd_ctx *c);
 int fwd_n_ctx(const fwd_ctx *c);
 int fwd_n_batch(const fwd_ctx *c);
+int fwd_n_outputs(const fwd_ctx *c);
 int fwd_n_threads(const fwd_ctx *c);
 const kern_ops *fwd_kernels(const fwd_ctx *c);
 
