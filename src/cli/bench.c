@@ -88,7 +88,7 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     if (n_pp < 0 || n_tg < 0 || n_pp + n_tg < 1 || n_threads < 1 || reps < 1 || reps > 100)
         return cli_fail("bench: need -p >= 0, -n >= 0 (not both 0), -t >= 1, 1 <= -r <= 100");
-    model *m = cli_load_model(model_path, false);
+    model *m = cli_load_model(model_path, NULL);
     if (!m) return 1;
     fwd_params fp = fwd_default_params();
     fp.n_ctx = n_pp + n_tg;

@@ -97,6 +97,11 @@ int cli_parse(const char *synopsis, int argc, char **argv, const cli_opt *opts, 
             value = argv[++i];
         }
         if (o->kind == OPT_STR) *(const char **)o->dst = value;
+        else if (o->kind == OPT_LIST) {
+            cli_list *l = o->dst;
+            if (l->n == CLI_LIST_MAX) return cli_fail("%s: option '%s' given more than %d times", argv[0], arg, CLI_LIST_MAX);
+            l->items[l->n++] = value;
+        }
         else if (!parse_number(o->kind, value, o->dst))
             return cli_fail("%s: option '%s': '%s' is not a valid %s", argv[0], arg, value,
                             o->kind == OPT_FLOAT ? "number" : "integer");
@@ -124,15 +129,14 @@ static char *read_prompt(const char *text, const char *file, size_t *len) {
     return buf;
 }
 
-model *cli_load_model(const char *path, bool vocab_only) {
+model *cli_load_model(const char *path, const model_params *mp) {
     if (!path) {
         cli_fail("no model given (-m FILE)");
         return NULL;
     }
     model *m;
     sim_err err;
-    model_params p = {.vocab_only = vocab_only};
-    if (model_load(&m, path, &p, &err) != SIM_OK) {
+    if (model_load(&m, path, mp, &err) != SIM_OK) {
         cli_fail("%s", err.msg);
         return NULL;
     }
@@ -140,10 +144,10 @@ model *cli_load_model(const char *path, bool vocab_only) {
 }
 
 bool cli_input_open(cli_input *in, const char *model_path, const char *text, const char *file,
-                    bool vocab_only, bool add_special) {
+                    const model_params *mp, bool add_special) {
     memset(in, 0, sizeof *in);
     if (!(in->prompt = read_prompt(text, file, &in->len))) return false;
-    if (!(in->m = cli_load_model(model_path, vocab_only))) {
+    if (!(in->m = cli_load_model(model_path, mp))) {
         cli_input_close(in);
         return false;
     }

@@ -13,12 +13,19 @@
 #include "model/forward.h"
 #include "model/model.h"
 
-typedef enum cli_kind { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG } cli_kind;
+typedef enum cli_kind { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG, OPT_LIST } cli_kind;
+
+// An option that may be given several times (OPT_LIST): every value, in order.
+#define CLI_LIST_MAX 64
+typedef struct cli_list {
+    const char *items[CLI_LIST_MAX];
+    int n;
+} cli_list;
 
 typedef struct cli_opt {
     const char *names; // "-m|--model": alternatives separated by '|'
     cli_kind kind;
-    void *dst;         // const char **, int *, float *, uint64_t *, bool *
+    void *dst;         // const char **, int *, float *, uint64_t *, bool *, cli_list *
     const char *help;
 } cli_opt;
 
@@ -31,7 +38,7 @@ int cli_parse(const char *synopsis, int argc, char **argv, const cli_opt *opts, 
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2))); // prints, returns 1
 
 // Loads a model, printing the error on failure (returns NULL).
-model *cli_load_model(const char *path, bool vocab_only);
+model *cli_load_model(const char *path, const model_params *mp);
 
 // A prompt (from -p or -f), the model it is for, and its tokens: what run,
 // logits and tokenize start from.
@@ -47,7 +54,7 @@ typedef struct cli_input {
 // the model asks). Prints the error and returns false on failure, with
 // everything released.
 bool cli_input_open(cli_input *in, const char *model_path, const char *text, const char *file,
-                    bool vocab_only, bool add_special);
+                    const model_params *mp, bool add_special);
 void cli_input_close(cli_input *in);
 
 const char *cli_basename(const char *path);

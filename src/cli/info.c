@@ -16,7 +16,7 @@ int cmd_info(int argc, char **argv) {
     int n_pos, rc;
     if ((rc = cli_parse("info -m MODEL [-c CTX]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos))) return rc;
     if (n_ctx < 0) return cli_fail("info: the context size must be positive");
-    model *m = cli_load_model(model_path, false);
+    model *m = cli_load_model(model_path, NULL);
     if (!m) return 1;
     const model_hparams *hp = &m->hp;
     const gguf_file *g = m->gguf;

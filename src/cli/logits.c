@@ -62,7 +62,7 @@ int cmd_logits(int argc, char **argv) {
     if (top < 1 || top > 256) return cli_fail("logits: --top must be between 1 and 256");
     if (n_batch < 1 || n_threads < 0) return cli_fail("logits: invalid batch size or thread count");
     cli_input in;
-    if (!cli_input_open(&in, model_path, text, file, false, true)) return 1;
+    if (!cli_input_open(&in, model_path, text, file, NULL, true)) return 1;
     model *m = in.m;
     int n = in.n, rcode = 1;
     const int32_t *toks = in.toks;

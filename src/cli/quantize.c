@@ -18,7 +18,7 @@ int cmd_quantize(int argc, char **argv) {
     if (!qz_ftype_from_name(pos[2], &ft)) return cli_fail("quantize: unknown type '%s' (one of %s)", pos[2], qz_ftype_list());
     if (strcmp(pos[0], pos[1]) == 0) return cli_fail("quantize: the output would overwrite the input");
     // Loading the model first proves the input is a model we can run.
-    model *m = cli_load_model(pos[0], false);
+    model *m = cli_load_model(pos[0], NULL);
     if (!m) return 1;
     model_free(m);
     sim_err err;

@@ -14,7 +14,7 @@ int cmd_tokenize(int argc, char **argv) {
     if ((rc = cli_parse("tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos)))
         return rc;
     cli_input in;
-    if (!cli_input_open(&in, model_path, text, file, true, !no_bos)) return 1;
+    if (!cli_input_open(&in, model_path, text, file, &(model_params){.vocab_only = true}, !no_bos)) return 1;
     for (int i = 0; i < in.n; i++) printf(i ? " %d" : "%d", in.toks[i]);
     putchar('\n');
     cli_input_close(&in);

@@ -84,12 +84,12 @@ a=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 20 --temp 1.5 --top-k 0 --top-p 1 --m
 b=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 20 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 7 2>/dev/null)
 c=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 20 --temp 1.5 --top-k 0 --top-p 1 --min-p 0 --seed 8 2>/dev/null)
 [ "$a" = "$b" ] && [ "$a" != "$c" ] && ok run_seeded || bad run_seeded "seed 7: '$a' / '$b', seed 8: '$c'"
-# A full context ends generation: the last sampled token is printed, not decoded.
+# With shifting off a full context ends generation: the last sampled token is printed, not decoded.
 np=$($BIN tokenize -m "$T/tiny.gguf" -p "abc" | wc -w)
-$BIN run -m "$T/tiny.gguf" -p "abc" -c 16 --temp 0 >/dev/null 2>"$T/err"
+timeout 20 $BIN run -m "$T/tiny.gguf" -p "abc" -c 16 --temp 0 --no-context-shift --ignore-eos >/dev/null 2>"$T/err"
 grep -q "context is full" "$T/err" && grep -q "generation: $((16 - np + 1)) tokens" "$T/err" && ok run_context_full ||
     bad run_context_full "$(cat "$T/err")"
-expect_error run_prompt_too_long "context holds 8" $BIN run -m "$T/tiny.gguf" -p "abcdefghijklmnopqrstuvwxyz" -c 8
+expect_error run_prompt_too_long "context holds 8" $BIN run -m "$T/tiny.gguf" -p "abcdefghijklmnopqrstuvwxyz" -c 8 --no-context-shift
 $BIN run -m "$T/qwen.gguf" -p "hello" -n 5 --kv-type f32 >/dev/null 2>&1 && ok run_qwen2_f32_kv || bad run_qwen2_f32_kv
 printf 'a prompt from a file' >"$T/prompt.txt"
 $BIN run -m "$T/tiny.gguf" -f "$T/prompt.txt" -n 3 >/dev/null 2>&1 && ok run_prompt_file || bad run_prompt_file
@@ -99,6 +99,65 @@ if [ -f "$SHARED/models/stories260K.gguf" ]; then
     got=$($BIN run -m "$SHARED/models/stories260K.gguf" -f "$SHARED/golden/short.txt" --temp 0 -n 40 2>/dev/null)
     case "$got" in "$want"*) ok run_stories260K_greedy ;; *) bad run_stories260K_greedy "got '$got'" ;; esac
 else skip run_stories260K_greedy "$SHARED/models is absent"; fi
+
+# --- runtime features: context shift, prompt cache, healing, grammars, parallel, RoPE ---------------
+timeout 60 $BIN run -m "$T/tiny.gguf" -p "abc" -c 64 -n 300 --ignore-eos --temp 0.8 --seed 3 >/dev/null 2>"$T/err"
+grep -q "generation: 300 tokens" "$T/err" && ok run_shifts_past_context || bad run_shifts_past_context "$(cat "$T/err")"
+printf 'a fairly long prompt that we will cache: one two three four five six seven' >"$T/p.txt"
+$BIN run -m "$T/tiny.gguf" -f "$T/p.txt" -n 4 --prompt-cache "$T/cache.bin" >/dev/null 2>"$T/err1"
+$BIN run -m "$T/tiny.gguf" -f "$T/p.txt" -n 4 --prompt-cache "$T/cache.bin" >/dev/null 2>"$T/err2"
+np=$($BIN tokenize -m "$T/tiny.gguf" -f "$T/p.txt" | wc -w)
+[ -s "$T/cache.bin" ] && grep -q "(0 cached, $np decoded)" "$T/err1" && grep -q "($((np - 1)) cached, 1 decoded)" "$T/err2" &&
+    ok prompt_cache_reused || bad prompt_cache_reused "$(cat "$T/err1" "$T/err2")"
+printf 'garbage' >"$T/cache.bin"
+$BIN run -m "$T/tiny.gguf" -f "$T/p.txt" -n 4 --prompt-cache "$T/cache.bin" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && grep -q "prompt cache not used: $T/cache.bin: truncated" "$T/err" && ok prompt_cache_corrupt_refused ||
+    bad prompt_cache_corrupt_refused "exit $rc: $(cat "$T/err")"
+$BIN run -m "$T/qwen.gguf" -f "$T/p.txt" -n 4 --prompt-cache "$T/cache2.bin" >/dev/null 2>&1
+$BIN run -m "$T/tiny.gguf" -f "$T/p.txt" -n 4 --prompt-cache "$T/cache2.bin" >/dev/null 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && grep -q "prompt cache not used: .*model" "$T/err" && ok prompt_cache_other_model_refused ||
+    bad prompt_cache_other_model_refused "exit $rc: $(cat "$T/err")"
+printf 'root ::= "yes" | "no" ("!" | "?")\n' >"$T/yn.gbnf"
+for seed in 1 2 3 4 5; do
+    out=$($BIN run -m "$T/tiny.gguf" -p "answer:" --grammar-file "$T/yn.gbnf" --temp 2 --seed $seed -n 20 2>/dev/null)
+    case "$out" in yes|no!|"no?") ;; *) bad "grammar_output_seed_$seed" "'$out'"; continue ;; esac
+    ok "grammar_output_seed_$seed"
+done
+printf 'root ::= "a" (\n' >"$T/bad.gbnf"
+expect_error grammar_error_line_column "bad.gbnf: line 1, column 14: unterminated group" $BIN run -m "$T/tiny.gguf" -p hi --grammar-file "$T/bad.gbnf"
+cat >"$T/schema.json" <<'JSON'
+{"type": "object", "properties": {"name": {"type": "string", "maxLength": 6}, "age": {"type": "integer"},
+ "mood": {"enum": ["happy", "sad"]}}, "required": ["name", "age", "mood"]}
+JSON
+for seed in 1 2 3; do
+    $BIN run -m "$T/tiny.gguf" -p "json:" --json-schema "$T/schema.json" --temp 1.5 --seed $seed -n 200 >"$T/j.json" 2>/dev/null
+    python3 - "$T/j.json" <<'PY' && ok "json_schema_seed_$seed" || bad "json_schema_seed_$seed" "$(cat "$T/j.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert set(d) == {'name', 'age', 'mood'} and isinstance(d['age'], int) and d['mood'] in ('happy', 'sad')
+assert isinstance(d['name'], str) and len(d['name']) <= 6
+PY
+done
+echo '{"type": "object", "properties": {"a": {"type": "integr"}}}' >"$T/bad.json"
+expect_error json_schema_error_path '/properties/a/type' $BIN run -m "$T/tiny.gguf" -p hi --json-schema "$T/bad.json"
+out=$($BIN run -m "$T/tiny.gguf" -p "abc" -n 8 --parallel 3 --temp 1.2 --seed 9 2>"$T/err")
+[ "$(echo "$out" | grep -c '^--- continuation [123] ---$')" = 3 ] && grep -q "generation: 24 tokens" "$T/err" &&
+    ok run_parallel_3 || bad run_parallel_3 "$out $(cat "$T/err")"
+$BIN run -m "$T/tiny.gguf" -p "abc" -n 8 -c 256 --rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 64 >/dev/null 2>&1 &&
+    ok run_yarn || bad run_yarn
+expect_error rope_scaling_name "rope-scaling must be" $BIN run -m "$T/tiny.gguf" -p hi --rope-scaling wild
+if [ -f "$SHARED/models/stories260K.gguf" ]; then
+    timeout 120 $BIN run -m "$SHARED/models/stories260K.gguf" -p "Once upon a time" -c 128 -n 1000 --ignore-eos \
+        >"$T/long.txt" 2>"$T/err"
+    grep -q "generation: 1000 tokens" "$T/err" && python3 -c "open('$T/long.txt', encoding='utf-8').read()" &&
+        ok run_stories260K_1000_tokens_in_128 || bad run_stories260K_1000_tokens_in_128 "$(tail -3 "$T/err")"
+    # "ti" is " t" + "i" in this vocabulary: dynamic healing rolls both back and writes " time".
+    got=$($BIN run -m "$SHARED/models/stories260K.gguf" -p "Once upon a ti" --heal dynamic --temp 0 -n 5 2>/dev/null)
+    case "$got" in me*) ok heal_dynamic_once_upon_a_ti ;; *) bad heal_dynamic_once_upon_a_ti "got '$got'" ;; esac
+    # "hap" is " ha" + "p": rolling back the last token lets the model write "py" (unhealed: "fized").
+    got=$($BIN run -m "$SHARED/models/stories260K.gguf" -p "Once upon a time, she was very hap" --heal last --temp 0 -n 3 2>/dev/null)
+    case "$got" in py*) ok heal_last_hap ;; *) bad heal_last_hap "got '$got'" ;; esac
+else skip run_stories260K_1000_tokens_in_128 "$SHARED/models is absent"; fi
 
 # --- tokenize, logits, info ---------------------------------------------------------------------
 ids=$($BIN tokenize -m "$T/tiny.gguf" -p "ab" 2>&1)
