@@ -27,22 +27,36 @@ static void bw_region(void *arg, int ith, int nth) {
     s->sink[ith] = s->k->dot_f32(x, x, (int64_t)per);
 }
 
-// Read bandwidth in GB/s: the best of several passes over 512 MiB.
-static double measure_bandwidth(pool *p, const kern_ops *k) {
-    size_t n = (size_t)128 << 20;
-    float *buf = mem_alloc_aligned(64, n * sizeof(float));
-    if (!buf) return 0;
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
-    bw_state s = {.buf = buf, .n = n, .k = k};
+// Read bandwidth in GB/s: the best of three passes over 512 MiB (the buffer
+// is allocated and filled by the caller).
+static double measure_bandwidth(pool *p, bw_state *s) {
     double best = 0;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < 3; r++) {
         uint64_t t0 = time_ns();
-        pool_run(p, bw_region, &s);
-        double gbs = (double)(n * sizeof(float)) / (double)(time_ns() - t0);
+        pool_run(p, bw_region, s);
+        double gbs = (double)(s->n * sizeof(float)) / (double)(time_ns() - t0);
         if (gbs > best) best = gbs;
     }
-    mem_free_aligned(buf);
     return best;
+}
+
+typedef struct bw_record {
+    double sum, min, max;
+    int n;
+} bw_record;
+
+static void record_bw(double gbs, bw_record *r) {
+    r->sum += gbs;
+    r->min = MIN(r->min, gbs);
+    r->max = MAX(r->max, gbs);
+    r->n++;
+}
+
+// Whether a run did not complete (its rate was never written).
+static bool r_failed(const double *pp, const double *tg, int reps, int n_pp, int n_tg) {
+    for (int r = 0; r < reps; r++)
+        if ((n_pp > 0 && pp[r] < 0) || (n_tg > 0 && tg[r] < 0)) return true;
+    return false;
 }
 
 static void add_profile(fwd_profile *sum, const fwd_profile *p) {
@@ -113,7 +127,26 @@ int cmd_bench(int argc, char **argv) {
     smp_rng rng;
     smp_rng_seed(&rng, 1234);
     for (int i = 0; i < n_tok; i++) toks[i] = (int32_t)(smp_rng_next(&rng) % (uint64_t)m->hp.n_vocab);
+    for (int r = 0; r < reps; r++) pp[r] = tg[r] = -1; // not run yet
 
+    // The machine's read bandwidth moves with the host's load, so it is
+    // measured right before and after every generation run, and the mean of
+    // those measurements is the limit generation is compared with.
+    pool *bp;
+    if (pool_new(&bp, n_threads, &err) != SIM_OK) {
+        cli_fail("%s", err.msg);
+        goto done;
+    }
+    bw_state bws = {.n = (size_t)128 << 20, .k = fwd_kernels(c)};
+    float *bwbuf = mem_alloc_aligned(64, bws.n * sizeof(float));
+    if (!bwbuf) {
+        pool_free(bp);
+        cli_fail("out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < bws.n; i++) bwbuf[i] = (float)(i & 7);
+    bws.buf = bwbuf;
+    bw_record bwr = {.min = 1e30};
     // A warm-up pass brings the mapped weights into memory.
     fwd_profile prof[2] = {0};
     for (int r = -1; r < reps; r++) {
@@ -121,31 +154,36 @@ int cmd_bench(int argc, char **argv) {
             kv_clear(fwd_kv(c));
             fwd_reset_profile(c);
             uint64_t t0 = time_ns();
-            if (!cli_eval(c, toks, n_pp, 0, false, NULL, NULL)) goto done;
+            if (!cli_eval(c, toks, n_pp, 0, false, NULL, NULL)) goto done_bw;
             if (r >= 0) pp[r] = n_pp / ((double)(time_ns() - t0) / 1e9);
             if (r >= 0) add_profile(&prof[0], fwd_get_profile(c));
         }
-        if (n_tg > 0) {
+        if (r < 0) { // warm-up of generation
             kv_clear(fwd_kv(c));
-            fwd_reset_profile(c);
-            uint64_t t0 = time_ns();
-            for (int i = 0; i < (r < 0 ? MIN(n_tg, 4) : n_tg); i++)
-                if (!cli_eval(c, toks + i, 1, i, false, NULL, NULL)) goto done;
-            if (r >= 0) tg[r] = n_tg / ((double)(time_ns() - t0) / 1e9);
-            if (r >= 0) add_profile(&prof[1], fwd_get_profile(c));
+            for (int i = 0; i < MIN(n_tg, 4); i++) cli_eval(c, toks + i, 1, i, false, NULL, NULL);
+            continue;
         }
+        record_bw(measure_bandwidth(bp, &bws), &bwr);
+        if (n_tg == 0) continue;
+        kv_clear(fwd_kv(c));
+        fwd_reset_profile(c);
+        uint64_t t0 = time_ns();
+        for (int i = 0; i < n_tg; i++)
+            if (!cli_eval(c, toks + i, 1, i, false, NULL, NULL)) goto done_bw;
+        tg[r] = n_tg / ((double)(time_ns() - t0) / 1e9);
+        add_profile(&prof[1], fwd_get_profile(c));
+        record_bw(measure_bandwidth(bp, &bws), &bwr);
     }
+done_bw:
+    mem_free_aligned(bwbuf);
+    pool_free(bp);
+    if (r_failed(pp, tg, reps, n_pp, n_tg)) goto done;
+    double bw = bwr.n ? bwr.sum / bwr.n : 0, bw_min = bwr.min, bw_max = bwr.max;
+    int bw_n = bwr.n;
     if (profile) {
         print_profile(n_pp > 0 ? &prof[0] : NULL, "prompt processing");
         print_profile(n_tg > 0 ? &prof[1] : NULL, "generation");
     }
-    pool *bp;
-    if (pool_new(&bp, n_threads, &err) != SIM_OK) {
-        cli_fail("%s", err.msg);
-        goto done;
-    }
-    double bw = measure_bandwidth(bp, fwd_kernels(c));
-    pool_free(bp);
     double pp_m = 0, pp_sd = 0, tg_m = 0, tg_sd = 0;
     if (n_pp > 0) mean_sd(pp, reps, &pp_m, &pp_sd);
     if (n_tg > 0) mean_sd(tg, reps, &tg_m, &tg_sd);
@@ -158,16 +196,18 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"model\":\"%s\",\"type\":\"%s\",\"params\":%llu,\"model_bytes\":%zu,\"read_bytes_per_token\":%zu,"
                "\"threads\":%d,\"kernels\":\"%s\",\"n_prompt\":%d,\"n_gen\":%d,\"repetitions\":%d,"
                "\"pp_tps\":%.3f,\"pp_tps_sd\":%.3f,\"tg_tps\":%.3f,\"tg_tps_sd\":%.3f,\"bandwidth_gbs\":%.3f,"
+               "\"bandwidth_min_gbs\":%.3f,\"bandwidth_max_gbs\":%.3f,"
                "\"tg_bandwidth_fraction\":%.4f,\"tg_model_bytes_fraction\":%.4f}\n",
                cli_basename(model_path), type, (unsigned long long)m->n_params, m->weight_bytes, read_bytes, n_threads,
-               fwd_kernels(c)->name, n_pp, n_tg, reps, pp_m, pp_sd, tg_m, tg_sd, bw, frac, frac_model);
+               fwd_kernels(c)->name, n_pp, n_tg, reps, pp_m, pp_sd, tg_m, tg_sd, bw, bw_min, bw_max, frac, frac_model);
     } else {
         printf("model:       %s (%s, %.2f B params, %.1f MiB)\n", cli_basename(model_path), type, (double)m->n_params / 1e9,
                (double)m->weight_bytes / (1 << 20));
         printf("threads:     %d (%s kernels), %d runs\n", n_threads, fwd_kernels(c)->name, reps);
         if (n_pp > 0) printf("pp%-4d       %8.2f ± %.2f tokens/s\n", n_pp, pp_m, pp_sd);
         if (n_tg > 0) printf("tg%-4d       %8.2f ± %.2f tokens/s\n", n_tg, tg_m, tg_sd);
-        printf("bandwidth:   %.2f GB/s (read, %d threads, measured now)\n", bw, n_threads);
+        printf("bandwidth:   %.2f GB/s (read, %d threads; mean of %d measurements around the runs, %.1f..%.1f)\n", bw,
+               n_threads, bw_n, bw_min, bw_max);
         if (n_tg > 0)
             printf("generation:  %.1f%% of the bandwidth limit (%.1f MiB read per token); %.1f%% by model bytes\n",
                    100 * frac, (double)read_bytes / (1 << 20), 100 * frac_model);
