@@ -442,9 +442,9 @@ static void region(void *arg, int ith, int nth) {
         const model_layer *ly = &m->layers[l];
         norm_step(c, l > 0, ly->attn_norm, act_mask_of(&ly->wq, &ly->wk, &ly->wv), ith, nth);
         step_done(c, ith, FWD_STEP_NORM, &t);
-        mm_mul(k, &ly->wq, act_for(c, &ly->wq, c->xn), n, c->q, c->q_dim, ctr++);
-        mm_mul(k, &ly->wk, act_for(c, &ly->wk, c->xn), n, c->kb, c->kv_dim, ctr++);
-        mm_mul(k, &ly->wv, act_for(c, &ly->wv, c->xn), n, c->vb, c->kv_dim, ctr++);
+        mm_mul(k, &ly->wq, act_for(c, &ly->wq, c->xn), n, c->q, c->q_dim, ctr++, nth);
+        mm_mul(k, &ly->wk, act_for(c, &ly->wk, c->xn), n, c->kb, c->kv_dim, ctr++, nth);
+        mm_mul(k, &ly->wv, act_for(c, &ly->wv, c->xn), n, c->vb, c->kv_dim, ctr++, nth);
         step_done(c, ith, FWD_STEP_QKV, &t);
         qkv_step(c, l, ith, nth);
         step_done(c, ith, FWD_STEP_ROPE, &t);
@@ -453,16 +453,16 @@ static void region(void *arg, int ith, int nth) {
         unsigned mo = act_mask_of(&ly->wo, NULL, NULL);
         for (int r = ith; r < n; r += nth) quantize_row(c, mo, c->attn, r, c->q_dim);
         step_done(c, ith, FWD_STEP_NORM, &t);
-        mm_mul(k, &ly->wo, act_for(c, &ly->wo, c->attn), n, c->tmp, hp->n_embd, ctr++);
+        mm_mul(k, &ly->wo, act_for(c, &ly->wo, c->attn), n, c->tmp, hp->n_embd, ctr++, nth);
         step_done(c, ith, FWD_STEP_WO, &t);
         norm_step(c, true, ly->ffn_norm, act_mask_of(&ly->w_gate, &ly->w_up, NULL), ith, nth);
         step_done(c, ith, FWD_STEP_NORM, &t);
-        mm_mul(k, &ly->w_gate, act_for(c, &ly->w_gate, c->xn), n, c->gate, hp->n_ff, ctr++);
-        mm_mul(k, &ly->w_up, act_for(c, &ly->w_up, c->xn), n, c->up, hp->n_ff, ctr++);
+        mm_mul(k, &ly->w_gate, act_for(c, &ly->w_gate, c->xn), n, c->gate, hp->n_ff, ctr++, nth);
+        mm_mul(k, &ly->w_up, act_for(c, &ly->w_up, c->xn), n, c->up, hp->n_ff, ctr++, nth);
         step_done(c, ith, FWD_STEP_GATE_UP, &t);
         swiglu_step(c, act_mask_of(&ly->w_down, NULL, NULL), ith, nth);
         step_done(c, ith, FWD_STEP_NORM, &t);
-        mm_mul(k, &ly->w_down, act_for(c, &ly->w_down, c->gate), n, c->tmp, hp->n_embd, ctr++);
+        mm_mul(k, &ly->w_down, act_for(c, &ly->w_down, c->gate), n, c->tmp, hp->n_embd, ctr++, nth);
         step_done(c, ith, FWD_STEP_DOWN, &t);
     }
     // Final norm of the rows that want logits, packed into xn[0 .. n_logits).
@@ -477,7 +477,7 @@ static void region(void *arg, int ith, int nth) {
         quantize_row(c, mo, c->xn, i, d);
     }
     step_done(c, ith, FWD_STEP_NORM, &t);
-    mm_mul(k, &m->output, act_for(c, &m->output, c->xn), c->n_logits, c->logits, hp->n_vocab, ctr++);
+    mm_mul(k, &m->output, act_for(c, &m->output, c->xn), c->n_logits, c->logits, hp->n_vocab, ctr++, nth);
     if (c->p.profile) step_done(c, ith, FWD_STEP_OUTPUT, &t);
 }
 

@@ -8,7 +8,7 @@
 //
 //     mm_quantize(k, W->type, x, N, ne0, qbuf, ith, nth); // x → W's activation format
 //     pool_barrier(p);
-//     mm_mul(k, W, qbuf, N, y, ldy, &counters[i]);         // y[c*ldy + r] = W[r]·x[c]
+//     mm_mul(k, W, qbuf, N, y, ldy, &counters[i], nth);    // y[c*ldy + r] = W[r]·x[c]
 //     pool_barrier(p);
 //
 // Several matrices that share an input (Q, K, V; gate and up) need one
@@ -42,8 +42,9 @@ void mm_quantize(const kern_ops *k, tt_type wtype, const float *x, int N, int64_
 
 // y[c * ldy + r] = dot(W row r, activation row c) for r < ne1, c < N, with
 // activations as mm_quantize wrote them. Chunks are claimed from ctr (reset
-// to 0 before the region), so fast threads take more.
+// to 0 before the region), so fast threads take more; nth (the region's
+// thread count) sizes them.
 void mm_mul(const kern_ops *k, const mm_tensor *W, const void *q, int N, float *y, size_t ldy,
-            pool_counter *ctr);
+            pool_counter *ctr, int nth);
 
 #endif
