@@ -37,10 +37,8 @@ _Noreturn void base_assert_fail(const char *file, int line, const char *cond);
 
 // --- errors -------------------------------------------------------------------
 
-typedef struct sim_err {
-    sim_status code;
-    char msg[512]; // one line, no trailing newline
-} sim_err;
+// The public sim_error (simularity.h): a status and a one-line message.
+typedef sim_error sim_err;
 
 // Formats the message into *err (if err is not NULL) and returns code.
 sim_status err_set(sim_err *err, sim_status code, const char *fmt, ...)

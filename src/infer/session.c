@@ -58,7 +58,10 @@ int sess_n_tokens(const sess *s) { return s->n; }
 const int32_t *sess_tokens(const sess *s) { return s->toks; }
 int sess_seq(const sess *s) { return s->p.seq; }
 fwd_ctx *sess_ctx(const sess *s) { return s->c; }
-void sess_set_keep(sess *s, int n) { s->p.n_keep = n; }
+void sess_set_shift(sess *s, bool on, int n_keep) {
+    s->p.context_shift = on;
+    s->p.n_keep = n_keep;
+}
 
 // --- decoding ---------------------------------------------------------------------
 

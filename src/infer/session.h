@@ -116,8 +116,9 @@ fwd_ctx *sess_ctx(const sess *s);
 // seq dst holding the same tokens and logits.
 sim_status sess_fork(const sess *s, int dst, sess **out, sim_err *err);
 
-// Makes n_keep = n (for example a system prompt that must survive shifts).
-void sess_set_keep(sess *s, int n);
+// Turns context shifting on or off and sets how many tokens a shift keeps at
+// the start (n_keep < 0: BOS; e.g. the length of a system prompt).
+void sess_set_shift(sess *s, bool on, int n_keep);
 
 // State files.
 sim_status sess_save(const sess *s, const char *path, sim_err *err);
