@@ -87,7 +87,7 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int n_pp = 512, n_tg = 128, n_threads = 2, reps = 3;
-    bool json = false, profile = false;
+    bool json = false, profile = false, runtime = false;
     cli_opt opts[] = {
         {"-m|--model", OPT_STR, &model_path, "model file (GGUF)"},
         {"-p|--n-prompt", OPT_INT, &n_pp, "prompt tokens per run [512]"},
@@ -96,6 +96,7 @@ int cmd_bench(int argc, char **argv) {
         {"-r|--repetitions", OPT_INT, &reps, "runs to average [3]"},
         {"--json", OPT_FLAG, &json, "print one JSON object"},
         {"--profile", OPT_FLAG, &profile, "also print where the time goes (to stderr)"},
+        {"--runtime", OPT_FLAG, &runtime, "measure the runtime instead: prefix reuse, state files, shifts, grammars (-p: prompt length, default 2000)"},
     };
     int n_pos, rc;
     if ((rc = cli_parse("bench -m MODEL [-p 512] [-n 128] [-t 2] [-r 3] [--json]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos)))
@@ -104,6 +105,11 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail("bench: need -p >= 0, -n >= 0 (not both 0), -t >= 1, 1 <= -r <= 100");
     model *m = cli_load_model(model_path, NULL);
     if (!m) return 1;
+    if (runtime) {
+        rc = bench_runtime(m, n_threads, n_pp == 512 ? 2000 : MAX(n_pp, 100));
+        model_free(m);
+        return rc;
+    }
     fwd_params fp = fwd_default_params();
     fp.n_ctx = n_pp + n_tg;
     fp.n_batch = MAX(n_pp, 1);

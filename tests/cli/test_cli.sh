@@ -218,5 +218,9 @@ for k in ('pp_tps', 'tg_tps', 'bandwidth_gbs', 'tg_bandwidth_fraction'):
     assert k in d and d[k] > 0, (k, d)
 PY
 
+out=$($BIN bench --runtime -m "$T/tiny.gguf" -p 200 2>&1)
+echo "$out" | grep -q "^conversation: 10 turns" && echo "$out" | grep -q "^state file: .*(1 token decoded)" &&
+    echo "$out" | grep -q "^shift: " && echo "$out" | grep -q "^grammar: " && ok bench_runtime || bad bench_runtime "$out"
+
 echo "test_cli.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
