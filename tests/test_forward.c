@@ -316,6 +316,56 @@ static void test_rope_scaling(void) {
     }
 }
 
+// RoPE frequency tables against hand-derived values: NTK stretches the base
+// by factor^(d/(d-2)); dynamic NTK takes the factor from the context size;
+// YaRN keeps the highest frequencies (extrapolation), scales the lowest by
+// freq_scale (interpolation) and ramps between, and scales attention by
+// 1 + 0.1 ln(1/scale).
+static void test_rope_tables(void) {
+    model *m = load(model_path("f32", QZ_F32, "llama"));
+    if (!m) return;
+    model_hparams saved = m->hp;
+    int d = m->hp.rope_dim; // 32
+    rope_table t;
+    m->hp.rope_scaling = ROPE_SCALING_NTK;
+    m->hp.rope_freq_scale = 0.25f;
+    model_rope_table(m, 1024, &t);
+    double base = 10000.0 * pow(4.0, (double)d / (d - 2));
+    for (int i = 0; i < t.n; i++) CHECK_NEAR(t.omega[i], pow(base, -2.0 * i / d), 1e-6 * pow(base, -2.0 * i / d));
+    CHECK(t.mscale == 1.0f);
+    m->hp.rope_scaling = ROPE_SCALING_DYNAMIC;
+    m->hp.rope_orig_ctx = 512;
+    model_rope_table(m, 2048, &t); // factor 2048 / 512 = 4: the same as above
+    for (int i = 0; i < t.n; i++) CHECK_NEAR(t.omega[i], pow(base, -2.0 * i / d), 1e-6 * pow(base, -2.0 * i / d));
+    model_rope_table(m, 256, &t); // inside the training context: unscaled
+    CHECK_NEAR(t.omega[5], pow(10000.0, -10.0 / d), 1e-9);
+    m->hp.rope_scaling = ROPE_SCALING_YARN;
+    m->hp.rope_freq_scale = 0.25f;
+    m->hp.rope_orig_ctx = 512;
+    m->hp.yarn_ext_factor = 1;
+    m->hp.yarn_attn_factor = 1;
+    m->hp.yarn_beta_fast = 32;
+    m->hp.yarn_beta_slow = 1;
+    model_rope_table(m, 2048, &t);
+    // Ramp bounds: dims where a frequency turns 32 (beta_fast) and 1 (beta_slow)
+    // times over 512 positions: floor(32 ln(512/(32·2π)) / (2 ln 10^4)) = floor(1.62) = 1,
+    // ceil(32 ln(512/(2π)) / (2 ln 10^4)) = ceil(7.64) = 8.
+    double low = floor(d * log(512 / (32 * 2 * M_PI)) / (2 * log(10000.0)));
+    double high = ceil(d * log(512 / (2 * M_PI)) / (2 * log(10000.0)));
+    CHECK(low == 1 && high == 8);
+    for (int i = 0; i < t.n; i++) {
+        double ext = pow(10000.0, -2.0 * i / d), y = (i - low) / (high - low);
+        double mix = 1 - fmin(1, fmax(0, y));
+        double want = ext * 0.25 * (1 - mix) + ext * mix;
+        CHECK_NEAR(t.omega[i], want, 1e-6 * want);
+    }
+    CHECK_NEAR(t.omega[0], 1.0, 1e-7);                      // extrapolated
+    CHECK_NEAR(t.omega[15], 0.25 * pow(10000.0, -30.0 / d), 1e-9); // interpolated
+    CHECK_NEAR(t.mscale, 1 + 0.1 * log(4.0), 1e-6);
+    m->hp = saved;
+    model_free(m);
+}
+
 // Bad batches are refused before anything changes.
 static void test_bad_batches(void) {
     model *m = load(model_path("f32", QZ_F32, "llama"));
@@ -416,6 +466,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_types_and_levels);
     TEST_RUN(test_qwen2_arch);
     TEST_RUN(test_rope_scaling);
+    TEST_RUN(test_rope_tables);
     TEST_RUN(test_bad_batches);
     TEST_RUN(test_weights_not_copied);
     char cmd[300];
