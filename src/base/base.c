@@ -116,6 +116,20 @@ char *mem_strndup(const char *s, size_t n) {
 
 char *mem_strdup(const char *s) { return mem_strndup(s, strlen(s)); }
 
+// --- sorting ---------------------------------------------------------------------
+
+void sort_i32(int32_t *a, int32_t *tmp, int n, int (*cmp)(const void *ctx, int32_t x, int32_t y), const void *ctx) {
+    if (n < 2) return;
+    int h = n / 2;
+    sort_i32(a, tmp, h, cmp, ctx);
+    sort_i32(a + h, tmp, n - h, cmp, ctx);
+    int i = 0, j = h, k = 0;
+    while (i < h && j < n) tmp[k++] = cmp(ctx, a[j], a[i]) < 0 ? a[j++] : a[i++];
+    while (i < h) tmp[k++] = a[i++];
+    while (j < n) tmp[k++] = a[j++];
+    memcpy(a, tmp, (size_t)n * sizeof *a);
+}
+
 // --- hashing ---------------------------------------------------------------------
 
 #define H1 0x9E3779B185EBCA87ull

@@ -72,6 +72,12 @@ static inline bool size_add(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
+// --- sorting ---------------------------------------------------------------------
+
+// Sorts a[0..n) with cmp(ctx, x, y) (< 0: x first), stably; tmp has room for
+// n. (qsort takes no context argument in C11.)
+void sort_i32(int32_t *a, int32_t *tmp, int n, int (*cmp)(const void *ctx, int32_t x, int32_t y), const void *ctx);
+
 // --- hashing ---------------------------------------------------------------------
 
 // A fast 64-bit non-cryptographic hash (four multiply-rotate lanes over

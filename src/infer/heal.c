@@ -12,24 +12,12 @@ struct heal_index {
     int n;
 };
 
-static int cmp_text(const tok_vocab *v, int32_t a, int32_t b) {
+static int cmp_text(const void *ctx, int32_t a, int32_t b) {
+    const tok_vocab *v = ctx;
     size_t la, lb;
     const char *ta = tok_token_text(v, a, false, &la), *tb = tok_token_text(v, b, false, &lb);
     int c = memcmp(ta, tb, MIN(la, lb));
     return c ? c : (la > lb) - (la < lb);
-}
-
-// qsort has no context argument: sort with a small merge sort instead.
-static void sort_ids(const tok_vocab *v, int32_t *a, int32_t *tmp, int n) {
-    if (n < 2) return;
-    int h = n / 2;
-    sort_ids(v, a, tmp, h);
-    sort_ids(v, a + h, tmp, n - h);
-    int i = 0, j = h, k = 0;
-    while (i < h && j < n) tmp[k++] = cmp_text(v, a[i], a[j]) <= 0 ? a[i++] : a[j++];
-    while (i < h) tmp[k++] = a[i++];
-    while (j < n) tmp[k++] = a[j++];
-    memcpy(a, tmp, (size_t)n * sizeof *a);
 }
 
 static bool healable(const tok_vocab *v, int32_t id) {
@@ -54,7 +42,7 @@ sim_status heal_index_new(heal_index **out, const tok_vocab *v, sim_err *err) {
         tok_token_text(v, id, false, &len);
         if (len > 0 && healable(v, id)) ix->sorted[ix->n++] = id;
     }
-    sort_ids(v, ix->sorted, tmp, ix->n);
+    sort_i32(ix->sorted, tmp, ix->n, cmp_text, v);
     mem_free(tmp);
     *out = ix;
     return SIM_OK;

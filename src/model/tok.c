@@ -455,19 +455,10 @@ static size_t render_token(const tok_vocab *v, int32_t id, char *dst) {
     return o;
 }
 
-// Sorts special ids longest piece first. qsort has no context argument in
-// C11, so this is a small merge sort (stable: equal lengths keep id order).
-static void sort_specials(const tok_vocab *v, int32_t *ids, int32_t *tmp, int n) {
-    if (n < 2) return;
-    int h = n / 2;
-    sort_specials(v, ids, tmp, h);
-    sort_specials(v, ids + h, tmp, n - h);
-    int i = 0, j = h, k = 0;
-    while (i < h && j < n)
-        tmp[k++] = piece_len(v, ids[j]) > piece_len(v, ids[i]) ? ids[j++] : ids[i++];
-    while (i < h) tmp[k++] = ids[i++];
-    while (j < n) tmp[k++] = ids[j++];
-    memcpy(ids, tmp, (size_t)n * sizeof *ids);
+// Special ids, longest piece first (equal lengths keep id order).
+static int longer_first(const void *ctx, int32_t a, int32_t b) {
+    size_t la = piece_len(ctx, a), lb = piece_len(ctx, b);
+    return (la < lb) - (la > lb);
 }
 
 static sim_status add_eog(tok_vocab *v, int32_t id) {
@@ -693,7 +684,7 @@ static sim_status load_specials(tok_vocab *v, const gguf_file *f, sim_err *err) 
         if ((v->attrs[i] & (TOK_ATTR_CONTROL | TOK_ATTR_USER_DEFINED | TOK_ATTR_UNKNOWN)) &&
             piece_len(v, i) > 0)
             v->special[ns++] = i;
-    sort_specials(v, v->special, tmp, ns);
+    sort_i32(v->special, tmp, ns, longer_first, v);
     mem_free(tmp);
     v->n_special = ns;
 
