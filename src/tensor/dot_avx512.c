@@ -212,6 +212,176 @@ VEC_DOT_Q32(vec_dot_q5_0, blk_q5_0, DOT_Q5, 0, 16, 0)
 VEC_DOT_Q32(vec_dot_q5_1, blk_q5_1, DOT_Q5, 0, 0, 1)
 VEC_DOT_Q32(vec_dot_q8_0, blk_q8_0, DOT_Q8, 0, 128, 0)
 
+// --- gemv of the 32-element types -------------------------------------------------------
+//
+// GEMV_Q32_ROWS rows at a time against the one activation row, with exactly
+// the float operations of VEC_DOT_Q32 per row, so every output equals
+// vec_dot bit for bit. What the rows share: the activation scales and sums
+// of a group (one gather for all rows, and the offset term o·Σa computed
+// once), and the group sums, which are computed four rows per instruction:
+// a 4 x 8 transpose of the rows' block products gives vectors with lane r =
+// row r, added in block order (each lane is chain8 of its row). What they
+// cannot share: the codes, the block dot products and their reduction. The
+// rows' half scales come from the block bytes by word permutes (vpermt2w)
+// over 128-byte windows instead of 8 scalar loads each.
+
+#define GEMV_Q32_ROWS 4
+
+// The halves at byte off of 8 consecutive blocks of bs bytes (bs, off even),
+// as floats: blocks 0..3 from the window [0, 128), blocks 4..7 from one
+// starting at block 4 or ending at the group's end (both inside the group);
+// one window does when all eight fit in it (Q4_0).
+INLINE __m256 perm8_half(const uint8_t *p, int bs, int off) {
+    const __m512i a0 = _mm512_loadu_si512(p), a1 = _mm512_loadu_si512(p + 64);
+    if (7 * bs + off + 2 <= 128) {
+        const __m512i ia = _mm512_zextsi128_si512(_mm_setr_epi16(
+            (short)(off / 2), (short)((bs + off) / 2), (short)((2 * bs + off) / 2), (short)((3 * bs + off) / 2),
+            (short)((4 * bs + off) / 2), (short)((5 * bs + off) / 2), (short)((6 * bs + off) / 2), (short)((7 * bs + off) / 2)));
+        return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(a0, ia, a1)));
+    }
+    const int b0 = 4 * bs + 128 <= 8 * bs ? 4 * bs : 8 * bs - 128;
+    const __m512i c0 = _mm512_loadu_si512(p + b0), c1 = _mm512_loadu_si512(p + b0 + 64);
+    const __m512i ia = _mm512_zextsi128_si512(_mm_setr_epi16((short)(off / 2), (short)((bs + off) / 2),
+                                                             (short)((2 * bs + off) / 2), (short)((3 * bs + off) / 2), 0, 0, 0, 0));
+    const __m512i ic = _mm512_zextsi128_si512(_mm_setr_epi16(0, 0, 0, 0, (short)((4 * bs + off - b0) / 2),
+                                                             (short)((5 * bs + off - b0) / 2), (short)((6 * bs + off - b0) / 2),
+                                                             (short)((7 * bs + off - b0) / 2)));
+    const __m512i h = _mm512_mask_blend_epi16(0xF0, _mm512_permutex2var_epi16(a0, ia, a1),
+                                              _mm512_permutex2var_epi16(c0, ic, c1));
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(h));
+}
+
+// Group sums of 4 rows: p[r] lane k = product of block k of row r; returns
+// lane r = (((0 + p[r][0]) + p[r][1]) + ...) + p[r][7], as chain8 does.
+INLINE __m128 chain8x4(const __m256 p[4]) {
+    const __m256 t0 = _mm256_unpacklo_ps(p[0], p[1]), t1 = _mm256_unpackhi_ps(p[0], p[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(p[2], p[3]), t3 = _mm256_unpackhi_ps(p[2], p[3]);
+    __m256 u[4];
+    u[0] = _mm256_shuffle_ps(t0, t2, 0x44); // blocks 0 | 4, lanes rows 0..3
+    u[1] = _mm256_shuffle_ps(t0, t2, 0xEE); // blocks 1 | 5
+    u[2] = _mm256_shuffle_ps(t1, t3, 0x44); // blocks 2 | 6
+    u[3] = _mm256_shuffle_ps(t1, t3, 0xEE); // blocks 3 | 7
+#ifdef EXP_TREE
+    __m256 v = _mm256_add_ps(_mm256_add_ps(u[0], u[1]), _mm256_add_ps(u[2], u[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+#else
+    __m128 g = _mm_setzero_ps();
+    UNROLL
+    for (int k = 0; k < 4; k++) g = _mm_add_ps(g, _mm256_castps256_ps128(u[k]));
+    UNROLL
+    for (int k = 0; k < 4; k++) g = _mm_add_ps(g, _mm256_extractf128_ps(u[k], 1));
+    return g;
+#endif
+}
+
+// Codes of one block as vpdpbusd's unsigned operand (Q4_0/Q4_1: high
+// nibbles in place, x16, as dot_q4x16).
+INLINE __m256i codes_q4x16(const uint8_t *qs) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(b, _mm256_inserti128_si256(_mm256_set1_epi8(0x0F), _mm_set1_epi8((char)0xF0), 1));
+}
+#define CODES_Q4X16(b) codes_q4x16((b)->qs)
+#define CODES_Q5(b) k512_nib32_h((b)->qs, (b)->qh)
+#define CODES_Q8(b) k512_q8_32((b)->qs)
+
+// The transpose-reduction of hsum8x8, run for R rows block pair by block
+// pair so each activation block is loaded once for all rows and at most
+// 2R partial vectors stay live.
+#define Q32_GROUP_ISUM(R, blk_t, CODES, HI16, x, y, isum)                                           \
+    do {                                                                                            \
+        __m256i bq[4][2];                                                                           \
+        UNROLL                                                                                      \
+        for (int m = 0; m < 2; m++) {                                                               \
+            __m256i aq[4][2];                                                                       \
+            UNROLL                                                                                  \
+            for (int kk = 0; kk < 2; kk++) {                                                        \
+                const int k = 4 * m + 2 * kk;                                                       \
+                const __m256i a0 = _mm256_loadu_si256((const __m256i *)(y)[k].qs);                  \
+                const __m256i a1 = _mm256_loadu_si256((const __m256i *)(y)[k + 1].qs);              \
+                UNROLL                                                                              \
+                for (int r = 0; r < R; r++) {                                                       \
+                    const __m256i p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), CODES(&x[r][k]), a0); \
+                    const __m256i p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), CODES(&x[r][k + 1]), a1); \
+                    aq[r][kk] = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1)); \
+                }                                                                                   \
+            }                                                                                       \
+            UNROLL                                                                                  \
+            for (int r = 0; r < R; r++) {                                                           \
+                bq[r][m] = _mm256_add_epi32(_mm256_unpacklo_epi64(aq[r][0], aq[r][1]),              \
+                                            _mm256_unpackhi_epi64(aq[r][0], aq[r][1]));             \
+                if (HI16) bq[r][m] = _mm256_srav_epi32(bq[r][m], _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)); \
+            }                                                                                       \
+        }                                                                                           \
+        UNROLL                                                                                      \
+        for (int r = 0; r < R; r++)                                                                 \
+            isum[r] = _mm256_add_epi32(_mm256_permute2x128_si256(bq[r][0], bq[r][1], 0x20),         \
+                                       _mm256_permute2x128_si256(bq[r][0], bq[r][1], 0x31));        \
+    } while (0)
+
+// R (<= 4) rows of a 32-element type. Groups of 8 blocks for all rows, then
+// the leftover blocks of each row exactly as VEC_DOT_Q32 does them.
+#define GEMV_Q32_ROWS_FN(name, blk_t, CODES, DOT8, HI16, OFF, AFFINE)                               \
+    INLINE void name(int R, int64_t nb, const uint8_t *w, size_t ws, const blk_q8_32 *y, float *out) { \
+        __m128 acc = _mm_setzero_ps();                                                              \
+        int64_t i = 0;                                                                              \
+        for (; i + 8 <= nb; i += 8) {                                                               \
+            __m256i sum;                                                                            \
+            __m256 da;                                                                              \
+            gather8_act(&y[i], &da, &sum);                                                          \
+            const __m256i offs = _mm256_mullo_epi32(sum, _mm256_set1_epi32(OFF));                   \
+            const __m256 msum = _mm256_mul_ps(da, _mm256_cvtepi32_ps(sum));                         \
+            const blk_t *x[4];                                                                      \
+            UNROLL                                                                                  \
+            for (int r = 0; r < 4; r++) x[r] = (const blk_t *)(w + (size_t)(r < R ? r : 0) * ws) + i; \
+            __m256i isum[4];                                                                        \
+            Q32_GROUP_ISUM(R, blk_t, CODES, HI16, x, &y[i], isum);                                  \
+            __m256 pb[4];                                                                           \
+            UNROLL                                                                                  \
+            for (int r = 0; r < 4; r++) {                                                           \
+                if (r >= R) {                                                                       \
+                    pb[r] = _mm256_setzero_ps();                                                    \
+                    continue;                                                                       \
+                }                                                                                   \
+                if (OFF) isum[r] = _mm256_sub_epi32(isum[r], offs);                                 \
+                const __m256 sd = _mm256_mul_ps(perm8_half((const uint8_t *)x[r], sizeof(blk_t), 0), da); \
+                pb[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[r]), sd);                             \
+                if (AFFINE) pb[r] = _mm256_fmadd_ps(perm8_half((const uint8_t *)x[r], sizeof(blk_t), 2), msum, pb[r]); \
+            }                                                                                       \
+            acc = _mm_add_ps(acc, chain8x4(pb));                                                    \
+        }                                                                                           \
+        float a[4];                                                                                 \
+        _mm_storeu_ps(a, acc);                                                                      \
+        for (int r = 0; r < R; r++) {                                                               \
+            if (i < nb) {                                                                           \
+                const blk_t *x = (const blk_t *)(w + (size_t)r * ws);                               \
+                float g = 0;                                                                        \
+                for (int64_t j = i; j < nb; j++) {                                                  \
+                    int32_t is = HI16 ? hsum_epi32_256(dot32(k512_nib32((const uint8_t *)&x[j] + sizeof(blk_t) - 16), &y[j])) \
+                                      : hsum_epi32_256(DOT8(&x[j], &y[j]));                         \
+                    is -= (OFF) * y[j].sum;                                                         \
+                    float q = (float)is * (k512_half(&x[j]) * y[j].d);                              \
+                    if (AFFINE) q = fmaf(k512_half((const uint8_t *)&x[j] + 2), y[j].d * (float)y[j].sum, q); \
+                    g += q;                                                                         \
+                }                                                                                   \
+                a[r] += g;                                                                          \
+            }                                                                                       \
+            out[r] = a[r];                                                                          \
+        }                                                                                           \
+    }                                                                                               \
+    static void gemv_##name(int64_t n, int nr, const void *w, size_t ws, const void *a, float *out) { \
+        const int64_t nb = n / 32;                                                                  \
+        int r = 0;                                                                                  \
+        for (; r + GEMV_Q32_ROWS <= nr; r += GEMV_Q32_ROWS)                                         \
+            name(GEMV_Q32_ROWS, nb, (const uint8_t *)w + (size_t)r * ws, ws, a, out + r);           \
+        for (; r < nr; r++) name(1, nb, (const uint8_t *)w + (size_t)r * ws, ws, a, out + r);       \
+    }
+
+GEMV_Q32_ROWS_FN(q4_0_rows, blk_q4_0, CODES_Q4X16, DOT_Q4X16, 1, 8, 0)
+GEMV_Q32_ROWS_FN(q4_1_rows, blk_q4_1, CODES_Q4X16, DOT_Q4X16, 1, 0, 1)
+GEMV_Q32_ROWS_FN(q5_0_rows, blk_q5_0, CODES_Q5, DOT_Q5, 0, 16, 0)
+GEMV_Q32_ROWS_FN(q5_1_rows, blk_q5_1, CODES_Q5, DOT_Q5, 0, 0, 1)
+GEMV_Q32_ROWS_FN(q8_0_rows, blk_q8_0, CODES_Q8, DOT_Q8, 0, 128, 0)
+
 // --- K-quants --------------------------------------------------------------------------
 //
 // Canonical arithmetic per super-block (shared with gemm_avx512.c): isum =
@@ -400,6 +570,14 @@ tt_vec_dot_fn k512_vec_dot(tt_type t) {
 }
 
 void k512_fill_vec_dot(kern_ops *k) {
+    // The table starts as a copy of the AVX2 level's: its gemv (bit-identical
+    // to the AVX2 vec_dot) must not survive next to this level's vec_dot.
+    memset(k->gemv, 0, sizeof k->gemv);
+    k->gemv[TT_Q4_0] = gemv_q4_0_rows;
+    k->gemv[TT_Q4_1] = gemv_q4_1_rows;
+    k->gemv[TT_Q5_0] = gemv_q5_0_rows;
+    k->gemv[TT_Q5_1] = gemv_q5_1_rows;
+    k->gemv[TT_Q8_0] = gemv_q8_0_rows;
     static const tt_type types[] = {TT_F32,  TT_F16,  TT_BF16, TT_Q4_0, TT_Q4_1, TT_Q5_0, TT_Q5_1,
                                     TT_Q8_0, TT_Q2_K, TT_Q3_K, TT_Q4_K, TT_Q5_K, TT_Q6_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) k->vec_dot[types[i]] = k512_vec_dot(types[i]);
