@@ -5,7 +5,7 @@
 //   cc -std=c11 -O2 -D_GNU_SOURCE -Iinclude -Isrc -pthread bench/kernbench.c build/release/libsimularity.a -lm -o build/kernbench
 //   ./build/kernbench                     # all types, all levels
 //   ./build/kernbench --types q4_0,q4_K --levels avx512 --mb 256
-//   ./build/kernbench --check             # gemm/gemv == vec_dot bit for bit, large shapes
+//   ./build/kernbench --check             # gemm == vec_dot bit for bit, large shapes
 //   ./build/kernbench --levels avx512 --kb 16 --no-mem   # compute ceiling: weights in L1
 //
 // What it measures (2048-wide rows, like the 1.1B Llama's dim):
@@ -19,12 +19,9 @@
 //           between threads: GB/s of weights streamed. For the avx512 level,
 //           "%mem" is that over the better of the two streaming sums, both
 //           measured right before and after the kernel (best of each), so
-//           drifting machine load affects both sides alike.
-//   gemv    the same pass through the level's gemv (several rows a call, in
-//           runs of GEMV_RUN rows as matmul.c hands them out), where the
-//           level has one ("-" where not). With --kb N the matrix is N KB
-//           (per thread), small enough to stay in L1 or L2: the kernel's
-//           compute ceiling instead of a memory figure.
+//           drifting machine load affects both sides alike. With --kb N
+//           the matrix is N KB (per thread), small enough to stay in L1 or
+//           L2: the kernel's compute ceiling instead of a memory figure.
 //   gemm    --rows (256) weight rows x --cols (512) activation rows, cut into
 //           64 x 64 chunks claimed by the threads as matmul.c does: GOP/s =
 //           2 * rows * cols * n / time.
@@ -336,31 +333,11 @@ static void job_vec_dot(job *j, int ith, int nth) {
     j->sink[ith] = (uint64_t)acc;
 }
 
-// Rows a gemv call gets, about what matmul.c hands out for a 5632-row
-// matrix on 2 threads.
-#define GEMV_RUN 704
-
-static void job_gemv(job *j, int ith, int nth) {
-    kern_gemv_fn gemv = j->k->gemv[j->t];
-    int64_t r0 = j->rows * ith / nth, r1 = j->rows * (ith + 1) / nth;
-    float *out = j->out + r0;
-    for (int p = 0; p < j->passes; p++) {
-        for (int64_t r = r0; r < r1; r += GEMV_RUN)
-            gemv(N_ELEM, (int)MIN(GEMV_RUN, r1 - r), j->w + (size_t)r * j->wrow, j->wrow, j->a, out + (r - r0));
-        __asm__ volatile("" ::: "memory");
-    }
-    j->sink[ith] = (uint64_t)out[0];
-}
-
-// gemv: use the level's gemv instead of a loop of vec_dot.
-static double bench_vec_dot(const kern_ops *k, tt_type t, const uint8_t *w, int64_t rows, int nth, int passes,
-                            bool gemv) {
-    job j = {.fn = gemv ? job_gemv : job_vec_dot, .k = k, .t = t, .w = w, .wrow = tt_row_size(t, N_ELEM), .rows = rows};
-    if (gemv) j.out = xalloc((size_t)rows * sizeof(float));
+static double bench_vec_dot(const kern_ops *k, tt_type t, const uint8_t *w, int64_t rows, int nth, int passes) {
+    job j = {.fn = job_vec_dot, .k = k, .t = t, .w = w, .wrow = tt_row_size(t, N_ELEM), .rows = rows};
     j.a = make_acts(k, t, 1);
     double s = run(&j, nth, passes);
     mem_free_aligned((void *)j.a);
-    if (gemv) mem_free_aligned(j.out);
     return (double)j.wrow * (double)rows / s * 1e-9;
 }
 
@@ -423,21 +400,6 @@ static int check_type(const kern_ops *k, tt_type t) {
         size_t ldo = (size_t)nr + 5;
         float *out = xalloc(ldo * (size_t)nc * sizeof(float));
         k->gemm[t](n, nr, nc, w, wrow, a, arow, out, ldo);
-        if (k->gemv[t]) { // gemv of the first column, over the same rows
-            float *gv = xalloc((size_t)nr * sizeof(float));
-            k->gemv[t](n, nr, w, wrow, a, gv);
-            for (int r = 0; r < nr; r++) {
-                float v;
-                k->vec_dot[t](n, &v, w + (size_t)r * wrow, a);
-                if (memcmp(&v, &gv[r], 4) != 0) {
-                    if (bad < 5)
-                        fprintf(stderr, "  %s %s gemv nr=%d n=%lld row %d: gemv %.9g vec_dot %.9g\n", k->name, tr->name,
-                                nr, (long long)n, r, gv[r], v);
-                    bad++;
-                }
-            }
-            mem_free_aligned(gv);
-        }
         for (int c = 0; c < nc; c++)
             for (int r = 0; r < nr; r++) {
                 float v;
@@ -472,8 +434,8 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < ARRAY_LEN(all_types); i++)
                 if (o.types[all_types[i]]) {
                     int b = check_type(lv[l], all_types[i]);
-                    printf("check %-6s %-5s gemm%s vs vec_dot: %s (%d differ)\n", lv[l]->name, tt_name(all_types[i]),
-                           lv[l]->gemv[all_types[i]] ? "/gemv" : "", b ? "DIFFER" : "bit-identical", b);
+                    printf("check %-6s %-5s gemm vs vec_dot: %s (%d differ)\n", lv[l]->name, tt_name(all_types[i]),
+                           b ? "DIFFER" : "bit-identical", b);
                     bad += b;
                 }
         }
@@ -486,14 +448,13 @@ int main(int argc, char **argv) {
             printf("mem   streaming read, %d thread%s: %6.1f GB/s plain, %6.1f GB/s with prefetch\n", t, t > 1 ? "s" : "",
                    mem_bandwidth(t, mem_bytes, 4, 0), mem_bandwidth(t, mem_bytes, 4, 4096));
     if (o.kb > 0)
-        printf("\nvec_dot/gemv: %d KB of weights per thread, reread (cache-resident), rows of %d; GB/s\n", o.kb, N_ELEM);
+        printf("\nvec_dot: %d KB of weights per thread, reread (cache-resident), rows of %d; GB/s\n", o.kb, N_ELEM);
     else
-        printf("\nvec_dot/gemv: %d MB of weights per pass, rows of %d; GB/s (%%mem = / streaming read)\n", o.mb, N_ELEM);
+        printf("\nvec_dot: %d MB of weights per pass, rows of %d; GB/s (%%mem = / streaming read)\n", o.mb, N_ELEM);
     printf("%-6s", "type");
     for (int l = 0; l < 3; l++)
-        for (int g = 0; g < (l ? 2 : 1); g++)
-            for (int t = 1; t <= o.threads; t++)
-                if (lv[l]) printf("  %6s %2s%dt", lv[l]->name, g ? "gv" : "vd", t);
+        for (int t = 1; t <= o.threads; t++)
+            if (lv[l]) printf("  %6s %dt", lv[l]->name, t);
     bool show_mem = lv[2] && !o.no_mem && o.kb == 0;
     if (show_mem) printf("   512/mem 1t  2t   (mem 1t  2t)");
     printf("\n");
@@ -510,27 +471,22 @@ int main(int argc, char **argv) {
         double g512[MAX_THREADS + 1] = {0}, mem[MAX_THREADS + 1] = {0};
         for (int l = 0; l < 3; l++) {
             if (!lv[l]) continue;
-            for (int gv = 0; gv < (l ? 2 : 1); gv++)
-                for (int th = 1; th <= o.threads; th++) {
-                    double g = 0;
-                    if (gv && !lv[l]->gemv[t]) {
-                        printf("  %11s", "-");
-                        continue;
+            for (int th = 1; th <= o.threads; th++) {
+                double g = 0;
+                // In L1 mode every thread rereads its own rows; one thread reads the first half.
+                int64_t r = o.kb > 0 ? rows / o.threads * th : rows;
+                if (l == 0) // the scalar reference is slow: one pass over a quarter of the rows
+                    g = bench_vec_dot(lv[l], t, w, MAX(1, r / 4), th, o.kb > 0 ? max_passes : 1);
+                else
+                    for (int rep = 0; rep < (show_mem && l == 2 ? 2 : 1); rep++) {
+                        if (show_mem && l == 2)
+                            mem[th] = MAX(mem[th], MAX(mem_bandwidth(th, mem_bytes, 2, 0), mem_bandwidth(th, mem_bytes, 2, 4096)));
+                        g = MAX(g, bench_vec_dot(lv[l], t, w, r, th, max_passes));
                     }
-                    // In L1 mode every thread rereads its own rows; one thread reads the first half.
-                    int64_t r = o.kb > 0 ? rows / o.threads * th : rows;
-                    if (l == 0) // the scalar reference is slow: one pass over a quarter of the rows
-                        g = bench_vec_dot(lv[l], t, w, MAX(1, r / 4), th, o.kb > 0 ? max_passes : 1, false);
-                    else
-                        for (int rep = 0; rep < (show_mem && l == 2 ? 2 : 1); rep++) {
-                            if (show_mem && l == 2)
-                                mem[th] = MAX(mem[th], MAX(mem_bandwidth(th, mem_bytes, 2, 0), mem_bandwidth(th, mem_bytes, 2, 4096)));
-                            g = MAX(g, bench_vec_dot(lv[l], t, w, r, th, max_passes, gv));
-                        }
-                    if (l == 2) g512[th] = MAX(g512[th], g);
-                    printf("  %11.1f", g);
-                    fflush(stdout);
-                }
+                if (l == 2) g512[th] = MAX(g512[th], g);
+                printf("  %11.1f", g);
+                fflush(stdout);
+            }
         }
         if (show_mem) {
             for (int th = 1; th <= o.threads; th++) printf("  %4.0f%%", 100.0 * g512[th] / mem[th]);

@@ -178,46 +178,6 @@ static void test_gemm(void) {
     }
 }
 
-// gemv (several rows against one activation row), where a level has one,
-// equals vec_dot bit for bit for every row count and odd strides.
-static void test_gemv(void) {
-    static const int row_counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 33};
-    int tested = 0;
-    for (int li = 0; li < n_levels; li++) {
-        const kern_ops *k = levels[li];
-        for (size_t ti = 0; ti < ARRAY_LEN(types); ti++) {
-            tt_type t = types[ti];
-            if (!k->gemv[t]) continue;
-            const tt_traits *tr = tt_get(t);
-            int64_t n = tr->blck == 1 ? 67 : 5 * tr->blck;
-            size_t wrow = tt_row_size(t, n) + 32;
-            uint8_t *w = mem_alloc(wrow * 33);
-            uint8_t *a = mem_alloc(tt_act_row_size(tr->act, n) + 64);
-            float *x = mem_alloc((size_t)n * sizeof(float)), out[40];
-            for (int r = 0; r < 33; r++) fill_weights(t, w + r * wrow, n, r & 1);
-            for (int64_t i = 0; i < n; i++) x[i] = gauss();
-            k->quantize_act[tr->act](x, a, n);
-            for (size_t ri = 0; ri < ARRAY_LEN(row_counts); ri++) {
-                int nr = row_counts[ri];
-                for (int i = 0; i < 40; i++) out[i] = -777.0f;
-                k->gemv[t](n, nr, w, wrow, a, out);
-                for (int r = 0; r < nr; r++) {
-                    float s;
-                    k->vec_dot[t](n, &s, w + r * wrow, a);
-                    CHECK_MSG(memcmp(&s, &out[r], sizeof s) == 0, "%s gemv %s nr=%d row %d: %.9g vs vec_dot %.9g",
-                              k->name, tr->name, nr, r, out[r], s);
-                }
-                CHECK_MSG(out[nr] == -777.0f, "%s gemv %s wrote past nr", k->name, tr->name);
-            }
-            tested++;
-            mem_free(w);
-            mem_free(a);
-            mem_free(x);
-        }
-    }
-    fprintf(stderr, "  %d gemv kernels\n", tested);
-}
-
 static void test_quantize_act(void) {
     const kern_ops *ref = kern_get_exact(KERN_REF);
     for (int li = 0; li < n_levels; li++) {
@@ -398,7 +358,6 @@ int main(int argc, char **argv) {
     TEST_RUN(test_levels_present);
     TEST_RUN(test_vec_dot);
     TEST_RUN(test_gemm);
-    TEST_RUN(test_gemv);
     TEST_RUN(test_quantize_act);
     TEST_RUN(test_to_float);
     TEST_RUN(test_float_helpers);

@@ -40,19 +40,11 @@ typedef void (*kern_quantize_fn)(const float *x, void *y, int64_t n);
 typedef void (*kern_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_stride,
                              const void *a, size_t a_stride, float *out, size_t ldo);
 
-// Several weight rows against one activation row (decoding one token):
-//   out[r] = dot(weight row r, a) for r < nr,
-// weight row r at (const char *)w + r * w_stride. Must equal vec_dot of the
-// same level bit for bit (a kernel may share activation loads and unpacking
-// across rows, never change the arithmetic of one row).
-typedef void (*kern_gemv_fn)(int64_t n, int nr, const void *w, size_t w_stride, const void *a, float *out);
-
 typedef struct kern_ops {
     kern_level level;
     const char *name;                     // "ref", "avx2", "avx512"
     tt_vec_dot_fn vec_dot[TT_COUNT];      // NULL for unsupported types
     kern_gemm_fn gemm[TT_COUNT];          // NULL for unsupported types
-    kern_gemv_fn gemv[TT_COUNT];          // NULL: matmul loops vec_dot
     kern_quantize_fn quantize_act[3];     // indexed by tt_act
     tt_to_float_fn to_float[TT_COUNT];    // fast dequantization (for embeddings)
 

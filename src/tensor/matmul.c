@@ -39,15 +39,12 @@ void mm_mul(const kern_ops *k, const mm_tensor *W, const void *q, int N, float *
     int64_t M = W->ne1;
     if (N == 1) {
         tt_vec_dot_fn dot = k->vec_dot[W->type];
-        kern_gemv_fn gemv = k->gemv[W->type];
         int64_t rows = (M + (int64_t)nth * GEMV_CHUNKS_PER_THREAD - 1) / ((int64_t)nth * GEMV_CHUNKS_PER_THREAD);
         rows = MAX(GEMV_MIN_ROWS, (rows + 15) / 16 * 16);
         int64_t n_chunks = (M + rows - 1) / rows;
         for (int64_t ch; (ch = pool_claim(ctr)) < n_chunks;) {
             int64_t r0 = ch * rows, r1 = MIN(M, r0 + rows);
-            if (gemv) gemv(W->ne0, (int)(r1 - r0), wd + (size_t)r0 * W->row_bytes, W->row_bytes, q, &y[r0]);
-            else
-                for (int64_t r = r0; r < r1; r++) dot(W->ne0, &y[r], wd + (size_t)r * W->row_bytes, q);
+            for (int64_t r = r0; r < r1; r++) dot(W->ne0, &y[r], wd + (size_t)r * W->row_bytes, q);
         }
         return;
     }
