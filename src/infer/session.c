@@ -13,6 +13,9 @@ struct sess {
     sess_params p;
     int32_t *toks; // (cap) the tokens the sequence holds, token i at position i
     int n, cap;
+    int32_t *queue; // (cap) tokens to decode next, at positions n, n + 1, ...
+    int nq;
+    uint64_t n_decoded, n_shifts; // totals over the session's life (for stats)
     float *logits; // (n_vocab) after the last decode; valid when have_logits
     bool have_logits;
 };
@@ -36,8 +39,9 @@ sim_status sess_new(sess **out, fwd_ctx *c, const sess_params *p, sim_err *err) 
     s->p = *p;
     s->cap = budget(s);
     s->toks = mem_alloc((size_t)s->cap * sizeof *s->toks);
+    s->queue = mem_alloc((size_t)s->cap * sizeof *s->queue);
     s->logits = mem_alloc((size_t)fwd_model(c)->hp.n_vocab * sizeof(float));
-    if (!s->toks || !s->logits) {
+    if (!s->toks || !s->queue || !s->logits) {
         sess_free(s);
         return err_set(err, SIM_ERR_NOMEM, "out of memory");
     }
@@ -49,6 +53,7 @@ void sess_free(sess *s) {
     if (!s) return;
     kv_seq_rm(fwd_kv(s->c), s->p.seq, 0, -1);
     mem_free(s->toks);
+    mem_free(s->queue);
     mem_free(s->logits);
     mem_free(s);
 }
@@ -65,27 +70,7 @@ void sess_set_shift(sess *s, bool on, int n_keep) {
 
 // --- decoding ---------------------------------------------------------------------
 
-// Decodes toks[0..n) at positions s->n.. (n <= batch size), logits for the last.
-static sim_status decode_run(sess *s, const int32_t *toks, int n, sim_err *err) {
-    int32_t pos[512];
-    kv_seq_mask seqs[512];
-    int nb = MIN(fwd_n_batch(s->c), 512);
-    for (int i0 = 0; i0 < n; i0 += nb) {
-        int k = MIN(nb, n - i0);
-        for (int i = 0; i < k; i++) {
-            pos[i] = s->n + i;
-            seqs[i] = (kv_seq_mask)1 << s->p.seq;
-        }
-        fwd_batch b = {.n = k, .tokens = toks + i0, .pos = pos, .seqs = seqs, .logits = NULL};
-        sim_status st = fwd_decode(s->c, &b, err);
-        if (st) return st;
-        memcpy(s->toks + s->n, toks + i0, (size_t)k * sizeof *toks);
-        s->n += k;
-        memcpy(s->logits, fwd_logits(s->c, 0), (size_t)fwd_model(s->c)->hp.n_vocab * sizeof(float));
-        s->have_logits = true;
-    }
-    return SIM_OK;
-}
+int sess_n_queued(const sess *s) { return s->nq; }
 
 // How many of toks[0..n) a shift keeps: n_keep, or the BOS token when the text starts with it.
 static int keep_for(const sess *s, const int32_t *toks, int n) {
@@ -95,7 +80,7 @@ static int keep_for(const sess *s, const int32_t *toks, int n) {
 }
 
 // Drops n_discard tokens after the kept ones and moves the rest back.
-static sim_status shift(sess *s, sess_stats *stats, sim_err *err) {
+static sim_status shift(sess *s, sim_err *err) {
     int keep = keep_for(s, s->toks, s->n);
     int discard = s->p.n_discard > 0 ? s->p.n_discard : (s->n - keep) / 2;
     discard = MIN(discard, s->n - keep);
@@ -105,7 +90,7 @@ static sim_status shift(sess *s, sess_stats *stats, sim_err *err) {
     fwd_seq_shift(s->c, s->p.seq, keep + discard, -1, -discard);
     memmove(s->toks + keep, s->toks + keep + discard, (size_t)(s->n - keep - discard) * sizeof *s->toks);
     s->n -= discard;
-    if (stats) stats->n_shifts++;
+    s->n_shifts++;
     return SIM_OK;
 }
 
@@ -115,7 +100,7 @@ static bool full(const sess *s) {
     return s->n >= budget(s) || kv->n_used >= kv->n_ctx;
 }
 
-sim_status sess_set_prompt(sess *s, const int32_t *toks, int n, sess_stats *stats, sim_err *err) {
+sim_status sess_queue_prompt(sess *s, const int32_t *toks, int n, sess_stats *stats, sim_err *err) {
     sess_stats local = {0};
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
@@ -130,31 +115,96 @@ sim_status sess_set_prompt(sess *s, const int32_t *toks, int n, sess_stats *stat
     int k = 0;
     while (k < s->n && k < n && s->toks[k] == toks[k]) k++;
     if (k == n) k = n - 1; // fully cached: decode the last token again for fresh logits
-    kv_seq_rm(fwd_kv(s->c), s->p.seq, k, -1);
-    s->n = k;
-    s->have_logits = false;
-    stats->n_reused = k;
+    int keep = n, tail = 0;
     if (n > cap) {
         // Too long even for an empty context: keep the first tokens and the
         // end, as a shift would, and decode the end.
-        int keep = MIN(keep_for(s, toks, n), cap / 2);
-        int tail = cap - keep - 1;
-        if (k > keep) {
-            kv_seq_rm(fwd_kv(s->c), s->p.seq, keep, -1);
-            s->n = keep;
-        }
-        sim_status st = decode_run(s, toks + s->n, keep - s->n, err);
-        if (st == SIM_OK) st = decode_run(s, toks + n - tail, tail, err);
-        stats->n_decoded = s->n - MIN(k, keep);
+        keep = MIN(keep_for(s, toks, n), cap / 2);
+        tail = cap - keep - 1;
+        k = MIN(k, keep);
         stats->n_shifts = 1;
-        return st;
     }
-    // Make room if other sequences fill the cache: shifting ourselves is all we can do.
+    // Other sequences may fill the cache: shifting ourselves is all we could do.
     const kv_cache *kv = fwd_kv(s->c);
-    if (n - k > kv->n_ctx - kv->n_used)
-        return err_set(err, SIM_ERR_RANGE, "context full: %d new tokens, %d cells free", n - k, kv->n_ctx - kv->n_used);
-    sim_status st = decode_run(s, toks + k, n - k, err);
-    stats->n_decoded = s->n - k;
+    int own_freed = s->n - k, n_new = keep - k + tail;
+    if (n_new > kv->n_ctx - kv->n_used + own_freed)
+        return err_set(err, SIM_ERR_RANGE, "context full: %d new tokens, %d cells free", n_new,
+                       kv->n_ctx - kv->n_used + own_freed);
+    kv_seq_rm(fwd_kv(s->c), s->p.seq, k, -1);
+    s->n = k;
+    s->have_logits = false;
+    memcpy(s->queue, toks + k, (size_t)(keep - k) * sizeof *toks);
+    memcpy(s->queue + keep - k, toks + n - tail, (size_t)tail * sizeof *toks);
+    s->nq = n_new;
+    stats->n_reused = k;
+    stats->n_decoded = n_new;
+    return SIM_OK;
+}
+
+sim_status sess_set_prompt(sess *s, const int32_t *toks, int n, sess_stats *stats, sim_err *err) {
+    sim_status st = sess_queue_prompt(s, toks, n, stats, err);
+    int take = fwd_n_batch(s->c);
+    while (st == SIM_OK && s->nq > 0) st = sess_decode_many(&s, &take, 1, err);
+    s->nq = 0; // on error the rest is dropped; what was decoded stays
+    return st;
+}
+
+sim_status sess_decode_many(sess **ss, const int *take, int n, sim_err *err) {
+    fwd_ctx *c = ss[0]->c;
+    int total = 0, outs = 0;
+    for (int i = 0; i < n; i++) {
+        if (ss[i]->c != c) return err_set(err, SIM_ERR_ARG, "sessions of different contexts");
+        int k = MIN(take[i], ss[i]->nq);
+        total += MAX(k, 0);
+        outs += k > 0 && k == ss[i]->nq;
+    }
+    if (total == 0) return SIM_OK;
+    if (total > fwd_n_batch(c) || outs > fwd_n_outputs(c))
+        return err_set(err, SIM_ERR_ARG, "%d tokens with %d outputs, the context takes %d with %d a step", total, outs,
+                       fwd_n_batch(c), fwd_n_outputs(c));
+    int32_t *tokens = mem_alloc((size_t)total * sizeof *tokens), *pos = mem_alloc((size_t)total * sizeof *pos);
+    kv_seq_mask *seqs = mem_alloc((size_t)total * sizeof *seqs);
+    bool *want = mem_alloc((size_t)total * sizeof *want);
+    sim_status st = SIM_OK;
+    if (!tokens || !pos || !seqs || !want) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+    for (int i = 0, j = 0; i < n && st == SIM_OK; i++) {
+        sess *s = ss[i];
+        int k = MIN(take[i], s->nq);
+        if (k <= 0) continue;
+        while (st == SIM_OK && (s->n + k > budget(s) || fwd_kv(c)->n_used + k > fwd_kv(c)->n_ctx)) {
+            if (!s->p.context_shift)
+                st = err_set(err, SIM_ERR_RANGE, "context full: %d tokens of %d (context shifting is off)", s->n, budget(s));
+            else st = shift(s, err);
+        }
+        for (int q = 0; q < k && st == SIM_OK; q++, j++) {
+            tokens[j] = s->queue[q];
+            pos[j] = s->n + q;
+            seqs[j] = (kv_seq_mask)1 << s->p.seq;
+            want[j] = q == k - 1 && k == s->nq;
+        }
+    }
+    if (st == SIM_OK) {
+        fwd_batch b = {.n = total, .tokens = tokens, .pos = pos, .seqs = seqs, .logits = want};
+        st = fwd_decode(c, &b, err);
+    }
+    for (int i = 0, o = 0; i < n && st == SIM_OK; i++) {
+        sess *s = ss[i];
+        int k = MIN(take[i], s->nq);
+        if (k <= 0) continue;
+        memcpy(s->toks + s->n, s->queue, (size_t)k * sizeof *s->queue);
+        s->n += k;
+        s->nq -= k;
+        memmove(s->queue, s->queue + k, (size_t)s->nq * sizeof *s->queue);
+        s->n_decoded += (uint64_t)k;
+        if (s->nq == 0) {
+            memcpy(s->logits, fwd_logits(c, o++), (size_t)fwd_model(c)->hp.n_vocab * sizeof(float));
+            s->have_logits = true;
+        }
+    }
+    mem_free(tokens);
+    mem_free(pos);
+    mem_free(seqs);
+    mem_free(want);
     return st;
 }
 
@@ -221,15 +271,18 @@ static long find_stop(const textbuf *t, const sess_gen_params *gp, size_t *hold)
 }
 
 // What one sequence's generation carries between steps.
-typedef struct gen {
+struct sess_gen {
     sess *s;
     smp_ctx *smp;
+    sess_gen_params gp;
     tok_stream ts;
     textbuf t;
     size_t skip; // bytes of healed prompt text still to drop from the output
-    sess_result *r;
+    sess_result r;
+    uint64_t decoded0, shifts0; // the session's totals when generation began
     bool done;
-} gen;
+};
+typedef sess_gen gen;
 
 // Appends decoded bytes, dropping the first g->skip of them.
 static bool gen_put(gen *g, const char *p, size_t n) {
@@ -240,9 +293,10 @@ static bool gen_put(gen *g, const char *p, size_t n) {
 
 // Samples g's next token and handles its text. Returns the token to decode
 // next, or -1 when g is done (reason set) or failed (*st set).
-static int32_t gen_step(gen *g, const sess_gen_params *gp, sim_status *st, sim_err *err) {
+static int32_t gen_step(gen *g, sim_status *st, sim_err *err) {
     const model *m = fwd_model(g->s->c);
-    sess_result *r = g->r;
+    const sess_gen_params *gp = &g->gp;
+    sess_result *r = &g->r;
     if (gp->abort && *gp->abort) {
         r->reason = SESS_STOP_ABORTED;
         return -1;
@@ -296,8 +350,9 @@ static int32_t gen_step(gen *g, const sess_gen_params *gp, sim_status *st, sim_e
 }
 
 // Emits what is left after the last step and hands the text to the result.
-static sim_status gen_finish(gen *g, const sess_gen_params *gp, sim_err *err) {
-    sess_result *r = g->r;
+static sim_status gen_finish(gen *g, sim_err *err) {
+    const sess_gen_params *gp = &g->gp;
+    sess_result *r = &g->r;
     char piece[TOK_STREAM_BUF];
     sim_status st = SIM_OK;
     if (r->reason != SESS_STOP_STRING) {
@@ -308,44 +363,68 @@ static sim_status gen_finish(gen *g, const sess_gen_params *gp, sim_err *err) {
         gp->on_text(gp->ud, sess_seq(g->s), g->t.p + g->t.emitted, g->t.n - g->t.emitted);
     r->text = g->t.p;
     r->len = g->t.n;
+    g->t.p = NULL;
+    r->stats.n_decoded = (int)(g->s->n_decoded - g->decoded0);
+    r->stats.n_shifts = (int)(g->s->n_shifts - g->shifts0);
     return st;
-}
-
-// Decodes one token for each of n sessions of one context in a single batch.
-static sim_status push_many(sess **ss, const int32_t *toks, int n, sess_stats *stats, sim_err *err) {
-    fwd_ctx *c = ss[0]->c;
-    int32_t pos[KV_MAX_SEQ];
-    kv_seq_mask seqs[KV_MAX_SEQ];
-    bool want[KV_MAX_SEQ];
-    for (int i = 0; i < n; i++) {
-        sess *s = ss[i];
-        if (full(s)) {
-            if (!s->p.context_shift)
-                return err_set(err, SIM_ERR_RANGE, "context full: %d tokens of %d (context shifting is off)", s->n, budget(s));
-            sim_status st = shift(s, stats, err);
-            if (st) return st;
-        }
-        pos[i] = s->n;
-        seqs[i] = (kv_seq_mask)1 << s->p.seq;
-        want[i] = true;
-    }
-    fwd_batch b = {.n = n, .tokens = toks, .pos = pos, .seqs = seqs, .logits = want};
-    sim_status st = fwd_decode(c, &b, err);
-    if (st) return st;
-    for (int i = 0; i < n; i++) {
-        sess *s = ss[i];
-        s->toks[s->n++] = toks[i];
-        memcpy(s->logits, fwd_logits(c, i), (size_t)fwd_model(c)->hp.n_vocab * sizeof(float));
-        s->have_logits = true;
-    }
-    if (stats) stats->n_decoded += n;
-    return SIM_OK;
 }
 
 sim_status sess_push(sess *s, int32_t tok, sess_stats *stats, sim_err *err) {
     if (tok < 0 || tok >= fwd_model(s->c)->hp.n_vocab) return err_set(err, SIM_ERR_ARG, "token id %d outside the vocabulary", tok);
-    return push_many(&s, &tok, 1, stats, err);
+    if (s->nq > 0) return err_set(err, SIM_ERR_ARG, "the session has %d queued tokens", s->nq);
+    uint64_t shifts0 = s->n_shifts;
+    s->queue[s->nq++] = tok;
+    int one = 1;
+    sim_status st = sess_decode_many(&s, &one, 1, err);
+    s->nq = 0;
+    if (stats && st == SIM_OK) {
+        stats->n_decoded++;
+        stats->n_shifts += (int)(s->n_shifts - shifts0);
+    }
+    return st;
 }
+
+sim_status sess_gen_new(sess_gen **out, sess *s, smp_ctx *smp, const sess_gen_params *gp, sim_err *err) {
+    *out = NULL;
+    if (!s->have_logits) return err_set(err, SIM_ERR_ARG, "the session has no logits yet: set a prompt first");
+    if (s->nq > 0) return err_set(err, SIM_ERR_ARG, "the session still has %d queued tokens", s->nq);
+    gen *g = mem_calloc(1, sizeof *g);
+    if (!g || !tb_put(&g->t, "", 0)) {
+        mem_free(g);
+        return err_set(err, SIM_ERR_NOMEM, "out of memory");
+    }
+    *g = (gen){.s = s, .smp = smp, .gp = *gp, .t = g->t, .skip = gp->skip_bytes, .decoded0 = s->n_decoded,
+               .shifts0 = s->n_shifts, .done = gp->n_predict == 0};
+    tok_stream_init(&g->ts, fwd_model(s->c)->vocab, 0);
+    *out = g;
+    return SIM_OK;
+}
+
+sim_status sess_gen_step(sess_gen *g, bool *more, sim_err *err) {
+    sim_status st = SIM_OK;
+    *more = false;
+    if (g->done) return SIM_OK;
+    ASSERT(g->s->nq == 0 && g->s->have_logits);
+    int32_t tok = gen_step(g, &st, err);
+    if (tok < 0) {
+        g->done = true;
+        return st;
+    }
+    g->s->queue[g->s->nq++] = tok;
+    *more = true;
+    return SIM_OK;
+}
+
+sim_status sess_gen_finish(sess_gen *g, sess_result *r, sim_err *err) {
+    sim_status st = gen_finish(g, err);
+    *r = g->r;
+    g->s->nq = 0; // a token sampled but never decoded is dropped
+    mem_free(g->t.p);
+    mem_free(g);
+    return st;
+}
+
+const sess_result *sess_gen_result(const sess_gen *g) { return &g->r; }
 
 sim_status sess_generate_many(sess **ss, smp_ctx **smps, int n, const sess_gen_params *gp, sess_result *rs,
                               sim_err *err) {
@@ -353,53 +432,36 @@ sim_status sess_generate_many(sess **ss, smp_ctx **smps, int n, const sess_gen_p
     if (n > fwd_n_outputs(ss[0]->c))
         return err_set(err, SIM_ERR_ARG, "%d sequences but the context computes logits for at most %d tokens a step",
                        n, fwd_n_outputs(ss[0]->c));
-    for (int i = 0; i < n; i++) {
-        if (!ss[i]->have_logits) return err_set(err, SIM_ERR_ARG, "the session has no logits yet: set a prompt first");
+    for (int i = 0; i < n; i++)
         if (ss[i]->c != ss[0]->c) return err_set(err, SIM_ERR_ARG, "sessions of different contexts");
-    }
-    gen *gs = mem_calloc((size_t)n, sizeof *gs);
+    gen **gs = mem_calloc((size_t)n, sizeof *gs);
     sess **active = mem_alloc((size_t)n * sizeof *active);
-    int32_t *toks = mem_alloc((size_t)n * sizeof *toks);
-    int *which = mem_alloc((size_t)n * sizeof *which);
+    int *ones = mem_alloc((size_t)n * sizeof *ones);
     sim_status st = SIM_OK;
-    if (!gs || !active || !toks || !which) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+    if (!gs || !active || !ones) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
+    memset(rs, 0, (size_t)n * sizeof *rs);
     for (int i = 0; i < n && st == SIM_OK; i++) {
-        memset(&rs[i], 0, sizeof rs[i]);
-        gs[i] = (gen){.s = ss[i], .smp = smps[i], .r = &rs[i], .skip = gp->skip_bytes};
-        tok_stream_init(&gs[i].ts, fwd_model(ss[i]->c)->vocab, 0);
-        if (!tb_put(&gs[i].t, "", 0)) st = err_set(err, SIM_ERR_NOMEM, "out of memory");
-        if (gp->n_predict == 0) gs[i].done = true;
+        st = sess_gen_new(&gs[i], ss[i], smps[i], gp, err);
+        ones[i] = 1;
     }
     while (st == SIM_OK) {
         int k = 0;
         for (int i = 0; i < n && st == SIM_OK; i++) {
-            if (gs[i].done) continue;
-            int32_t tok = gen_step(&gs[i], gp, &st, err);
-            if (tok < 0) {
-                gs[i].done = true;
-                continue;
-            }
-            active[k] = ss[i];
-            toks[k] = tok;
-            which[k++] = i;
+            bool more;
+            st = sess_gen_step(gs[i], &more, err);
+            if (more) active[k++] = ss[i];
         }
         if (st != SIM_OK || k == 0) break;
-        sess_stats stats = {0};
-        st = push_many(active, toks, k, &stats, err);
-        for (int j = 0; j < k; j++) {
-            rs[which[j]].stats.n_decoded++;
-            rs[which[j]].stats.n_shifts += stats.n_shifts;
-        }
+        st = sess_decode_many(active, ones, k, err);
     }
     for (int i = 0; i < n && gs; i++) {
-        if (!gs[i].r) continue;
-        sim_status fs = gen_finish(&gs[i], gp, err);
+        if (!gs[i]) continue;
+        sim_status fs = sess_gen_finish(gs[i], &rs[i], err);
         if (st == SIM_OK) st = fs;
     }
     mem_free(gs);
     mem_free(active);
-    mem_free(toks);
-    mem_free(which);
+    mem_free(ones);
     return st;
 }
 

@@ -105,6 +105,47 @@ sim_status sess_generate_many(sess **ss, smp_ctx **smps, int n, const sess_gen_p
                               sim_err *err);
 void sess_result_free(sess_result *r);
 
+// --- stepwise use: a scheduler batching many sessions ----------------------------
+//
+// A server decodes the sessions of many clients together: each step it takes
+// a chunk of every pending prompt and the next token of every generating
+// session into one fwd_decode (continuous batching).
+//
+//     sess_queue_prompt(s, toks, n, &stats, &err);   // diff; the new tokens wait in s's queue
+//     while (sess_n_queued(s) > 0) sess_decode_many(ss, take, k, &err);   // s among ss
+//     sess_gen *g; sess_gen_new(&g, s, smp, &gp, &err);
+//     for (bool more = true; more;) {
+//         sess_gen_step(g, &more, &err);             // samples; queues the token when more
+//         if (more) sess_decode_many(ss, ones, k, &err);
+//     }
+//     sess_gen_finish(g, &r, &err);
+
+// Like sess_set_prompt but decodes nothing: drops the cached tail that
+// differs from the prompt and queues the tokens still to decode (stats
+// counts them as n_decoded). Errors leave the session unchanged.
+sim_status sess_queue_prompt(sess *s, const int32_t *toks, int n, sess_stats *stats, sim_err *err);
+int sess_n_queued(const sess *s);
+
+// One fwd_decode for the sessions ss[0..n) of one context: up to take[i]
+// queued tokens of session i, in queue order (sessions shift first when
+// full and shifting is on). A session whose queue empties gets fresh
+// logits. The total must fit the context's batch; on error (context full
+// with shifting off, a bad batch) nothing is decoded.
+sim_status sess_decode_many(sess **ss, const int *take, int n, sim_err *err);
+
+// One sequence's generation, a token at a time (what sess_generate loops).
+typedef struct sess_gen sess_gen;
+// Needs fresh logits and an empty queue. gp is copied (its strings borrowed).
+sim_status sess_gen_new(sess_gen **out, sess *s, smp_ctx *smp, const sess_gen_params *gp, sim_err *err);
+// Samples the next token from the session's logits and handles its text (on_text,
+// stop strings). *more: the token was queued for decoding; false: generation
+// has ended (see sess_gen_result()->reason) or failed (the status).
+sim_status sess_gen_step(sess_gen *g, bool *more, sim_err *err);
+// The result so far (n_tokens, reason).
+const sess_result *sess_gen_result(const sess_gen *g);
+// Flushes the remaining text into r and frees g.
+sim_status sess_gen_finish(sess_gen *g, sess_result *r, sim_err *err);
+
 // The logits after the last decoded token, (n_vocab); NULL before any decode.
 const float *sess_logits(const sess *s);
 int sess_n_tokens(const sess *s);
