@@ -15,8 +15,8 @@ OPT      ?= -O2
 SAN      ?=
 # Sanitizers for the SIMD kernel files (the fuzz build leaves them out).
 KSAN     ?= $(SAN)
-PKGS     := libpcre2-8 jansson
-DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev python3 python3-jinja2
+PKGS     := libpcre2-8 jansson libmicrohttpd
+DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev python3 python3-jinja2
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -30,7 +30,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                 -mavx512vnni -mavx512bf16
 
-LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/model/*.c src/infer/*.c src/api/*.c))
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/model/*.c src/infer/*.c src/server/*.c src/api/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
