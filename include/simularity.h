@@ -63,6 +63,7 @@ typedef enum sim_status {
     SIM_ERR_ARG = -5,         // the caller passed an invalid argument
     SIM_ERR_RANGE = -6,       // a value is outside what the model or context allows
     SIM_ERR_ABORTED = -7,     // the caller asked to stop
+    SIM_ERR_BUSY = -8,        // no room now (a full queue): try again later
 } sim_status;
 
 // A short constant name for a status ("io error", "format error", ...).

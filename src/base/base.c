@@ -23,6 +23,7 @@ const char *sim_status_str(sim_status s) {
     case SIM_ERR_ARG: return "invalid argument";
     case SIM_ERR_RANGE: return "out of range";
     case SIM_ERR_ABORTED: return "aborted";
+    case SIM_ERR_BUSY: return "busy";
     }
     return "unknown status";
 }
