@@ -1,6 +1,8 @@
 // utf8.c — strict UTF-8 codec.
 #include "base/utf8.h"
 
+#include <string.h>
+
 int utf8_seq_len(uint8_t b) {
     if (b < 0x80) return 1;
     if (b >= 0xC2 && b <= 0xDF) return 2;
@@ -94,4 +96,22 @@ size_t utf8_complete_prefix(const char *s, size_t n) {
         if (utf8_seq_len(u[i]) > 1 && incomplete_seq(u + i, n - i)) return i;
     }
     return n;
+}
+
+size_t utf8_sanitize(const char *s, size_t n, char *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int len = utf8_decode(s + i, n - i, &cp);
+        if (len > 0) {
+            memcpy(out + k, s + i, (size_t)len);
+            k += (size_t)len;
+            i += (size_t)len;
+        } else {
+            memcpy(out + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i++;
+        }
+    }
+    return k;
 }

@@ -24,6 +24,11 @@ int utf8_encode(uint32_t cp, char *out);
 
 bool utf8_valid(const char *s, size_t n);
 
+// Copies s[0..n) to out replacing each byte that does not belong to a valid
+// sequence with U+FFFD (as a JSON string needs); out has room for 3n bytes.
+// Returns the bytes written.
+size_t utf8_sanitize(const char *s, size_t n, char *out);
+
 // The length of the longest prefix of s[0..n) that does not end inside an
 // incomplete (but so far valid) multi-byte sequence. Invalid bytes count as
 // complete (they will never become valid), so streaming output never stalls.
