@@ -16,7 +16,7 @@
 typedef enum cli_kind { OPT_STR, OPT_INT, OPT_FLOAT, OPT_U64, OPT_FLAG, OPT_LIST } cli_kind;
 
 // An option that may be given several times (OPT_LIST): every value, in order.
-#define CLI_LIST_MAX 64
+#define CLI_LIST_MAX 512
 typedef struct cli_list {
     const char *items[CLI_LIST_MAX];
     int n;
@@ -68,6 +68,7 @@ bool cli_eval(fwd_ctx *c, const int32_t *tokens, int n, int pos0, bool all_logit
               void (*on_logits)(void *arg, fwd_ctx *c, int first, int count), void *arg);
 
 int cmd_run(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);

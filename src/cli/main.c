@@ -10,6 +10,7 @@ static const struct {
     const char *what;
 } commands[] = {
     {"run", cmd_run, "generate a continuation of a prompt"},
+    {"serve", cmd_serve, "serve the model over HTTP (OpenAI-compatible API)"},
     {"logits", cmd_logits, "print the top logits at every prompt position as JSON"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"info", cmd_info, "describe a model: shape, types, memory"},

@@ -436,27 +436,38 @@ sim_status sched_new(sched **out, fwd_ctx *ctx, const sched_config *cfg, sim_err
     return SIM_OK;
 }
 
-void sched_free(sched *s) {
-    if (!s) return;
+void sched_shutdown(sched *s) {
     pthread_mutex_lock(&s->mu);
+    bool was = s->stop;
     s->stop = true;
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
+    if (was) return;
     pthread_join(s->th, NULL);
+    // The thread is gone: what it owned is ours now; s->stop keeps submit out.
     for (int i = 0; i < s->n_slots; i++) {
         slot *sl = &s->slots[i];
-        if (sl->state != SLOT_IDLE) {
-            atomic_store(&sl->task->cancel, 1);
-            slot_finish(s, sl, SESS_STOP_ABORTED, SIM_OK, NULL);
-        }
-        sess_free(sl->s);
+        if (sl->state == SLOT_IDLE) continue;
+        atomic_store(&sl->task->cancel, 1);
+        slot_finish(s, sl, SESS_STOP_ABORTED, SIM_OK, NULL);
     }
+    pthread_mutex_lock(&s->mu);
     while (s->qhead) {
         sched_task *t = s->qhead;
         s->qhead = t->next;
         task_end(t, SESS_STOP_ABORTED, SIM_OK, NULL);
         task_unref(t);
     }
+    s->qtail = NULL;
+    s->qlen = 0;
+    snapshot(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    sched_shutdown(s);
+    for (int i = 0; i < s->n_slots; i++) sess_free(s->slots[i].s);
     gram_vocab_free(s->gv);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);

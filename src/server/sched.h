@@ -110,8 +110,11 @@ sched_job sched_default_job(void);       // smp_default_params, 128 tokens, no l
 // Starts the scheduler's thread on ctx (borrowed; the scheduler owns its
 // sequences). Errors: a bad config for this context.
 sim_status sched_new(sched **out, fwd_ctx *ctx, const sched_config *cfg, sim_err *err);
-// Cancels every task, joins the thread, frees the sessions. Tasks still
-// held by callers end with SESS_STOP_ABORTED and stay valid until released.
+// Stops the thread: running and waiting tasks end with SESS_STOP_ABORTED
+// (they stay valid until released) and sched_submit refuses new ones. For a
+// graceful server stop: shut down, let the HTTP handlers finish, then free.
+void sched_shutdown(sched *s);
+// Shuts down (if not yet) and frees the sessions.
 void sched_free(sched *s);
 
 // Queues a job. Errors: SIM_ERR_ARG (bad sampler parameters, a prompt that
