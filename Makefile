@@ -104,6 +104,8 @@ fuzz:
 
 deps:
 	apt-get update && apt-get install -y $(DEPS_DEB)
+	if command -v npm >/dev/null; then npm ci --no-audit --no-fund; \
+	else echo "npm not found: the openai npm client test will be skipped"; fi
 
 clean:
 	rm -rf build simularity
