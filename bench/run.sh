@@ -35,3 +35,10 @@ for line in open(sys.argv[1]):
     print('%-24s %10.1f %10.1f %9.1f %8.0f%% %s' % (d['model'], d['pp_tps'], d['tg_tps'], d['bandwidth_gbs'],
                                                      100 * d['tg_bandwidth_fraction'], vs))
 PY
+# The server under load: aggregate generation speed and time to first token
+# with 1, 4 and 16 concurrent streams (BENCH_SERVE=0 skips it).
+if [ "${BENCH_SERVE:-1}" != 0 ]; then
+    set -- $TYPES
+    echo
+    python3 bench/serve_load.py $DIR/llama-1.1b.$1.gguf --tokens 64 --rounds 2
+fi
