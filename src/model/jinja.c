@@ -52,9 +52,13 @@ static void *ar_alloc(jarena *a, size_t n) {
         return p;
     }
     size_t cap = n > AR_CHUNK / 4 ? n : AR_CHUNK;
-    if (a->limit && (cap > a->limit || a->total > a->limit - cap)) {
-        a->over = true;
-        return NULL;
+    if (a->limit) {
+        size_t left = a->total < a->limit ? a->limit - a->total : 0;
+        if (n > left) {
+            a->over = true;
+            return NULL;
+        }
+        if (cap > left) cap = left; // a last, smaller chunk
     }
     ar_chunk *nc = mem_alloc(sizeof *nc + cap);
     if (!nc) {
@@ -64,7 +68,7 @@ static void *ar_alloc(jarena *a, size_t n) {
     nc->cap = cap;
     nc->used = n;
     a->total += cap;
-    if (cap != AR_CHUNK && c) { // a big block of its own: keep filling the current chunk
+    if (n > AR_CHUNK / 4 && c) { // a big block of its own: keep filling the current chunk
         nc->next = c->next;
         c->next = nc;
     } else {
@@ -518,6 +522,7 @@ typedef struct P {
     size_t i;  // parser position
     int nest;  // current nesting (blocks, brackets, unary chains)
     int loops; // enclosing for loops (break/continue are allowed)
+    sim_status st; // the first error
 } P;
 
 static int perr(P *p, uint32_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -534,10 +539,10 @@ static int perr(P *p, uint32_t pos, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     err_set(p->err, SIM_ERR_FORMAT, "line %d, column %zu: %s", line, col, msg);
-    return SIM_ERR_FORMAT;
+    return p->st = SIM_ERR_FORMAT;
 }
 
-static int p_nomem(P *p) { return err_set(p->err, SIM_ERR_NOMEM, "out of memory parsing a template"); }
+static int p_nomem(P *p) { return p->st = err_set(p->err, SIM_ERR_NOMEM, "out of memory parsing a template"); }
 
 static tok *emit(P *p, int k, uint32_t pos) {
     if (p->nt == p->cap) {
@@ -4978,7 +4983,7 @@ sim_status jinja_parse(jinja_template **out, const char *src, size_t len, sim_er
     if (st == SIM_OK) {
         t->root = nnew(&p, S_BODY, 0);
         if (!t->root) st = SIM_ERR_NOMEM;
-        else if (!parse_body(&p, &t->root->l1, NULL, NULL, 0)) st = err && err->code ? err->code : SIM_ERR_FORMAT;
+        else if (!parse_body(&p, &t->root->l1, NULL, NULL, 0)) st = p.st ? p.st : SIM_ERR_FORMAT;
     }
     mem_free(p.tk);
     if (st != SIM_OK) {
