@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "base/utf8.h"
-#include "model/jinja.h"
+#include "model/chat.h"
 #include "server/oai.h"
 
 #define KEEPALIVE_MS 5000 // an SSE comment this often while nothing else is sent
@@ -24,7 +24,7 @@ struct api {
     api_config cfg;
     char *model_name;
     char *chat_template; // NULL: ChatML
-    jinja_template *tmpl; // the chat template, parsed
+    chat_template *tmpl; // the chat template, parsed (ChatML when the model has none)
     char bos[64], eos[64];
     atomic_ullong n_requests[EP_COUNT];
     atomic_ullong n_errors[EP_COUNT];
@@ -281,49 +281,6 @@ static void respond_whole(gen_req *g, http_conn *c) {
     respond_json(c, 200, env);
 }
 
-// ChatML, for models without a template of their own.
-static const char chatml[] =
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-// Renders messages as Hugging Face does: trim_blocks and lstrip_blocks, the
-// special tokens' texts as bos_token / eos_token, content parts joined.
-static sim_status render_chat(api *a, json_t *messages, json_t *tools, char **out, size_t *len, sim_err *err) {
-    json_t *msgs = json_array();
-    size_t i;
-    json_t *m;
-    json_array_foreach(messages, i, m) {
-        json_t *c = json_object_get(m, "content");
-        json_t *copy = json_copy(m);
-        if (json_is_array(c)) {
-            size_t k, n = 0;
-            json_t *part;
-            json_array_foreach(c, k, part) n += json_string_length(json_object_get(part, "text"));
-            char *joined = mem_alloc(n + 1), *p = joined;
-            if (joined) {
-                json_array_foreach(c, k, part) {
-                    json_t *t = json_object_get(part, "text");
-                    memcpy(p, json_string_value(t), json_string_length(t));
-                    p += json_string_length(t);
-                }
-                json_object_set_new(copy, "content", json_stringn(joined, n));
-                mem_free(joined);
-            }
-        }
-        json_array_append_new(msgs, copy);
-    }
-    json_t *ctx = json_pack("{s:o,s:b,s:s,s:s}", "messages", msgs, "add_generation_prompt", 1, "bos_token", a->bos,
-                            "eos_token", a->eos);
-    if (tools && ctx) json_object_set(ctx, "tools", tools);
-    if (!ctx) return err_set(err, SIM_ERR_NOMEM, "out of memory");
-    jinja_opts o = {.trim_blocks = true, .lstrip_blocks = true};
-    sim_status st = jinja_render(a->tmpl, ctx, &o, out, len, err);
-    json_decref(ctx);
-    if (st == SIM_ERR_ARG) return st; // the template refused the conversation (raise_exception): its message
-    if (st) return err_set(err, st, "chat template: %s", err->msg);
-    return SIM_OK;
-}
-
 // The prompt of a request as tokens.
 static sim_status request_tokens(api *a, const oai_request *rq, int32_t **toks, int *n, sim_err *err) {
     if (rq->kind == OAI_COMPLETION) {
@@ -338,7 +295,8 @@ static sim_status request_tokens(api *a, const oai_request *rq, int32_t **toks, 
     }
     char *text;
     size_t len;
-    sim_status st = render_chat(a, rq->messages, rq->tools, &text, &len, err);
+    chat_params cp = {.messages = rq->messages, .tools = rq->tools, .add_generation_prompt = true};
+    sim_status st = chat_render(a->tmpl, &cp, &text, &len, err);
     if (st) return st;
     st = tokenize(a, text, len, false, toks, n, err);
     mem_free(text);
@@ -686,8 +644,7 @@ sim_status api_new(api **out, const model *m, sched *s, const api_config *cfg, s
         api_free(a);
         return err_set(err, SIM_ERR_NOMEM, "out of memory");
     }
-    const char *src = a->chat_template ? a->chat_template : chatml;
-    sim_status st = jinja_parse(&a->tmpl, src, strlen(src), err);
+    sim_status st = chat_template_new(&a->tmpl, a->chat_template, a->bos[0] ? a->bos : NULL, a->eos[0] ? a->eos : NULL, err);
     if (st) { // refused now, not at the first request
         api_free(a);
         return err_set(err, st, "chat template: %s", err->msg);
@@ -707,7 +664,7 @@ void api_free(api *a) {
     if (!a) return;
     mem_free(a->model_name);
     mem_free(a->chat_template);
-    jinja_free(a->tmpl);
+    chat_template_free(a->tmpl);
     mem_free(a);
 }
 
