@@ -149,7 +149,8 @@ static sim_status render_once(const chat_template *ct, const chat_params *p, jso
     if (!ok) {
         st = err_set(err, SIM_ERR_ARG, "the chat variables could not be built (are bos/eos valid UTF-8?)");
     } else {
-        jinja_opts o = {.trim_blocks = true, .lstrip_blocks = true, .now = p->now};
+        jinja_opts o = {.trim_blocks = true, .lstrip_blocks = true, .now = p->now, .max_steps = p->max_steps,
+                        .max_output = p->max_output};
         st = jinja_render(ct->t, ctx, &o, out, out_len, err);
     }
     json_decref(ctx);

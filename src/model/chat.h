@@ -74,6 +74,8 @@ typedef struct chat_params {
     bool add_generation_prompt; // end with the start of an assistant turn
     const json_t *vars;         // an object of more template variables, or NULL
     const struct tm *now;       // what strftime_now() formats; NULL: the current local time
+    uint64_t max_steps;         // jinja's step budget per render; 0: JINJA_MAX_STEPS
+    size_t max_output;          // bytes; 0: JINJA_MAX_OUTPUT
 } chat_params;
 
 // Renders the conversation into a new NUL-terminated string *out of *out_len
