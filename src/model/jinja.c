@@ -3737,7 +3737,7 @@ static int call_method(R *r, const jfunc *f, const jargs *a, jv *out) {
         TRY(pad(r, body, w - (int64_t)sign.n, v_lit("0"), 0, &body));
         return str_concat(r, sign, body, out);
     }
-    case M_FORMAT: return rerr(r, SIM_ERR_UNSUPPORTED, "str.format is not supported (use the format filter)");
+    case M_FORMAT: return rerr(r, SIM_ERR_FORMAT, "str.format is not supported (use the format filter or %%)");
     case M_GET: {
         static const char *const p[] = {"key", "default"};
         TRY(bind(r, fname, a, p, 2, v, h));

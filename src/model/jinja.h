@@ -43,7 +43,7 @@
 //   - tests: boolean callable defined divisibleby eq equalto escaped even false
 //     filter float ge greaterthan gt in integer iterable le lessthan lower lt
 //     mapping ne none number odd sameas sequence string test true undefined
-//     upper, and the operator names (==, !=, <, <=, >, >=).
+//     upper.
 //   - methods: str strip lstrip rstrip upper lower title capitalize swapcase
 //     startswith endswith split rsplit splitlines replace find rfind count
 //     index join isalpha isdigit isalnum isspace islower isupper center ljust
@@ -51,14 +51,20 @@
 //   - globals: range, namespace, dict, raise_exception(msg), strftime_now(fmt),
 //     then whatever the context holds (context variables shadow globals).
 //   - undefined values behave as jinja2's default Undefined: print as "",
-//     are false, iterate as empty, compare unequal; an attribute of one, or
-//     arithmetic on one, is an error naming it.
+//     are false, iterate as empty, equal only each other; an attribute of
+//     one, or arithmetic on one, is an error naming it ("'x' is undefined").
+//   - Python's types where templates can see them: tuples, dict views
+//     (x.items() prints as dict_items([...])), ranges, and the generators
+//     jinja2's select/map/unique/batch/items filters return (always true, no
+//     len(), not subscriptable, used up by one iteration; only their printed
+//     form, which has an address in Python, differs).
 // Not covered (refused with a message): template inheritance and includes
 // (extends, block, include, import), recursive loops, *args/**kwargs in
-// calls and macros, str.format, list/dict mutation (the immutable sandbox
-// refuses them too). Integers are 64-bit (overflow is an error); case
-// mapping covers Latin, Greek, Cyrillic and Armenian letters (plus ß→SS);
-// `x.items()` and `x.keys()` are lists (they print as lists, not dict_items).
+// calls and macros, varargs/kwargs in macros, str.format, the cycler/joiner/
+// lipsum globals, list/dict mutation (the immutable sandbox refuses it too).
+// Integers are 64-bit (overflow is an error); case mapping covers Latin,
+// Greek, Cyrillic and Armenian letters (plus ß→SS), not Unicode's special
+// casing; names are ASCII identifiers.
 //
 // Ownership: jinja_parse copies the source; the template is immutable and
 // may be rendered by any number of threads at once. jinja_render does not
