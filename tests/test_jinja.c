@@ -189,6 +189,9 @@ static const sem_case sem_cases[] = {
     {"{{ 1 and 'x' }} {{ 0 or 'y' }} {{ none or [] }} {{ not 0 }} {{ 'a' if false }}|{{ 'a' ~ 1.5 ~ none ~ true }}",
      NULL, 0, "x y [] True |a1.5NoneTrue"},
     {"{{ -x|abs }} {{ -(x|abs) }} {{ not x is defined }} {{ x is not defined }}", "{\"x\": -3}", 0, "3 -3 False False"},
+    // what jinja2's compiler computes itself: constant slices through getitem, an unparenthesized negative base
+    {"{{ 7[1:] }}|{{ (0[:2] is not true) and x }}|{{ -3 ** x }} {{ (-2) ** x }} {{ -2 ** 2 }} {{ 2 ** -x }}",
+     "{\"x\": 2}", 0, "|2|-9 -4 4 0.25"},
     // subscripts, attributes, slices (code points)
     {"{{ 'abc'[::-1] }} {{ [1, 2, 3][1:] }} {{ 'héllo'[1] }} {{ 'héllo'|length }} {{ 'héllo'[1:-1] }} {{ [1, 2, 3][-1] }}",
      NULL, 0, "cba [2, 3] é 5 éll 3"},
@@ -379,6 +382,7 @@ static const err_case err_cases[] = {
     {"{{ 'a' < 1 }}", NULL, SIM_ERR_FORMAT, "line 1: '<' not supported between instances of 'str' and 'int'"},
     {"{% for a in none %}{% endfor %}", NULL, SIM_ERR_FORMAT, "line 1: 'NoneType' object is not iterable"},
     {"{{ 10 // 0 }}", NULL, SIM_ERR_FORMAT, "line 1: integer division or modulo by zero"},
+    {"{{ n[1:] }}", "{\"n\": 5}", SIM_ERR_FORMAT, "line 1: 'int' object is not subscriptable"},
     {"{{ x|nosuch }}", NULL, SIM_ERR_FORMAT, "line 1: No filter named 'nosuch'."},
     {"{{ [1, 2].append(3) }}", NULL, SIM_ERR_FORMAT, "line 1: access to attribute 'append' of 'list' object is unsafe."},
     {"{% macro f(a) %}{% endmacro %}{{ f(1, 2) }}", NULL, SIM_ERR_FORMAT, "line 1: macro 'f' takes not more than 1 argument(s)"},

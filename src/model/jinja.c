@@ -384,9 +384,10 @@ typedef struct R {
     bool trim, lstrip;
     struct tm now;
     jv captured;    // the body text a filter block or block set is filtering
+    bool fold;      // folding constants at parse time: variables and calls are impossible (see fold)
 } R;
 
-enum { CTL_BREAK = 1, CTL_CONTINUE = 2 }; // exec results besides SIM_OK and errors
+enum { CTL_BREAK = 1, CTL_CONTINUE = 2, FOLD_IMPOSSIBLE = 3 }; // results besides SIM_OK and errors
 
 static int line_of(const jinja_template *t, uint32_t pos) {
     int line = 1;
@@ -396,6 +397,7 @@ static int line_of(const jinja_template *t, uint32_t pos) {
 
 static int rerr(R *r, sim_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int rerr(R *r, sim_status code, const char *fmt, ...) {
+    if (r->fold) return code; // folding constants: the expression is left to render time
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
@@ -928,6 +930,7 @@ typedef struct nlist {
 //   S_TEXT name = the text, op = TX_* flags, x1 = offset after its last newline
 struct jnode {
     uint8_t kind, op;
+    bool negbase; // E_BIN **: the base is a folded negative constant (see fold)
     uint32_t pos;
     jnode *a, *b, *c;
     nlist l1, l2;
@@ -2121,6 +2124,9 @@ static int v_write(R *r, sink *s, jv v, bool repr, int depth) {
     case V_FUNC:
         if (v.u.fn->kind == F_MACRO)
             return sk_printf(r, s, "<Macro '%.*s'>", (int)MIN(v.u.fn->name.n, 40), v.u.fn->name.s);
+        if (v.u.fn->kind == F_METHOD) // Python adds an address
+            return sk_printf(r, s, "<built-in method %.*s of %s object>", (int)MIN(v.u.fn->name.n, 40),
+                             v.u.fn->name.s, tname(v.u.fn->self));
         return sk_printf(r, s, "<function %.*s>", (int)MIN(v.u.fn->name.n, 40), v.u.fn->name.s);
     default: return sk_printf(r, s, "<LoopContext %zu/%zu>", v.u.lp->i + 1, v.u.lp->items->n);
     }
@@ -2425,7 +2431,6 @@ static const char *const list_unsafe[] = {"append", "extend", "insert", "pop", "
 static int call_global(R *r, int id, const jargs *a, jv *out);
 static int call_method(R *r, const jfunc *f, const jargs *a, jv *out);
 static int call_filter(R *r, jstr name, jv v, const jargs *a, jv *out);
-static int lazy_input(R *r, jv v, bool mapping, jv *gen);
 static int call_test(R *r, jstr name, jv v, const jargs *a, bool *out);
 static int exec_body(R *r, const nlist *body, jscope *sc);
 
@@ -2605,10 +2610,16 @@ static int slice_index(R *r, jv v, int64_t *out) {
 // obj[start:stop:step] with Python's rules.
 static int get_slice(R *r, jv obj, jv start, jv stop, jv stepv, jv *out) {
     if (obj.k == V_UNDEF) return undef_err(r, obj);
-    // jinja2 compiles slices to Python's own subscription (not its forgiving getitem)
-    if (obj.k == V_DICT) return rerr(r, SIM_ERR_FORMAT, "unhashable type: 'slice'");
-    if ((obj.k != V_LIST && obj.k != V_STR) || (obj.k == V_LIST && !IS_PLAIN(obj) && obj.sub != SUB_RANGE))
+    // jinja2 compiles slices to Python's own subscription (not its forgiving
+    // getitem), unless it computes the expression at compile time
+    if ((obj.k != V_LIST && obj.k != V_STR) || (obj.k == V_LIST && !IS_PLAIN(obj) && obj.sub != SUB_RANGE)) {
+        if (r->fold) {
+            *out = v_undef();
+            return SIM_OK;
+        }
+        if (obj.k == V_DICT) return rerr(r, SIM_ERR_FORMAT, "unhashable type: 'slice'");
         return rerr(r, SIM_ERR_FORMAT, "'%s' object is not subscriptable", tname(obj));
+    }
     int64_t st = 1, a, b;
     if (stepv.k != V_NONE) TRY(slice_index(r, stepv, &st));
     if (st == 0) return rerr(r, SIM_ERR_FORMAT, "slice step cannot be zero");
@@ -2635,6 +2646,12 @@ static int get_slice(R *r, jv obj, jv start, jv stop, jv stepv, jv *out) {
         if (!l) return r_nomem(r);
         for (int64_t i = 0; i < count; i++) l->v[i] = obj.u.l->v[a + i * st];
         *out = v_list(l, obj.sub == SUB_TUPLE ? SUB_TUPLE : SUB_LIST);
+        if (obj.sub == SUB_RANGE) { // a slice of a range is a range
+            l->r0 = obj.u.l->r0 + a * obj.u.l->rs;
+            l->r1 = obj.u.l->r0 + b * obj.u.l->rs;
+            l->rs = obj.u.l->rs * st;
+            out->sub = SUB_RANGE;
+        }
         return SIM_OK;
     }
     if (st == 1) { // a view of the same bytes
@@ -2753,6 +2770,7 @@ static int py_format(R *r, jv fmt, jv args, jv *out);
 static int overflow(R *r) { return rerr(r, SIM_ERR_FORMAT, "integer overflow (integers are 64-bit here)"); }
 
 static int binop(R *r, int op, jv a, jv b, jv *out) {
+    if (op == OP_MOD && a.k == V_STR) return py_format(r, a, b, out); // str.__mod__ goes first
     if (a.k == V_UNDEF) return undef_err(r, a);
     if (b.k == V_UNDEF) return undef_err(r, b);
     static const char *const sym[] = {[OP_ADD] = "+", [OP_SUB] = "-", [OP_MUL] = "*", [OP_DIV] = "/",
@@ -2854,7 +2872,6 @@ static int binop(R *r, int op, jv a, jv b, jv *out) {
     }
     if (op == OP_MUL && (a.k == V_STR || IS_PLAIN(a)) && is_intlike(b)) return repeat(r, a, as_int(b), out);
     if (op == OP_MUL && (b.k == V_STR || IS_PLAIN(b)) && is_intlike(a)) return repeat(r, b, as_int(a), out);
-    if (op == OP_MOD && a.k == V_STR) return py_format(r, a, b, out);
     if (op == OP_ADD && (a.k == V_STR || IS_PLAIN(a)))
         return rerr(r, SIM_ERR_FORMAT, "can only concatenate %s (not \"%s\") to %s", tname(a), tname(b), tname(a));
     if (op == OP_MUL && (a.k == V_STR || IS_PLAIN(a) || b.k == V_STR || IS_PLAIN(b)))
@@ -2981,23 +2998,41 @@ static int call_value(R *r, jv f, const jargs *a, jv *out) {
     }
 }
 
-static bool is_const(const jnode *e) {
-    if (e->kind == E_CONST) return true;
-    if (e->kind == E_NEG || e->kind == E_POS || e->kind == E_NOT) return is_const(e->a);
-    if (e->kind != E_LIST && e->kind != E_TUPLE && e->kind != E_DICT) return false;
-    for (uint32_t i = 0; i < e->l1.n; i++)
-        if (!is_const(e->l1.v[i])) return false;
-    for (uint32_t i = 0; i < e->l2.n; i++)
-        if (!is_const(e->l2.v[i])) return false;
-    return true;
+// Values jinja2's optimizer keeps as constants (compiler.has_safe_repr);
+// *size adds up their bytes.
+static bool safe_const(jv v, int depth, size_t *size) {
+    if (depth > 100) return false;
+    *size += sizeof(jv);
+    switch (v.k) {
+    case V_NONE:
+    case V_BOOL:
+    case V_INT:
+    case V_FLOAT: return true;
+    case V_STR: *size += v.n; return true;
+    case V_LIST:
+        if (v.sub != SUB_RANGE && !IS_PLAIN(v)) return false;
+        for (size_t i = 0; i < v.u.l->n; i++)
+            if (!safe_const(v.u.l->v[i], depth + 1, size)) return false;
+        return true;
+    case V_DICT:
+        for (size_t i = 0; i < v.u.d->n; i++)
+            if (!safe_const(v.u.d->key[i], depth + 1, size) || !safe_const(v.u.d->val[i], depth + 1, size)) return false;
+        return true;
+    default: return false;
+    }
 }
 
 static int eval_inner(R *r, const jnode *e, jscope *sc, jv *out) {
     jv a, b;
     switch (e->kind) {
     case E_CONST: *out = e->val; return SIM_OK;
-    case E_NAME: return lookup(r, sc, e->name.s, e->name.n, out);
-    case E_CAPTURED: *out = r->captured; return SIM_OK;
+    case E_NAME:
+        if (r->fold) return FOLD_IMPOSSIBLE;
+        return lookup(r, sc, e->name.s, e->name.n, out);
+    case E_CAPTURED:
+        if (r->fold) return FOLD_IMPOSSIBLE;
+        *out = r->captured;
+        return SIM_OK;
     case E_LIST:
     case E_TUPLE: {
         jlist *l = list_new(r, e->l1.n);
@@ -3028,24 +3063,22 @@ static int eval_inner(R *r, const jnode *e, jscope *sc, jv *out) {
             const jnode *p[3] = {e->b->a, e->b->b, e->b->c};
             for (int i = 0; i < 3; i++)
                 if (p[i]) TRY(eval(r, p[i], sc, &x[i]));
-            // jinja2 folds constant subscripts at compile time through its forgiving
-            // getitem; other slices run as Python's own (which raises for non-sequences).
-            if (is_const(e->a) && (a.k != V_STR && a.k != V_LIST)) {
-                *out = a.k == V_UNDEF ? a : v_undef();
-                return SIM_OK;
-            }
             return get_slice(r, a, x[0], x[1], x[2], out);
         }
         TRY(eval(r, e->b, sc, &b));
         return get_item(r, a, b, out);
     case E_CALL: {
         jargs args;
+        if (r->fold) return FOLD_IMPOSSIBLE; // the sandbox never calls at compile time
         TRY(eval(r, e->a, sc, &a));
         TRY(eval_args(r, e, sc, &args));
         return call_value(r, a, &args, out);
     }
     case E_FILTER: {
         jargs args;
+        static const char *const ctx_filters[] = {"select", "reject", "selectattr", "rejectattr", "map"};
+        if (r->fold && find_name(ctx_filters, ARRAY_LEN(ctx_filters), e->name.s, e->name.n) >= 0)
+            return FOLD_IMPOSSIBLE; // filters that take the context run at run time
         TRY(eval(r, e->a, sc, &a));
         TRY(eval_args(r, e, sc, &args));
         return call_filter(r, e->name, a, &args, out);
@@ -3077,6 +3110,11 @@ static int eval_inner(R *r, const jnode *e, jscope *sc, jv *out) {
         TRY(eval(r, e->a, sc, &a));
         TRY(eval(r, e->b, sc, &b));
         r->pos = e->pos;
+        if (e->negbase && is_num(a) && as_f(a) < 0) {
+            // jinja2 emits a folded negative base without parentheses: `-3 ** x` runs as -(3 ** x)
+            TRY(binop(r, OP_POW, a.k == V_FLOAT ? v_float(-a.u.f) : v_int(-as_int(a)), b, &a));
+            return binop(r, OP_SUB, v_int(0), a, out);
+        }
         return binop(r, e->op, a, b, out);
     case E_AND:
     case E_OR:
@@ -3903,10 +3941,10 @@ static int call_global(R *r, int id, const jargs *a, jv *out) {
 static int py_format(R *r, jv fmt, jv args, jv *out) {
     const jlist *pos = NULL;
     jlist one = {.v = &args, .n = 1};
-    const jdict *map = NULL;
-    if (args.k == V_LIST && args.sub == SUB_TUPLE) pos = args.u.l;
-    else if (args.k == V_DICT) map = args.u.d, pos = &one;
-    else pos = &one;
+    const jdict *map = args.k == V_DICT ? args.u.d : NULL;
+    // Python treats anything with __getitem__ but a tuple or str as a mapping
+    bool mapping = args.k == V_DICT || args.k == V_UNDEF || (args.k == V_LIST && (args.sub == SUB_LIST || args.sub == SUB_RANGE));
+    pos = args.k == V_LIST && args.sub == SUB_TUPLE ? args.u.l : &one;
     size_t next = 0;
     sink o = {0};
     const char *s = fmt.u.s;
@@ -3924,7 +3962,8 @@ static int py_format(R *r, jv fmt, jv args, jv *out) {
             size_t e = i + 1;
             while (e < n && s[e] != ')') e++;
             if (e >= n) return rerr(r, SIM_ERR_FORMAT, "incomplete format key");
-            if (!map) return rerr(r, SIM_ERR_FORMAT, "format requires a mapping");
+            if (args.k == V_UNDEF) return undef_err(r, args);
+            if (!map) return rerr(r, SIM_ERR_FORMAT, mapping ? "%s indices must be integers or slices, not str" : "format requires a mapping", tname(args));
             jv *x = dict_get_s(map, s + i + 1, e - i - 1);
             if (!x) return rerr(r, SIM_ERR_FORMAT, "format key '%.*s' not found", (int)MIN(e - i - 1, 60), s + i + 1);
             val = *x;
@@ -3962,7 +4001,7 @@ static int py_format(R *r, jv fmt, jv args, jv *out) {
             continue;
         }
         if (!have_val) {
-            if (map) val = args;
+            if (mapping) val = args;
             else {
                 if (next >= pos->n) return rerr(r, SIM_ERR_FORMAT, "not enough arguments for format string");
                 val = pos->v[next++];
@@ -4044,7 +4083,7 @@ static int py_format(R *r, jv fmt, jv args, jv *out) {
         default: return rerr(r, SIM_ERR_FORMAT, "unsupported format character '%c'", conv);
         }
     }
-    if (!map && next < pos->n) return rerr(r, SIM_ERR_FORMAT, "not all arguments converted during string formatting");
+    if (!mapping && next < pos->n) return rerr(r, SIM_ERR_FORMAT, "not all arguments converted during string formatting");
     *out = sk_value(&o);
     return SIM_OK;
 }
@@ -4171,14 +4210,12 @@ static int f_dictsort(R *r, jv v, const jargs *a, jv *out) {
     return sorted(r, items, keys, truthy(x[2]), out);
 }
 
-static int f_unique(R *r, jv v, const jargs *a, jv *out) {
+static int gen_unique(R *r, jv v, const jargs *a, jv *out) {
     static const char *const p[] = {"case_sensitive", "attribute"};
     jv x[2];
     bool h[2];
     const jlist *items;
     TRY(bind(r, "unique", a, p, 2, x, h));
-    int lz = lazy_input(r, v, false, out);
-    if (lz <= 0) return lz;
     TRY(iterate(r, v, &items));
     jdict *seen = dict_new(r);
     lvec o = {0};
@@ -4279,7 +4316,7 @@ static int f_list(R *r, jv v, const jargs *a, jv *out) {
     return SIM_OK;
 }
 
-static int f_items(R *r, jv v, const jargs *a, jv *out) {
+static int gen_items(R *r, jv v, const jargs *a, jv *out) {
     TRY(no_args(r, "items", a));
     if (v.k == V_UNDEF) {
         jlist *l = list_new(r, 0);
@@ -4287,8 +4324,7 @@ static int f_items(R *r, jv v, const jargs *a, jv *out) {
         *out = v_list(l, SUB_GEN);
         return SIM_OK;
     }
-    int lz = lazy_input(r, v, true, out);
-    if (lz <= 0) return lz;
+    if (v.k != V_DICT) return rerr(r, SIM_ERR_FORMAT, "Can only get item pairs from a mapping.");
     jfunc f = {.kind = F_METHOD, .id = M_ITEMS, .self = v};
     jargs none = {0};
     TRY(call_method(r, &f, &none, out));
@@ -4535,6 +4571,7 @@ static int f_int(R *r, jv v, const jargs *a, jv *out) {
     TRY(bind(r, "int", a, p, 2, x, h));
     if (!h[0]) x[0] = v_int(0);
     if (h[1]) TRY(need_int(r, "int", x[1], &base));
+    if (v.k == V_UNDEF) return undef_err(r, v); // Undefined.__int__ raises
     if (v.k == V_STR && parse_pyint(v, (int)base, &i)) *out = v_int(i);
     else if (is_intlike(v)) *out = v_int(as_int(v));
     else if (v.k == V_FLOAT || (v.k == V_STR && parse_pyfloat(v, &d))) {
@@ -4554,6 +4591,7 @@ static int f_float(R *r, jv v, const jargs *a, jv *out) {
     double d;
     TRY(bind(r, "float", a, p, 1, x, h));
     if (!h[0]) x[0] = v_float(0);
+    if (v.k == V_UNDEF) return undef_err(r, v); // Undefined.__float__ raises
     if (is_num(v)) *out = v_float(as_f(v));
     else if (v.k == V_STR && parse_pyfloat(v, &d)) *out = v_float(d);
     else *out = x[0];
@@ -4682,7 +4720,7 @@ static int f_attr(R *r, jv v, const jargs *a, jv *out) {
     return get_attr(r, v, x[0].u.s, x[0].n, out);
 }
 
-static int f_batch(R *r, jv v, const jargs *a, jv *out) {
+static int gen_batch(R *r, jv v, const jargs *a, jv *out) {
     static const char *const p[] = {"linecount", "fill_with"};
     jv x[2];
     bool h[2];
@@ -4690,8 +4728,6 @@ static int f_batch(R *r, jv v, const jargs *a, jv *out) {
     const jlist *items;
     TRY(bind(r, "batch", a, p, 2, x, h));
     TRY(need_int(r, "batch", x[0], &n));
-    int lz = lazy_input(r, v, false, out);
-    if (lz <= 0) return lz;
     TRY(iterate(r, v, &items));
     lvec o = {0}, cur = {0};
     for (size_t i = 0; i < items->n; i++) {
@@ -4740,25 +4776,28 @@ static int f_format(R *r, jv v, const jargs *a, jv *out) {
     return py_format(r, v, v_list(l, SUB_TUPLE), out);
 }
 
-// jinja2's generator filters fail only when consumed: a non-iterable input
-// makes a generator that raises then.
-static int lazy_input(R *r, jv v, bool mapping, jv *gen) {
-    bool ok = mapping ? (v.k == V_DICT || v.k == V_UNDEF)
-                      : (v.k == V_UNDEF || v.k == V_STR || v.k == V_LIST || v.k == V_DICT);
-    if (ok) return 1;
+// jinja2's generator filters run only when consumed: an error they meet
+// becomes a generator that raises it then (printing one, or testing its
+// truth, never fails).
+static int deferred(R *r, filter_fn fn, jv v, const jargs *a, jv *out) {
+    int st = fn(r, v, a, out);
+    if (st != SIM_ERR_FORMAT) return st;
+    if (r->fold) return FOLD_IMPOSSIBLE;
+    const char *m = r->err->msg, *c = strstr(m, ": ");
+    if (!strncmp(m, "line ", 5) && c) m = c + 2;
     jlist *l = list_new(r, 0);
-    char *msg = ralloc(r, 96);
+    char *msg = ralloc(r, strlen(m) + 1);
     if (!l || !msg) return r_nomem(r);
-    if (mapping) snprintf(msg, 96, "Can only get item pairs from a mapping.");
-    else snprintf(msg, 96, "'%s' object is not iterable", tname(v));
+    strcpy(msg, m);
     l->broken = msg;
-    *gen = v_list(l, SUB_GEN);
+    *out = v_list(l, SUB_GEN);
     return SIM_OK;
 }
 
 // select / reject / selectattr / rejectattr
 static int select_items(R *r, jv v, const jargs *a, bool attr, bool keep_if, jv *out) {
     const jlist *items;
+    if (!truthy(v)) return lv_done(r, &(lvec){0}, SUB_GEN, out); // jinja2 checks `if value:` first
     size_t off = attr ? 1 : 0;
     if (attr && a->npos < 1) return rerr(r, SIM_ERR_FORMAT, "Missing parameter for attribute name");
     bool has_test = a->npos > off;
@@ -4768,8 +4807,6 @@ static int select_items(R *r, jv v, const jargs *a, bool attr, bool keep_if, jv 
         test = (jstr){a->pos[off].u.s, a->pos[off].n};
     }
     jargs targs = {a->pos + off + 1, has_test ? a->npos - off - 1 : 0, a->kwn, a->kwv, a->nkw};
-    int lz = lazy_input(r, v, false, out);
-    if (lz <= 0) return lz;
     TRY(iterate(r, v, &items));
     lvec o = {0};
     for (size_t i = 0; i < items->n; i++) {
@@ -4782,15 +4819,14 @@ static int select_items(R *r, jv v, const jargs *a, bool attr, bool keep_if, jv 
     }
     return lv_done(r, &o, SUB_GEN, out);
 }
-static int f_select(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, false, true, out); }
-static int f_reject(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, false, false, out); }
-static int f_selectattr(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, true, true, out); }
-static int f_rejectattr(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, true, false, out); }
+static int gen_select(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, false, true, out); }
+static int gen_reject(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, false, false, out); }
+static int gen_selectattr(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, true, true, out); }
+static int gen_rejectattr(R *r, jv v, const jargs *a, jv *out) { return select_items(r, v, a, true, false, out); }
 
-static int f_map(R *r, jv v, const jargs *a, jv *out) {
+static int gen_map(R *r, jv v, const jargs *a, jv *out) {
     const jlist *items;
-    int lz = lazy_input(r, v, false, out);
-    if (lz <= 0) return lz;
+    if (!truthy(v)) return lv_done(r, &(lvec){0}, SUB_GEN, out); // jinja2 checks `if value:` first
     TRY(iterate(r, v, &items));
     jv attr = v_none(), dflt = v_none();
     bool by_attr = false;
@@ -4818,6 +4854,15 @@ static int f_map(R *r, jv v, const jargs *a, jv *out) {
     *out = v_list(l, SUB_GEN);
     return SIM_OK;
 }
+
+static int f_select(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_select, v, a, out); }
+static int f_reject(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_reject, v, a, out); }
+static int f_selectattr(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_selectattr, v, a, out); }
+static int f_rejectattr(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_rejectattr, v, a, out); }
+static int f_map(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_map, v, a, out); }
+static int f_unique(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_unique, v, a, out); }
+static int f_batch(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_batch, v, a, out); }
+static int f_items(R *r, jv v, const jargs *a, jv *out) { return deferred(r, gen_items, v, a, out); }
 
 static const struct {
     const char *name;
@@ -4949,6 +4994,97 @@ static int call_test(R *r, jstr name, jv v, const jargs *a, bool *out) {
     }
 }
 
+// --- constant folding ------------------------------------------------------------------------------
+//
+// jinja2 compiles a template to Python after replacing every expression it
+// can compute without the context (no variables, no calls, no filters that
+// take the context) by its value, when that value has a safe repr; a {{ }}
+// whose expression it can compute is printed at compile time, whatever the
+// value. Slices then go through its forgiving getitem (a slice of a
+// non-sequence is undefined, where at run time it is a TypeError), and a
+// folded negative base is written without parentheses (`-3 ** x` runs as
+// -(3 ** x)). This pass does the same, evaluating with a scratch render
+// state; it also saves work at render time.
+
+#define FOLD_STEPS 200000        // per template; past it, expressions are left to render time
+#define FOLD_MEMORY (16u << 20)   // scratch memory per template
+#define FOLD_MAX_VALUE (64u << 10) // bytes a folded value may take in the template
+
+// A copy of a safe constant in the template's arena.
+static bool copy_const(jarena *a, jv v, jv *out) {
+    *out = v;
+    if (v.k == V_STR) {
+        char *s = ar_alloc(a, v.n + 1);
+        if (!s) return false;
+        if (v.n) memcpy(s, v.u.s, v.n);
+        out->u.s = s;
+    } else if (v.k == V_LIST) {
+        jlist *l = ar_alloc(a, sizeof *l);
+        jv *items = v.u.l->n ? ar_alloc(a, v.u.l->n * sizeof *items) : NULL;
+        if (!l || (v.u.l->n && !items)) return false;
+        *l = *v.u.l;
+        l->v = items;
+        for (size_t i = 0; i < l->n; i++)
+            if (!copy_const(a, v.u.l->v[i], &items[i])) return false;
+        out->u.l = l;
+    } else if (v.k == V_DICT) {
+        const jdict *d = v.u.d;
+        jdict *c = ar_alloc(a, sizeof *c);
+        jv *k = d->n ? ar_alloc(a, d->n * sizeof *k) : NULL, *vals = d->n ? ar_alloc(a, d->n * sizeof *vals) : NULL;
+        uint32_t *idx = d->idx ? ar_alloc(a, d->icap * sizeof *idx) : NULL;
+        if (!c || (d->n && (!k || !vals)) || (d->idx && !idx)) return false;
+        *c = (jdict){.key = k, .val = vals, .n = d->n, .cap = d->n, .idx = idx, .icap = d->icap};
+        if (idx) memcpy(idx, d->idx, d->icap * sizeof *idx); // hashes depend on content only
+        for (size_t i = 0; i < d->n; i++)
+            if (!copy_const(a, d->key[i], &k[i]) || !copy_const(a, d->val[i], &vals[i])) return false;
+        out->u.d = c;
+    }
+    return true;
+}
+
+static bool const_eval(R *r, const jnode *e, jv *out) {
+    static jscope none;
+    if (r->steps >= r->max_steps) return false;
+    r->fold = true;
+    r->depth = 0;
+    int st = eval(r, e, &none, out);
+    r->fold = false;
+    return st == SIM_OK;
+}
+
+// Folds e's children, then e; returns what replaces e (false on no memory).
+static bool fold(R *r, P *p, jnode **slot) {
+    jnode *e = *slot;
+    if (!e) return true;
+    if (!fold(r, p, &e->a) || !fold(r, p, &e->b) || !fold(r, p, &e->c)) return false;
+    for (uint32_t i = 0; i < e->l1.n; i++)
+        if (!fold(r, p, &e->l1.v[i])) return false;
+    for (uint32_t i = 0; i < e->l2.n; i++)
+        if (!fold(r, p, &e->l2.v[i])) return false;
+    jv v;
+    if (e->kind == E_BIN && e->op == OP_POW && e->a->kind == E_CONST && e->b->kind != E_CONST) e->negbase = true;
+    if (e->kind == S_OUT) { // printed at compile time when it can be computed
+        sink s = {0};
+        if (!const_eval(r, e->a, &v) || (v.k != V_STR && v_write(r, &s, v, false, 0) != SIM_OK)) return true;
+        jv text = v.k == V_STR ? v : sk_value(&s);
+        if (text.n > FOLD_MAX_VALUE) return true;
+        if (!copy_const(&p->t->a, text, &text)) return p_nomem(p), false;
+        e->kind = S_TEXT;
+        e->name = (jstr){text.u.s, text.n};
+        e->op = 0; // no trim_blocks / lstrip_blocks
+        e->x1 = 0;
+        return true;
+    }
+    if (e->kind >= S_BODY || e->kind == E_CONST || e->kind == E_KW || e->kind == E_OPERAND || e->kind == E_SLICE)
+        return true;
+    size_t size = 0;
+    if (!const_eval(r, e, &v) || !safe_const(v, 0, &size) || size > FOLD_MAX_VALUE) return true;
+    jnode *c = nnew(p, E_CONST, e->pos);
+    if (!c || !copy_const(&p->t->a, v, &c->val)) return p_nomem(p), false;
+    *slot = c;
+    return true;
+}
+
 // --- public API ------------------------------------------------------------------------------------
 
 sim_status jinja_parse(jinja_template **out, const char *src, size_t len, sim_err *err) {
@@ -4985,6 +5121,13 @@ sim_status jinja_parse(jinja_template **out, const char *src, size_t len, sim_er
         if (!t->root) st = SIM_ERR_NOMEM;
         else if (!parse_body(&p, &t->root->l1, NULL, NULL, 0)) st = p.st ? p.st : SIM_ERR_FORMAT;
     }
+    if (st == SIM_OK) {
+        sim_err scratch;
+        R r = {.t = t, .err = &scratch, .max_steps = FOLD_STEPS, .max_out = JINJA_MAX_OUTPUT};
+        r.a.limit = FOLD_MEMORY;
+        if (!fold(&r, &p, &t->root)) st = p.st;
+        ar_free_all(&r.a);
+    }
     mem_free(p.tk);
     if (st != SIM_OK) {
         jinja_free(t);
@@ -5006,6 +5149,8 @@ sim_status jinja_render(const jinja_template *t, const json_t *ctx, const jinja_
     if (out_len) *out_len = 0;
     if (!t || !out) return err_set(err, SIM_ERR_ARG, "jinja_render: NULL argument");
     if (ctx && !json_is_object(ctx)) return err_set(err, SIM_ERR_ARG, "jinja_render: the context must be a JSON object");
+    sim_err local;
+    if (!err) err = &local; // deferred errors read the message back
     jinja_opts o = opts ? *opts : (jinja_opts){0};
     R r = {.t = t, .err = err, .ctx = ctx, .trim = o.trim_blocks, .lstrip = o.lstrip_blocks};
     r.max_out = o.max_output ? o.max_output : JINJA_MAX_OUTPUT;
