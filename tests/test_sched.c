@@ -3,7 +3,6 @@
 // cancellation frees the slot, a full queue says busy, grammars, logprobs.
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "model/quantize.h"
@@ -274,9 +273,10 @@ static void test_grammar_and_logprobs(void) {
     fwd_free(c);
 }
 
-int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/simularity-test-sched-%d", (int)getpid());
-    mkdir(dir, 0700);
+int main(int argc, char **argv) {
+    test_init(argc, argv);
+    snprintf(dir, sizeof dir, "/tmp/sim-test-sched-XXXXXX");
+    if (!mkdtemp(dir)) return 1;
     char path[512];
     snprintf(path, sizeof path, "%s/m.gguf", dir);
     qz_synth_params p = qz_synth_default();

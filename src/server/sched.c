@@ -62,9 +62,8 @@ struct sched {
     int qlen;
     bool stop;
     sched_stats st; // what sched_get_stats returns (under mu; see snapshot)
-    // Counters only the scheduler thread writes (copied into st by snapshot).
-    uint64_t n_prompt_toks, n_gen_toks, n_cached_toks;
-    double busy_s;
+    // Counters the scheduler thread adds to (read by sched_get_stats).
+    _Atomic uint64_t n_prompt_toks, n_gen_toks, n_cached_toks, busy_ns;
 };
 
 sched_config sched_default_config(void) { return (sched_config){.n_slots = 4, .max_queue = 64}; }
@@ -345,7 +344,7 @@ static void step(sched *s) {
     sim_err err;
     uint64_t t0 = time_ns();
     sim_status st = sess_decode_many(ss, take, n, &err);
-    s->busy_s += (double)(time_ns() - t0) / 1e9;
+    s->busy_ns += time_ns() - t0;
     if (st == SIM_OK) s->n_prompt_toks += (uint64_t)n_prompt_toks;
     for (int i = 0; i < n; i++) {
         slot *sl = which[i];
@@ -364,10 +363,6 @@ static void snapshot(sched *s) {
     }
     s->st.kv_used = fwd_kv(s->c)->n_used;
     s->st.queue_len = s->qlen;
-    s->st.tokens_prompt = s->n_prompt_toks;
-    s->st.tokens_generated = s->n_gen_toks;
-    s->st.tokens_cached = s->n_cached_toks;
-    s->st.busy_s = s->busy_s;
 }
 
 static void *loop(void *arg) {
@@ -615,5 +610,9 @@ void sched_get_stats(sched *s, sched_stats *out) {
     pthread_mutex_lock(&s->mu);
     *out = s->st;
     out->queue_len = s->qlen;
+    out->tokens_prompt = atomic_load(&s->n_prompt_toks);
+    out->tokens_generated = atomic_load(&s->n_gen_toks);
+    out->tokens_cached = atomic_load(&s->n_cached_toks);
+    out->busy_s = (double)atomic_load(&s->busy_ns) / 1e9;
     pthread_mutex_unlock(&s->mu);
 }
