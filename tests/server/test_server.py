@@ -133,25 +133,16 @@ class Server:
             return None
 
 
-def completion_text(events):
+def stream_text(events):
+    """The text of a stream's chunks (completion "text" or chat "delta.content")."""
     out = ""
     for e in events:
         if e == "[DONE]":
             break
         j = json.loads(e)
         if j.get("choices"):
-            out += j["choices"][0].get("text", "")
-    return out
-
-
-def chat_text(events):
-    out = ""
-    for e in events:
-        if e == "[DONE]":
-            break
-        j = json.loads(e)
-        if j.get("choices"):
-            out += j["choices"][0]["delta"].get("content", "") or ""
+            c = j["choices"][0]
+            out += c.get("text", "") if "text" in c else c["delta"].get("content", "") or ""
     return out
 
 
@@ -181,8 +172,8 @@ def test_basics(s, model):
     st2, toks, _, _ = s.post("/api/tokenize", {"content": prompt, "add_special": True})
     check("usage_prompt_tokens", st2 == 200 and j["usage"]["prompt_tokens"] == len(toks["tokens"]), f"{toks} {j}")
     st, ev = s.stream("/v1/completions", {"prompt": prompt, "max_tokens": 24, "temperature": 0, "stream": True})
-    check("stream_equals_whole", st == 200 and ev[-1] == "[DONE]" and completion_text(ev) == want,
-          f"{st} {completion_text(ev)!r} vs {want!r}")
+    check("stream_equals_whole", st == 200 and ev[-1] == "[DONE]" and stream_text(ev) == want,
+          f"{st} {stream_text(ev)!r} vs {want!r}")
     final = json.loads(ev[-2])
     check("stream_final_chunk", final["choices"][0]["finish_reason"] == "length" and "usage" in final, f"{final}")
     # The same prompt again: all but its last token come from the cache.
@@ -200,7 +191,7 @@ def test_basics(s, model):
                                                "stream_options": {"include_usage": True}})
     first = json.loads(ev[0])
     check("chat_stream_role_first", first["choices"][0]["delta"].get("role") == "assistant", f"{first}")
-    check("chat_stream_equals_whole", chat_text(ev) == whole, f"{chat_text(ev)!r} vs {whole!r}")
+    check("chat_stream_equals_whole", stream_text(ev) == whole, f"{stream_text(ev)!r} vs {whole!r}")
     last = json.loads(ev[-2])
     check("chat_stream_usage_chunk", last["choices"] == [] and last["usage"]["completion_tokens"] == 20, f"{last}")
 
@@ -343,7 +334,7 @@ def test_concurrency(s):
         try:
             if streamed:
                 st, ev = s.stream("/v1/completions", {"prompt": p, "max_tokens": 12, "temperature": 0, "stream": True})
-                got[p] = completion_text(ev)
+                got[p] = stream_text(ev)
             else:
                 got[p] = s.post("/v1/completions", {"prompt": p, "max_tokens": 12, "temperature": 0},
                                 timeout=120)[1]["choices"][0]["text"]
@@ -467,7 +458,7 @@ def test_run_equality_stories(shared_model):
             got = j["choices"][0]["text"]
             check(f"stories260K_equals_run[{prompt}]", got == want, f"{got!r} vs {want!r}")
             st, ev = s.stream("/v1/completions", {"prompt": prompt, "max_tokens": 40, "temperature": 0, "stream": True})
-            check(f"stories260K_stream[{prompt}]", completion_text(ev) == want, f"{completion_text(ev)!r}")
+            check(f"stories260K_stream[{prompt}]", stream_text(ev) == want, f"{stream_text(ev)!r}")
     finally:
         s.stop()
 
