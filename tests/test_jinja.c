@@ -227,6 +227,17 @@ static const sem_case sem_cases[] = {
      "{% for m in messages %}{{ m.role }}{% endfor %}",
      "{\"messages\": [{\"role\": \"system\"}, {\"role\": \"user\"}]}", 0, "user"},
     {"{% generation %}gen{% endgeneration %}", NULL, 0, "gen"},
+    // jinja2's static scoping: a name assigned later in a frame is undefined (not the context's) before that
+    {"{% for i in [1] %}{{ a }}{% endfor %}{% set a = 1 %}{{ a }}|{{ b }}{% set b = 2 %}{% for i in [1] %}{{ b }}"
+     "{% endfor %}",
+     "{\"a\": \"A\", \"b\": \"B\"}", 0, "1|B2"},
+    {"{% macro m() %}{{ a }}{% endmacro %}{{ m() }}{% set a = 1 %}{{ m() }}|{% set x %}{% for i in [1] %}{{ y }}"
+     "{% endfor %}{% set y = 2 %}{% endset %}[{{ x }}]",
+     "{\"a\": \"A\", \"y\": \"Y\"}", 0, "1|[]"},
+    {"{% for i in [1, 2] %}{{ i }}{% break %}{% else %}E{% endfor %} {% for i in [1, 2] %}{% continue %}{% else %}E"
+     "{% endfor %} {% for i in [1, 2] %}{{ i }}{% else %}E{% endfor %}",
+     NULL, 0, "1E E 12"},
+    {"{% macro m() %}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 2, a=3) }}", NULL, 0, "(1, 2){'a': 3}"},
     // filters
     {"{{ '  x  '|trim }}|{{ 'xxaxx'|trim('x') }}|{{ 'hello world'|title }}|{{ 'héllo wörld. FOO-bar (baz)'|title }}|"
      "{{ 'HELLO'|capitalize }}|{{ 'ß'|upper }}",
@@ -386,6 +397,8 @@ static const err_case err_cases[] = {
     {"{{ x|nosuch }}", NULL, SIM_ERR_FORMAT, "line 1: No filter named 'nosuch'."},
     {"{{ [1, 2].append(3) }}", NULL, SIM_ERR_FORMAT, "line 1: access to attribute 'append' of 'list' object is unsafe."},
     {"{% macro f(a) %}{% endmacro %}{{ f(1, 2) }}", NULL, SIM_ERR_FORMAT, "line 1: macro 'f' takes not more than 1 argument(s)"},
+    {"{% macro m() %}x{% endmacro %}{% call m() %}y{% endcall %}", NULL, SIM_ERR_FORMAT,
+     "line 1: macro 'm' was invoked with two values for the special caller argument. This is most likely a bug."},
     {"{% set a, b = [1] %}", NULL, SIM_ERR_FORMAT, "line 1: not enough values to unpack (expected 2, got 1)"},
     {"{{ x|tojson }}", NULL, SIM_ERR_FORMAT, "line 1: 'x' is undefined"},
     {"{{ range(100001)|length }}", NULL, SIM_ERR_RANGE,

@@ -235,7 +235,7 @@ static bool cp_is_alpha(uint32_t c) {
 // --- values -----------------------------------------------------------------------
 
 enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_FUNC, V_LOOP };
-enum { UH_NONE, UH_NAME, UH_ATTR, UH_ITEM, UH_UNSAFE }; // where an undefined value came from
+enum { UH_NONE, UH_NAME, UH_ATTR, UH_ITEM, UH_UNSAFE, UH_PARAM, UH_NOCALLER }; // where an undefined value came from
 
 typedef struct jlist jlist;
 typedef struct jdict jdict;
@@ -427,6 +427,8 @@ static int undef_err(R *r, jv u) {
                     u.u.s);
     case UH_ITEM:
         return rerr(r, SIM_ERR_FORMAT, "%s object has no element %.*s", kind_name(u.ut & 15, u.ut >> 4), n, u.u.s);
+    case UH_PARAM: return rerr(r, SIM_ERR_FORMAT, "parameter '%.*s' was not provided", n, u.u.s);
+    case UH_NOCALLER: return rerr(r, SIM_ERR_FORMAT, "No caller defined");
     case UH_UNSAFE:
         return rerr(r, SIM_ERR_FORMAT, "access to attribute '%.*s' of '%s' object is unsafe.", n, u.u.s,
                     kind_name(u.ut & 15, u.ut >> 4));
@@ -931,6 +933,10 @@ typedef struct nlist {
 struct jnode {
     uint8_t kind, op;
     bool negbase; // E_BIN **: the base is a folded negative constant (see fold)
+    bool elif;    // S_IF: an elif (in its parent's l2)
+    jstr *undef;  // frames (the root, S_FOR's body, macros, blocks): names that start out undefined
+    uint32_t nundef, nundef2;
+    jstr *undef2; // S_FOR's else block
     uint32_t pos;
     jnode *a, *b, *c;
     nlist l1, l2;
@@ -1542,6 +1548,22 @@ static jnode *parse_assign_target(P *p, bool name_only, const char *extra_end, b
     return x;
 }
 
+// What a macro's body names among caller, varargs and kwargs (nested macros included, as jinja2).
+enum { MF_CALLER = 1, MF_VARARGS = 2, MF_KWARGS = 4 };
+static uint8_t special_names(const jnode *x) {
+    if (!x) return 0;
+    uint8_t f = 0;
+    if (x->kind == E_NAME) {
+        if (str_is(x->name.s, x->name.n, "caller")) f |= MF_CALLER;
+        if (str_is(x->name.s, x->name.n, "varargs")) f |= MF_VARARGS;
+        if (str_is(x->name.s, x->name.n, "kwargs")) f |= MF_KWARGS;
+    }
+    f |= special_names(x->a) | special_names(x->b) | special_names(x->c);
+    for (uint32_t i = 0; i < x->l1.n; i++) f |= special_names(x->l1.v[i]);
+    for (uint32_t i = 0; i < x->l2.n; i++) f |= special_names(x->l2.v[i]);
+    return f;
+}
+
 static bool parse_signature(P *p, jnode *x) {
     if (!expect_op(p, OP_LPAREN)) return false;
     nvec params = {0};
@@ -1608,9 +1630,11 @@ static jnode *parse_for(P *p, uint32_t pos) {
 static jnode *parse_if(P *p, uint32_t pos) {
     static const char *const ends1[] = {"elif", "else", "endif", NULL}, *const ends2[] = {"endif", NULL};
     jnode *first = NULL, *node = NULL;
+    bool elif = false;
     for (;;) {
         jnode *x = nnew(p, S_IF, pos);
         if (!x || !(x->a = parse_tuple(p, false, false, NULL, false))) return NULL;
+        x->elif = elif;
         if (node) {
             jnode **v = ar_alloc(&p->t->a, sizeof *v);
             if (!v) {
@@ -1628,6 +1652,7 @@ static jnode *parse_if(P *p, uint32_t pos) {
         adv(p);
         if (tok_name(t, "elif")) {
             pos = t->pos;
+            elif = true;
             continue;
         }
         if (tok_name(t, "else") && !parse_statements(p, &x->l2, ends2, true, "if", pos)) return NULL;
@@ -1685,7 +1710,9 @@ static jnode *parse_statement(P *p) {
         p->loops = 0;
         bool ok = parse_statements(p, &x->l1, macro ? mends : cends, true, nm, pos);
         p->loops = loops;
-        return ok ? x : NULL;
+        if (!ok) return NULL;
+        for (uint32_t i = 0; i < x->l1.n; i++) x->op |= special_names(x->l1.v[i]);
+        return x;
     }
     if (!strcmp(nm, "filter")) {
         static const char *const ends[] = {"endfilter", NULL};
@@ -2390,6 +2417,12 @@ static int scope_set(R *r, jscope *sc, const char *s, size_t n, jv v) {
     return SIM_OK;
 }
 
+// Sets the names that start out undefined in sc (entering a frame).
+static int predeclare(R *r, jscope *sc, const jstr *names, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) TRY(scope_set(r, sc, names[i].s, names[i].n, v_undef_name(names[i].s, names[i].n)));
+    return SIM_OK;
+}
+
 // --- builtin tables (the functions are defined further down) -------------------------------
 
 typedef struct jargs {
@@ -2942,42 +2975,63 @@ static int eval_args(R *r, const jnode *e, jscope *sc, jargs *a) {
     return SIM_OK;
 }
 
+// jinja2's Macro.__call__: positional arguments, then keywords for the rest;
+// `caller`, `varargs` and `kwargs` exist only when the body names them.
 static int call_macro(R *r, const jfunc *f, const jargs *a, jv *out) {
-    const jnode *m = f->node; // S_MACRO or S_CALLBLOCK: parameters in l2, body in l1
+    const jnode *m = f->node; // S_MACRO or S_CALLBLOCK: parameters in l2, body in l1, MF_* in op
     jscope *sc = scope_new(r, f->closure);
     if (!sc) return r_nomem(r);
+    TRY(predeclare(r, sc, m->undef, m->nundef));
     int nm = (int)MIN(f->name.n, 60);
-    if (a->npos > m->l2.n)
-        return rerr(r, SIM_ERR_FORMAT, "macro '%.*s' takes not more than %u argument(s)", nm, f->name.s, m->l2.n);
-    bool *set = ralloc(r, m->l2.n + 1);
-    if (!set) return r_nomem(r);
-    memset(set, 0, m->l2.n + 1);
-    for (size_t i = 0; i < a->npos; i++) {
-        TRY(scope_set(r, sc, m->l2.v[i]->name.s, m->l2.v[i]->name.n, a->pos[i]));
-        set[i] = true;
+    size_t np = m->l2.n, given = MIN(a->npos, np);
+    bool *used = a->nkw ? ralloc(r, a->nkw) : NULL;
+    if (a->nkw && !used) return r_nomem(r);
+    if (a->nkw) memset(used, 0, a->nkw);
+    for (size_t i = 0; i < np; i++) {
+        const jstr *pn = &m->l2.v[i]->name;
+        jv v = {0};
+        bool have = i < given;
+        if (have) v = a->pos[i];
+        for (size_t k = 0; !have && k < a->nkw; k++)
+            if (!used[k] && a->kwn[k].n == pn->n && !memcmp(a->kwn[k].s, pn->s, pn->n)) v = a->kwv[k], used[k] = have = true;
+        TRY(scope_set(r, sc, pn->s, pn->n, v_undef())); // defaults see the earlier parameters
+        if (!have) {
+            v = (jv){.k = V_UNDEF, .uh = UH_PARAM, .n = pn->n, .u.s = pn->s};
+            if (m->l2.v[i]->a) TRY(eval(r, m->l2.v[i]->a, sc, &v));
+        }
+        TRY(scope_set(r, sc, pn->s, pn->n, v));
     }
-    for (size_t k = 0; k < a->nkw; k++) {
-        uint32_t i = 0;
-        while (i < m->l2.n && !(m->l2.v[i]->name.n == a->kwn[k].n && !memcmp(m->l2.v[i]->name.s, a->kwn[k].s, a->kwn[k].n))) i++;
-        if (i == m->l2.n) {
-            if (str_is(a->kwn[k].s, a->kwn[k].n, "caller") && f->kind == F_MACRO) {
-                TRY(scope_set(r, sc, "caller", 6, a->kwv[k]));
-                continue;
-            }
+    if (m->op & MF_CALLER) {
+        jv caller = {.k = V_UNDEF, .uh = UH_NOCALLER};
+        for (size_t k = 0; k < a->nkw; k++)
+            if (!used[k] && str_is(a->kwn[k].s, a->kwn[k].n, "caller")) caller = a->kwv[k], used[k] = true;
+        TRY(scope_set(r, sc, "caller", 6, caller));
+    }
+    if (m->op & MF_KWARGS) {
+        jdict *d = dict_new(r);
+        if (!d) return r_nomem(r);
+        for (size_t k = 0; k < a->nkw; k++)
+            if (!used[k]) TRY(dict_set(r, d, v_str(a->kwn[k].s, a->kwn[k].n), a->kwv[k]));
+        TRY(scope_set(r, sc, "kwargs", 6, (jv){.k = V_DICT, .u.d = d}));
+    } else {
+        for (size_t k = 0; k < a->nkw; k++) {
+            if (used[k]) continue;
+            if (str_is(a->kwn[k].s, a->kwn[k].n, "caller"))
+                return rerr(r, SIM_ERR_FORMAT,
+                            "macro '%.*s' was invoked with two values for the special caller argument. This is most "
+                            "likely a bug.",
+                            nm, f->name.s);
             return rerr(r, SIM_ERR_FORMAT, "macro '%.*s' takes no keyword argument '%.*s'", nm, f->name.s,
                         (int)MIN(a->kwn[k].n, 60), a->kwn[k].s);
         }
-        if (set[i])
-            return rerr(r, SIM_ERR_FORMAT, "macro '%.*s' got multiple values for argument '%.*s'", nm, f->name.s,
-                        (int)MIN(a->kwn[k].n, 60), a->kwn[k].s);
-        TRY(scope_set(r, sc, m->l2.v[i]->name.s, m->l2.v[i]->name.n, a->kwv[k]));
-        set[i] = true;
     }
-    for (uint32_t i = 0; i < m->l2.n; i++) {
-        if (set[i]) continue;
-        jv d = v_undef_name(m->l2.v[i]->name.s, m->l2.v[i]->name.n);
-        if (m->l2.v[i]->a) TRY(eval(r, m->l2.v[i]->a, sc, &d));
-        TRY(scope_set(r, sc, m->l2.v[i]->name.s, m->l2.v[i]->name.n, d));
+    if (m->op & MF_VARARGS) {
+        jlist *l = list_new(r, a->npos - given);
+        if (!l) return r_nomem(r);
+        for (size_t i = given; i < a->npos; i++) l->v[i - given] = a->pos[i];
+        TRY(scope_set(r, sc, "varargs", 7, v_list(l, SUB_TUPLE)));
+    } else if (a->npos > np) {
+        return rerr(r, SIM_ERR_FORMAT, "macro '%.*s' takes not more than %zu argument(s)", nm, f->name.s, np);
     }
     sink s = {0}, *saved = r->out;
     r->out = &s;
@@ -3192,10 +3246,12 @@ static int assign(R *r, const jnode *t, jv v, jscope *sc) {
     return SIM_OK;
 }
 
-// Renders body into a new string (in a scope of its own).
-static int capture(R *r, const nlist *body, jscope *sc, jv *out) {
+// Renders a block's body (l1) into a new string, in a frame of its own.
+static int capture(R *r, const jnode *blk, jscope *sc, jv *out) {
+    const nlist *body = &blk->l1;
     jscope *inner = scope_new(r, sc);
     if (!inner) return r_nomem(r);
+    TRY(predeclare(r, inner, blk->undef, blk->nundef));
     sink s = {0}, *saved = r->out;
     r->out = &s;
     int st = exec_body(r, body, inner);
@@ -3236,21 +3292,27 @@ static int exec_for(R *r, const jnode *s, jscope *sc) {
         *l = (jlist){.v = kept.v, .n = kept.n};
         items = l;
     }
-    if (items->n == 0) return exec_body(r, &s->l2, sc);
     jloop *lp = ralloc(r, sizeof *lp);
     if (!lp) return r_nomem(r);
     *lp = (jloop){.items = items, .depth = 1};
+    bool completed = false; // jinja2 runs `else` unless a turn reached the end of the body
     for (size_t i = 0; i < items->n; i++) {
         TRY(step(r, 1));
         lp->i = i;
         inner->n = 0; // each turn starts from the enclosing scope's values
+        TRY(predeclare(r, inner, s->undef, s->nundef));
         TRY(assign(r, s->a, items->v[i], inner));
         TRY(scope_set(r, inner, "loop", 4, (jv){.k = V_LOOP, .u.lp = lp}));
         int st = exec_body(r, &s->l1, inner);
         if (st == CTL_BREAK) break;
         if (st < 0) return st;
+        completed |= st == SIM_OK;
     }
-    return SIM_OK;
+    if (completed || !s->l2.n) return SIM_OK;
+    jscope *els = scope_new(r, sc);
+    if (!els) return r_nomem(r);
+    TRY(predeclare(r, els, s->undef2, s->nundef2));
+    return exec_body(r, &s->l2, els);
 }
 
 static int exec(R *r, const jnode *s, jscope *sc) {
@@ -3285,12 +3347,12 @@ static int exec(R *r, const jnode *s, jscope *sc) {
         if (st == SIM_OK) st = assign(r, s->a, v, sc);
         break;
     case S_SETBLOCK:
-        st = capture(r, &s->l1, sc, &v);
+        st = capture(r, s, sc, &v);
         if (st == SIM_OK) st = filter_captured(r, s->c, sc, &v);
         if (st == SIM_OK) st = assign(r, s->a, v, sc);
         break;
     case S_FILTERBLOCK:
-        st = capture(r, &s->l1, sc, &v);
+        st = capture(r, s, sc, &v);
         if (st == SIM_OK) st = filter_captured(r, s->c, sc, &v);
         if (st == SIM_OK) st = v.k == V_STR ? sk_put(r, r->out, v.u.s, v.n) : v_write(r, r->out, v, false, 0);
         break;
@@ -3337,6 +3399,7 @@ static int exec(R *r, const jnode *s, jscope *sc) {
             st = r_nomem(r);
             break;
         }
+        st = predeclare(r, inner, s->undef, s->nundef);
         for (uint32_t i = 0; i < s->l2.n && st == SIM_OK; i++) {
             st = eval(r, s->l2.v[i]->b, sc, &v);
             if (st == SIM_OK) st = assign(r, s->l2.v[i]->a, v, inner);
@@ -3344,7 +3407,12 @@ static int exec(R *r, const jnode *s, jscope *sc) {
         if (st == SIM_OK) st = exec_body(r, &s->l1, inner);
         break;
     }
-    case S_BODY: st = exec_body(r, &s->l1, sc); break;
+    case S_BODY: { // HF's generation block: a call block, so a frame of its own
+        jscope *inner = scope_new(r, sc);
+        st = inner ? predeclare(r, inner, s->undef, s->nundef) : r_nomem(r);
+        if (st == SIM_OK) st = exec_body(r, &s->l1, inner);
+        break;
+    }
     case S_BREAK: st = CTL_BREAK; break;
     case S_CONTINUE: st = CTL_CONTINUE; break;
     default: st = rerr(r, SIM_ERR_FORMAT, "internal error: node %d is not a statement", s->kind);
@@ -4994,6 +5062,239 @@ static int call_test(R *r, jstr name, jv v, const jargs *a, bool *out) {
     }
 }
 
+// --- scoping: jinja2's symbol analysis ----------------------------------------------------------------
+//
+// jinja2 decides at compile time where each name of a frame (the template,
+// a loop body, a macro, a block) comes from. A name whose first mention in a
+// frame is an assignment (on every branch, as jinja2 counts them), and that
+// no enclosing frame mentions anywhere, starts out undefined in that frame,
+// hiding the context: `{% for %}{{ a }}{% endfor %}{% set a = 1 %}` prints
+// nothing even when the context has `a`. Every other name is looked up
+// through the enclosing frames at run time, which is what jinja2's aliases
+// and context lookups amount to. This pass computes, per frame, the names
+// that start out undefined (jnode.undef), mirroring idtracking.py.
+
+enum { L_UNDEF, L_RESOLVE, L_PARAM }; // how a frame's own name starts (jinja2's aliases count as resolve)
+
+typedef struct symtab {
+    const struct symtab *parent;
+    jarena *a;
+    jstr *name;
+    uint8_t *load;
+    uint32_t n, cap;
+    jstr *stores;
+    uint32_t ns, scap;
+} symtab;
+
+static long sym_own(const symtab *t, jstr nm) {
+    for (uint32_t i = 0; i < t->n; i++)
+        if (t->name[i].n == nm.n && !memcmp(t->name[i].s, nm.s, nm.n)) return (long)i;
+    return -1;
+}
+
+static bool sym_ref(const symtab *t, jstr nm) {
+    for (; t; t = t->parent)
+        if (sym_own(t, nm) >= 0) return true;
+    return false;
+}
+
+static bool sym_set(symtab *t, jstr nm, int load) {
+    long i = sym_own(t, nm);
+    if (i >= 0) {
+        t->load[i] = (uint8_t)load;
+        return true;
+    }
+    if (t->n == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 8;
+        jstr *nn = ar_grow(t->a, t->name, t->cap * sizeof *nn, cap * sizeof *nn);
+        uint8_t *nl = nn ? ar_grow(t->a, t->load, t->cap, cap) : NULL;
+        if (!nl) return false;
+        t->name = nn;
+        t->load = nl;
+        t->cap = cap;
+    }
+    t->name[t->n] = nm;
+    t->load[t->n++] = (uint8_t)load;
+    return true;
+}
+
+static bool sym_stored(const symtab *t, jstr nm) {
+    for (uint32_t i = 0; i < t->ns; i++)
+        if (t->stores[i].n == nm.n && !memcmp(t->stores[i].s, nm.s, nm.n)) return true;
+    return false;
+}
+
+static bool sym_add_store(symtab *t, jstr nm) {
+    if (sym_stored(t, nm)) return true;
+    if (t->ns == t->scap) {
+        uint32_t cap = t->scap ? t->scap * 2 : 8;
+        jstr *q = ar_grow(t->a, t->stores, t->scap * sizeof *q, cap * sizeof *q);
+        if (!q) return false;
+        t->stores = q;
+        t->scap = cap;
+    }
+    t->stores[t->ns++] = nm;
+    return true;
+}
+
+static bool sym_load(symtab *t, jstr nm) { return sym_ref(t, nm) || sym_set(t, nm, L_RESOLVE); }
+
+static bool sym_store(symtab *t, jstr nm) {
+    if (!sym_add_store(t, nm)) return false;
+    if (sym_own(t, nm) >= 0) return true;
+    return sym_set(t, nm, t->parent && sym_ref(t->parent, nm) ? L_RESOLVE : L_UNDEF);
+}
+
+static bool sym_param(symtab *t, jstr nm) { return sym_add_store(t, nm) && sym_set(t, nm, L_PARAM); }
+
+static bool sym_copy(const symtab *t, symtab *c) {
+    *c = (symtab){.parent = t->parent, .a = t->a};
+    for (uint32_t i = 0; i < t->n; i++)
+        if (!sym_set(c, t->name[i], t->load[i])) return false;
+    for (uint32_t i = 0; i < t->ns; i++)
+        if (!sym_add_store(c, t->stores[i])) return false;
+    return true;
+}
+
+// Symbols.branch_update: names stored on some branches only are looked up.
+static bool sym_branches(symtab *t, symtab *br, int nb) {
+    for (int b = 0; b < nb; b++) {
+        for (uint32_t i = 0; i < br[b].n; i++)
+            if (!sym_set(t, br[b].name[i], br[b].load[i])) return false;
+    }
+    symtab before = {0};
+    if (!sym_copy(t, &before)) return false; // t's stores before the branches
+    for (int b = 0; b < nb; b++)
+        for (uint32_t i = 0; i < br[b].ns; i++)
+            if (!sym_add_store(t, br[b].stores[i])) return false;
+    for (int b = 0; b < nb; b++)
+        for (uint32_t i = 0; i < br[b].ns; i++) {
+            jstr nm = br[b].stores[i];
+            if (sym_stored(&before, nm)) continue;
+            int count = 0;
+            for (int c = 0; c < nb; c++) count += sym_stored(&br[c], nm);
+            long own = sym_own(t, nm);
+            if (count < nb && own >= 0) t->load[own] = L_RESOLVE;
+        }
+    return true;
+}
+
+static bool sym_expr(symtab *t, const jnode *e) {
+    if (!e) return true;
+    if (e->kind == E_NAME && !sym_load(t, e->name)) return false;
+    if (!sym_expr(t, e->a) || !sym_expr(t, e->b) || !sym_expr(t, e->c)) return false;
+    for (uint32_t i = 0; i < e->l1.n; i++)
+        if (!sym_expr(t, e->l1.v[i])) return false;
+    for (uint32_t i = 0; i < e->l2.n; i++)
+        if (!sym_expr(t, e->l2.v[i])) return false;
+    return true;
+}
+
+static bool sym_target(symtab *t, const jnode *x, bool param) {
+    if (x->kind == E_NAME) return param ? sym_param(t, x->name) : sym_store(t, x->name);
+    if (x->kind == E_ATTR) return sym_load(t, x->a->name); // ns.attr
+    for (uint32_t i = 0; i < x->l1.n; i++)
+        if (!sym_target(t, x->l1.v[i], param)) return false;
+    return true;
+}
+
+static bool sym_stmts(symtab *t, const nlist *body);
+
+static bool sym_if(symtab *t, const jnode *s, bool with_elifs) {
+    if (!sym_expr(t, s->a)) return false;
+    symtab br[3];
+    const jnode *last = s;
+    if (!sym_copy(t, &br[0]) || !sym_stmts(&br[0], &s->l1) || !sym_copy(t, &br[1]) || !sym_copy(t, &br[2]))
+        return false;
+    // jinja2 keeps elifs in a list of their own (each an if without else) and the else at the end
+    while (with_elifs && last->l2.n == 1 && last->l2.v[0]->kind == S_IF && last->l2.v[0]->elif) {
+        last = last->l2.v[0];
+        if (!sym_if(&br[1], last, false)) return false;
+    }
+    if (with_elifs && !sym_stmts(&br[2], &last->l2)) return false;
+    return sym_branches(t, br, 3);
+}
+
+// FrameSymbolVisitor: a statement's mark on its own frame (inner frames are analysed later).
+static bool sym_stmt(symtab *t, const jnode *s) {
+    switch (s->kind) {
+    case S_OUT: return sym_expr(t, s->a);
+    case S_IF: return sym_if(t, s, true);
+    case S_FOR: return sym_expr(t, s->b);
+    case S_SET: return sym_expr(t, s->b) && sym_target(t, s->a, false);
+    case S_SETBLOCK: return sym_target(t, s->a, false);
+    case S_MACRO: return sym_store(t, s->name);
+    case S_CALLBLOCK: return sym_expr(t, s->a);
+    case S_FILTERBLOCK: return sym_expr(t, s->c);
+    case S_WITH:
+        for (uint32_t i = 0; i < s->l2.n; i++)
+            if (!sym_expr(t, s->l2.v[i]->b)) return false;
+        return true;
+    default: return true;
+    }
+}
+
+static bool sym_stmts(symtab *t, const nlist *body) {
+    for (uint32_t i = 0; i < body->n; i++)
+        if (!sym_stmt(t, body->v[i])) return false;
+    return true;
+}
+
+static bool sym_frames(P *p, const symtab *t, const nlist *body);
+
+// Analyses one frame: its parameters, its statements, then the frames inside it.
+static bool sym_frame(P *p, const symtab *parent, jarena *a, const nlist *params, bool targets, const nlist *body,
+                      const jnode *after, jstr **undef, uint32_t *nundef) {
+    symtab t = {.parent = parent, .a = a};
+    for (uint32_t i = 0; params && i < params->n; i++) {
+        const jnode *x = params->v[i];
+        if (targets) {
+            if (!sym_target(&t, x->kind == S_SET ? x->a : x, true)) return false;
+        } else if (!sym_param(&t, x->name) || !sym_expr(&t, x->a)) {
+            return false;
+        }
+    }
+    if (!sym_stmts(&t, body) || (after && !sym_expr(&t, after))) return false;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t.n; i++) n += t.load[i] == L_UNDEF;
+    if (n) {
+        *undef = ar_alloc(&p->t->a, n * sizeof **undef);
+        if (!*undef) return false;
+        for (uint32_t i = 0, k = 0; i < t.n; i++)
+            if (t.load[i] == L_UNDEF) (*undef)[k++] = t.name[i];
+    }
+    *nundef = n;
+    return sym_frames(p, &t, body);
+}
+
+// The frames directly inside body (its if-blocks belong to the same frame).
+static bool sym_frames(P *p, const symtab *t, const nlist *body) {
+    static const jstr loop = {"loop", 4};
+    for (uint32_t i = 0; i < body->n; i++) {
+        jnode *s = body->v[i];
+        bool ok = true;
+        switch (s->kind) {
+        case S_IF: ok = sym_frames(p, t, &s->l1) && sym_frames(p, t, &s->l2); break;
+        case S_FOR: {
+            jnode loopvar = {.kind = E_NAME, .name = loop}, *pv[2] = {s->a, &loopvar};
+            nlist params = {pv, 2};
+            ok = sym_frame(p, t, t->a, &params, true, &s->l1, NULL, &s->undef, &s->nundef) &&
+                 sym_frame(p, t, t->a, NULL, false, &s->l2, NULL, &s->undef2, &s->nundef2);
+            break;
+        }
+        case S_MACRO:
+        case S_CALLBLOCK: ok = sym_frame(p, t, t->a, &s->l2, false, &s->l1, NULL, &s->undef, &s->nundef); break;
+        case S_SETBLOCK:
+        case S_BODY: ok = sym_frame(p, t, t->a, NULL, false, &s->l1, NULL, &s->undef, &s->nundef); break;
+        case S_FILTERBLOCK: ok = sym_frame(p, t, t->a, NULL, false, &s->l1, s->c, &s->undef, &s->nundef); break;
+        case S_WITH: ok = sym_frame(p, t, t->a, &s->l2, true, &s->l1, NULL, &s->undef, &s->nundef); break;
+        default: break;
+        }
+        if (!ok) return false;
+    }
+    return true;
+}
+
 // --- constant folding ------------------------------------------------------------------------------
 //
 // jinja2 compiles a template to Python after replacing every expression it
@@ -5122,6 +5423,12 @@ sim_status jinja_parse(jinja_template **out, const char *src, size_t len, sim_er
         else if (!parse_body(&p, &t->root->l1, NULL, NULL, 0)) st = p.st ? p.st : SIM_ERR_FORMAT;
     }
     if (st == SIM_OK) {
+        jarena scratch_a = {0};
+        if (!sym_frame(&p, NULL, &scratch_a, NULL, false, &t->root->l1, NULL, &t->root->undef, &t->root->nundef))
+            st = p_nomem(&p);
+        ar_free_all(&scratch_a);
+    }
+    if (st == SIM_OK) {
         sim_err scratch;
         R r = {.t = t, .err = &scratch, .max_steps = FOLD_STEPS, .max_out = JINJA_MAX_OUTPUT};
         r.a.limit = FOLD_MEMORY;
@@ -5166,6 +5473,7 @@ sim_status jinja_render(const jinja_template *t, const json_t *ctx, const jinja_
     int st = SIM_OK;
     jscope *top = NULL;
     if (!(r.ctxs = scope_new(&r, NULL)) || !(top = scope_new(&r, r.ctxs))) st = r_nomem(&r);
+    if (st == SIM_OK) st = predeclare(&r, top, t->root->undef, t->root->nundef);
     if (st == SIM_OK) st = exec_body(&r, &t->root->l1, top);
     if (st == SIM_OK) {
         char *res = mem_alloc(s.n + 1);
