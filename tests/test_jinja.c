@@ -779,6 +779,19 @@ static void test_hostile(void) {
     deep[0] = 0;
     for (int i = 0; i < 5000; i++) strcat(deep + i * 10, "{% if 1 %}");
     expect_fail(deep, NULL, SIM_ERR_FORMAT, "nests too deeply");
+    // long chains parse without recursion but make deep trees
+    strcpy(deep, "{{ ");
+    for (int i = 0; i < 40000; i++) memcpy(deep + 3 + i * 2, "1+", 2);
+    strcpy(deep + 3 + 40000 * 2, "1 }}");
+    expect_fail(deep, NULL, SIM_ERR_FORMAT, "nests too deeply");
+    strcpy(deep, "{% if 0 %}");
+    for (int i = 0; i < 10000; i++) memcpy(deep + 10 + i * 12, "{% elif 0 %}", 12);
+    strcpy(deep + 10 + 10000 * 12, "{% endif %}");
+    expect_fail(deep, NULL, SIM_ERR_FORMAT, "nests too deeply");
+    strcpy(deep, "{{ x");
+    for (int i = 0; i < 30000; i++) memcpy(deep + 4 + i * 6, "|upper", 6);
+    strcpy(deep + 4 + 30000 * 6, " }}");
+    expect_fail(deep, NULL, SIM_ERR_FORMAT, "nests too deeply");
     free(deep);
     // limits given by the caller
     jinja_template *t;

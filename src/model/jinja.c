@@ -5062,6 +5062,47 @@ static int call_test(R *r, jstr name, jv v, const jargs *a, bool *out) {
     }
 }
 
+// --- tree depth ---------------------------------------------------------------------------------------
+
+// Refuses trees deeper than JINJA_MAX_TREE (1+1+1+... or a long elif chain
+// parse without recursion but nest deeply), so the passes below and the
+// interpreter can recurse. Iterative.
+static int check_depth(P *p, jnode *root) {
+    typedef struct item {
+        jnode *n;
+        int depth;
+    } item;
+    size_t cap = 256, n = 0;
+    item *st = mem_alloc(cap * sizeof *st);
+    if (!st) return p_nomem(p);
+    st[n++] = (item){root, 1};
+    int rc = SIM_OK;
+    while (n && rc == SIM_OK) {
+        item it = st[--n];
+        if (it.depth > JINJA_MAX_TREE) {
+            rc = perr(p, it.n->pos, "the template nests too deeply (more than %d levels)", JINJA_MAX_TREE);
+            break;
+        }
+        jnode *kids[3] = {it.n->a, it.n->b, it.n->c};
+        size_t need = n + 3 + it.n->l1.n + it.n->l2.n;
+        if (need > cap) {
+            while (cap < need) cap *= 2;
+            item *q = mem_realloc(st, cap * sizeof *st);
+            if (!q) {
+                rc = p_nomem(p);
+                break;
+            }
+            st = q;
+        }
+        for (int k = 0; k < 3; k++)
+            if (kids[k]) st[n++] = (item){kids[k], it.depth + 1};
+        for (uint32_t k = 0; k < it.n->l1.n; k++) st[n++] = (item){it.n->l1.v[k], it.depth + 1};
+        for (uint32_t k = 0; k < it.n->l2.n; k++) st[n++] = (item){it.n->l2.v[k], it.depth + 1};
+    }
+    mem_free(st);
+    return rc;
+}
+
 // --- scoping: jinja2's symbol analysis ----------------------------------------------------------------
 //
 // jinja2 decides at compile time where each name of a frame (the template,
@@ -5421,6 +5462,7 @@ sim_status jinja_parse(jinja_template **out, const char *src, size_t len, sim_er
         t->root = nnew(&p, S_BODY, 0);
         if (!t->root) st = SIM_ERR_NOMEM;
         else if (!parse_body(&p, &t->root->l1, NULL, NULL, 0)) st = p.st ? p.st : SIM_ERR_FORMAT;
+        else st = check_depth(&p, t->root);
     }
     if (st == SIM_OK) {
         jarena scratch_a = {0};

@@ -90,6 +90,7 @@
 
 #define JINJA_MAX_SOURCE (1u << 20)           // longest template, bytes
 #define JINJA_MAX_NEST 128                    // deepest nesting of blocks and brackets in the source
+#define JINJA_MAX_TREE 256                    // deepest syntax tree (long operator or elif chains count)
 #define JINJA_MAX_DEPTH 512                   // deepest evaluation (macro recursion included)
 #define JINJA_MAX_OUTPUT (64u << 20)          // default output limit, bytes
 #define JINJA_MAX_STEPS (20u * 1000u * 1000u) // default budget of evaluation steps
