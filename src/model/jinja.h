@@ -15,7 +15,7 @@
 //                             "content", "Hi", "add_generation_prompt", 1);
 //     jinja_opts o = {.trim_blocks = true, .lstrip_blocks = true};         // as HF renders
 //     char *out; size_t n;
-//     if (jinja_render(t, ctx, &o, &out, &n, &err) == SIM_OK) { fwrite(out, 1, n, stdout); free(out); }
+//     if (jinja_render(t, ctx, &o, &out, &n, &err) == SIM_OK) { fwrite(out, 1, n, stdout); mem_free(out); }
 //     json_decref(ctx); jinja_free(t);
 //
 // What is covered (the language real chat templates use, as jinja2 3.1 with
@@ -28,7 +28,8 @@
 //     index/index0/revindex/revindex0/first/last/length/depth/depth0/
 //     previtem/nextitem/cycle()/changed()); break, continue; set (names,
 //     tuples, `ns.attr`, block set with filters); macro with defaults, call
-//     blocks and caller(); filter blocks; with; HF's generation block.
+//     blocks and caller(), varargs, kwargs; filter blocks; with; HF's
+//     generation block.
 //   - expressions: literals (strings with Python escapes, ints, floats, lists,
 //     tuples, dicts, true/false/none in both cases), + - * / // % ** ~,
 //     comparisons (chained), and/or/not, in/not in, is/is not tests,
@@ -58,10 +59,16 @@
 //     jinja2's select/map/unique/batch/items filters return (always true, no
 //     len(), not subscriptable, used up by one iteration; only their printed
 //     form, which has an address in Python, differs).
+//   - what jinja2 decides when it compiles: its static scoping (a name
+//     assigned later in a loop, macro, block or the template itself is
+//     undefined there before that, not the context's value) and its constant
+//     folding (constant subexpressions are computed through its forgiving
+//     getitem, a folded negative base is not parenthesized: `-3 ** x` is
+//     -(3 ** x)).
 // Not covered (refused with a message): template inheritance and includes
 // (extends, block, include, import), recursive loops, *args/**kwargs in
-// calls and macros, varargs/kwargs in macros, str.format, the cycler/joiner/
-// lipsum globals, list/dict mutation (the immutable sandbox refuses it too).
+// calls, str.format, the cycler/joiner/lipsum globals, list/dict mutation
+// (the immutable sandbox refuses it too).
 // Integers are 64-bit (overflow is an error); case mapping covers Latin,
 // Greek, Cyrillic and Armenian letters (plus ß→SS), not Unicode's special
 // casing; names are ASCII identifiers.
@@ -78,8 +85,10 @@
 // input), SIM_ERR_FORMAT for any other template error ("line L: what": type
 // errors, undefined values, unknown filters), SIM_ERR_RANGE when a limit was
 // hit (output size, steps, memory, nesting), SIM_ERR_NOMEM. A hostile
-// template cannot hang, crash or exhaust memory: every loop is bounded by the
-// step budget, recursion by JINJA_MAX_DEPTH, output and memory by the limits.
+// template cannot hang, crash or exhaust memory: parsing refuses sources
+// nested deeper than JINJA_MAX_NEST and syntax trees deeper than
+// JINJA_MAX_TREE; every loop is bounded by the step budget, recursion by
+// JINJA_MAX_DEPTH, output and memory by the limits.
 #ifndef SIM_JINJA_H
 #define SIM_JINJA_H
 
