@@ -5385,7 +5385,7 @@ static bool copy_const(jarena *a, jv v, jv *out) {
 }
 
 static bool const_eval(R *r, const jnode *e, jv *out) {
-    static jscope none;
+    jscope none = {0}; // names are impossible here, so nothing is looked up or set
     if (r->steps >= r->max_steps) return false;
     r->fold = true;
     r->depth = 0;
