@@ -432,8 +432,12 @@ def test_auth(model):
     keys = os.path.join(TMP, "keys.txt")
     with open(keys, "w") as f:
         f.write("# keys\nsecret-two\n")
+    tmpl = os.path.join(TMP, "chat.jinja")
+    with open(tmpl, "w") as f:
+        f.write("{% for m in messages %}[{{ m.role | upper }}] {{ m.content | trim }}\n{% endfor %}"
+                "{% if add_generation_prompt %}[ASSISTANT]{% endif %}")
     s = Server(model, "--api-key", "secret-one", "--api-keys", keys, "-c", "256", "--slots", "2",
-               "--cors", "https://play.example")
+               "--cors", "https://play.example", "--chat-template-file", tmpl)
     try:
         st, j, _, r = s.request("GET", "/v1/models")
         check("auth_missing_401", st == 401 and j["error"]["type"] == "authentication_error", f"{st} {j}")
@@ -445,6 +449,17 @@ def test_auth(model):
         check("cors_header", r.getheader("Access-Control-Allow-Origin") == "https://play.example", f"{r.getheaders()}")
         st, _, _, _ = s.request("GET", "/health")
         check("health_public", st == 200, f"{st}")
+        # The chat template given on the command line renders the prompt.
+        key = {"Authorization": "Bearer secret-one"}
+        st, j, _, _ = s.request("GET", "/api/props", headers=key)
+        check("chat_template_file", st == 200 and j["chat_template"].startswith("{% for m in") and
+              not j["chat_template_fallback"], f"{st} {j}")
+        msgs = [{"role": "system", "content": " Be brief. "}, {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+        st, j, _, _ = s.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 2}, headers=key)
+        text = "[SYSTEM] Be brief.\n[USER] Hi\n[ASSISTANT]"
+        st2, toks, _, _ = s.post("/api/tokenize", {"content": text, "add_special": True}, headers=key)
+        check("chat_template_renders", st == 200 and st2 == 200 and j["usage"]["prompt_tokens"] == len(toks["tokens"]),
+              f"{st} {j} {toks}")
     finally:
         s.stop()
 
