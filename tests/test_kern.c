@@ -178,6 +178,65 @@ static void test_gemm(void) {
     }
 }
 
+// vec_dot_n against the same level's vec_dot, bit for bit: every column
+// count, block counts that leave every remainder of the kernels' groups of
+// 8 blocks / 4 super-blocks, padded activation strides and an odd output
+// stride (whose gaps must stay untouched).
+static void test_vec_dot_n(void) {
+    static const int blocks[] = {1, 3, 4, 7, 8, 9, 13, 17, 33};
+    const size_t s_stride = 7;
+    int n_checked = 0;
+    for (int li = 0; li < n_levels; li++) {
+        const kern_ops *k = levels[li];
+        if (k->level == KERN_AVX512) {
+            CHECK(k->vec_dot_n[TT_Q4_0] && k->vec_dot_n[TT_Q8_0] && k->vec_dot_n[TT_Q4_K] && k->vec_dot_n[TT_Q6_K]);
+        }
+        for (size_t ti = 0; ti < ARRAY_LEN(types); ti++) {
+            tt_type t = types[ti];
+            if (!k->vec_dot_n[t]) continue;
+            const tt_traits *tr = tt_get(t);
+            for (size_t bi = 0; bi < ARRAY_LEN(blocks); bi++) {
+                int64_t n = blocks[bi] * tr->blck;
+                // Activation rows keep the 4-byte alignment of their floats.
+                size_t arow = tt_act_row_size(tr->act, n) + 4 * (1 + 2 * bi);
+                void *w = mem_alloc(tt_row_size(t, n));
+                uint8_t *a = mem_alloc(arow * KERN_DOT_N_MAX);
+                float *x = mem_alloc((size_t)n * sizeof(float));
+                fill_weights(t, w, n, bi & 1);
+                for (int c = 0; c < KERN_DOT_N_MAX; c++) {
+                    for (int64_t i = 0; i < n; i++) x[i] = gauss() * (c == 3 ? 100.0f : 1.0f);
+                    if (c == 5) memset(x, 0, (size_t)n * sizeof(float)); // an all-zero column
+                    k->quantize_act[tr->act](x, a + c * arow, n);
+                }
+                float out[KERN_DOT_N_MAX * 7];
+                for (int nc = 1; nc <= KERN_DOT_N_MAX; nc++) {
+                    for (size_t i = 0; i < ARRAY_LEN(out); i++) out[i] = -12345.0f;
+                    k->vec_dot_n[t](n, nc, out, s_stride, w, a, arow);
+                    for (int c = 0; c < KERN_DOT_N_MAX; c++) {
+                        float s;
+                        k->vec_dot[t](n, &s, w, a + c * arow);
+                        float got = out[(size_t)c * s_stride];
+                        if (c < nc)
+                            CHECK_MSG(memcmp(&got, &s, sizeof s) == 0,
+                                      "%s vec_dot_n %s n=%lld nc=%d col %d: %.9g vs vec_dot %.9g", k->name,
+                                      tr->name, (long long)n, nc, c, got, s);
+                        else
+                            CHECK_MSG(got == -12345.0f, "%s vec_dot_n %s wrote column %d of %d", k->name, tr->name, c, nc);
+                        for (size_t g = 1; g < s_stride; g++)
+                            CHECK_MSG(out[(size_t)c * s_stride + g] == -12345.0f, "%s vec_dot_n %s wrote between columns",
+                                      k->name, tr->name);
+                    }
+                    n_checked++;
+                }
+                mem_free(w);
+                mem_free(a);
+                mem_free(x);
+            }
+        }
+    }
+    fprintf(stderr, "  vec_dot_n: %d (level, type, n, nc) cases\n", n_checked);
+}
+
 static void test_quantize_act(void) {
     const kern_ops *ref = kern_get_exact(KERN_REF);
     for (int li = 0; li < n_levels; li++) {
@@ -358,6 +417,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_levels_present);
     TEST_RUN(test_vec_dot);
     TEST_RUN(test_gemm);
+    TEST_RUN(test_vec_dot_n);
     TEST_RUN(test_quantize_act);
     TEST_RUN(test_to_float);
     TEST_RUN(test_float_helpers);

@@ -378,6 +378,249 @@ VEC_DOT_K(vec_dot_q4_K, blk_q4_K, sb_q4_K, 1, 0, 2)
 VEC_DOT_K(vec_dot_q5_K, blk_q5_K, sb_q5_K, 1, 0, 2)
 VEC_DOT_K(vec_dot_q6_K, blk_q6_K, sb_q6_K, 0, 208, 0)
 
+// --- several activation columns ------------------------------------------------------
+//
+// vec_dot_n: one weight row against nc <= 8 activation rows (a batch of
+// decoded tokens). Each output is computed with exactly the float operations
+// of this file's vec_dot, in the same order (the canonical arithmetic above),
+// so it equals vec_dot bit for bit; what the columns share is everything that
+// depends on the weights alone: the block codes (unpacked once into
+// registers), the weight scales and, for the K-quants, the per-chunk scale
+// vectors. The integer sums are exact, so only their float use is fixed.
+// The weight row is read from memory once for all columns; per column there
+// remain the multiplies, the integer reductions and the scaling.
+
+// Codes of one 32-element block as vpdpbusd takes them (Q4_0/Q4_1 with the
+// high nibbles left in place, as in dot_q4x16).
+INLINE __m256i codes_q4x16(const uint8_t *qs) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(b, _mm256_inserti128_si256(_mm256_set1_epi8(0x0F), _mm_set1_epi8((char)0xF0), 1));
+}
+#define CODES_Q4X16(b) codes_q4x16((b)->qs)
+#define CODES_Q5(b) k512_nib32_h((b)->qs, (b)->qh)
+#define CODES_Q8(b) k512_q8_32((b)->qs)
+
+// t[k] lane c = p[c] lane k (an 8x8 transpose of floats).
+INLINE void transpose8_ps(const __m256 p[8], __m256 t[8]) {
+    __m256 a[8], b[8];
+    UNROLL
+    for (int k = 0; k < 4; k++) {
+        a[2 * k] = _mm256_unpacklo_ps(p[2 * k], p[2 * k + 1]);
+        a[2 * k + 1] = _mm256_unpackhi_ps(p[2 * k], p[2 * k + 1]);
+    }
+    UNROLL
+    for (int m = 0; m < 2; m++) {
+        b[4 * m + 0] = _mm256_shuffle_ps(a[4 * m], a[4 * m + 2], 0x44);
+        b[4 * m + 1] = _mm256_shuffle_ps(a[4 * m], a[4 * m + 2], 0xEE);
+        b[4 * m + 2] = _mm256_shuffle_ps(a[4 * m + 1], a[4 * m + 3], 0x44);
+        b[4 * m + 3] = _mm256_shuffle_ps(a[4 * m + 1], a[4 * m + 3], 0xEE);
+    }
+    UNROLL
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm256_permute2f128_ps(b[k], b[4 + k], 0x20);
+        t[4 + k] = _mm256_permute2f128_ps(b[k], b[4 + k], 0x31);
+    }
+}
+
+// acc[c] += chain8(pb[c]) for c < 8 at once: lanes become columns, and the
+// chain's adds (0 + p_0, then p_1, ...) run as 8 vector adds.
+INLINE void chain8x8(const __m256 pb[8], float acc[8]) {
+    __m256 t[8];
+    transpose8_ps(pb, t);
+    __m256 g = _mm256_add_ps(_mm256_setzero_ps(), t[0]);
+    UNROLL
+    for (int k = 1; k < 8; k++) g = _mm256_add_ps(g, t[k]);
+    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), g));
+}
+
+#define VEC_DOT_N_Q32(name, blk_t, CODES, HI16, OFF, AFFINE)                                        \
+    static void name(int64_t n, int nc, float *s, size_t s_stride, const void *w, const void *a,  \
+                     size_t a_stride) {                                                             \
+        const blk_t *x = w;                                                                         \
+        const int64_t nb = n / 32;                                                                  \
+        float acc[8] = {0};                                                                         \
+        int64_t i = 0;                                                                              \
+        for (; i + 8 <= nb; i += 8) {                                                               \
+            __m256i codes[8];                                                                       \
+            UNROLL                                                                                  \
+            for (int k = 0; k < 8; k++) codes[k] = CODES(&x[i + k]);                                \
+            const __m256 wd = gather8_half((const uint8_t *)&x[i], sizeof(blk_t), 0);               \
+            const __m256 wm = AFFINE ? gather8_half((const uint8_t *)&x[i], sizeof(blk_t), 2) : wd; \
+            __m256 pbs[8];                                                                          \
+            for (int c = 0; c < 8; c++) {                                                           \
+                if (c >= nc) { pbs[c] = _mm256_setzero_ps(); continue; }                            \
+                const blk_q8_32 *y = (const blk_q8_32 *)((const char *)a + (size_t)c * a_stride) + i; \
+                __m256i p[8];                                                                       \
+                UNROLL                                                                              \
+                for (int k = 0; k < 8; k++) p[k] = dot32(codes[k], &y[k]);                          \
+                __m256i isum = hsum8x8(p, HI16), sum;                                               \
+                __m256 da;                                                                          \
+                gather8_act(y, &da, &sum);                                                          \
+                if (OFF) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(sum, __builtin_ctz(OFF + 0u))); \
+                const __m256 sd = _mm256_mul_ps(wd, da);                                            \
+                __m256 pb = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), sd);                            \
+                if (AFFINE) pb = _mm256_fmadd_ps(wm, _mm256_mul_ps(da, _mm256_cvtepi32_ps(sum)), pb); \
+                pbs[c] = pb;                                                                        \
+                if (nc < 4) acc[c] += chain8(pb);                                                   \
+            }                                                                                       \
+            if (nc >= 4) chain8x8(pbs, acc);                                                        \
+        }                                                                                           \
+        if (i < nb) {                                                                               \
+            float g[8] = {0};                                                                       \
+            for (; i < nb; i++) {                                                                   \
+                const __m256i codes = HI16 ? k512_nib32((const uint8_t *)&x[i] + sizeof(blk_t) - 16) : CODES(&x[i]); \
+                const float d = k512_half(&x[i]);                                                   \
+                const float m = AFFINE ? k512_half((const uint8_t *)&x[i] + 2) : 0.0f;              \
+                for (int c = 0; c < nc; c++) {                                                      \
+                    const blk_q8_32 *y = (const blk_q8_32 *)((const char *)a + (size_t)c * a_stride) + i; \
+                    int32_t isum = hsum_epi32_256(dot32(codes, y)) - (OFF) * y->sum;                \
+                    float pb = (float)isum * (d * y->d);                                            \
+                    if (AFFINE) pb = fmaf(m, y->d * (float)y->sum, pb);                             \
+                    g[c] += pb;                                                                     \
+                }                                                                                   \
+            }                                                                                       \
+            for (int c = 0; c < nc; c++) acc[c] += g[c];                                            \
+        }                                                                                           \
+        for (int c = 0; c < nc; c++) s[(size_t)c * s_stride] = acc[c];                              \
+    }
+
+VEC_DOT_N_Q32(vec_dot_n_q4_0, blk_q4_0, CODES_Q4X16, 1, 8, 0)
+VEC_DOT_N_Q32(vec_dot_n_q4_1, blk_q4_1, CODES_Q4X16, 1, 0, 1)
+VEC_DOT_N_Q32(vec_dot_n_q5_0, blk_q5_0, CODES_Q5, 0, 16, 0)
+VEC_DOT_N_Q32(vec_dot_n_q5_1, blk_q5_1, CODES_Q5, 0, 0, 1)
+VEC_DOT_N_Q32(vec_dot_n_q8_0, blk_q8_0, CODES_Q8, 0, 128, 0)
+
+// K-quants: a super-block's weight-only part (codes of its four 64-element
+// chunks, the scale vector of each chunk, and the vector the bsums are
+// multiplied by for the min or offset term), then per column the same
+// integer sums as the sb_* kernels above.
+typedef struct kprep {
+    __m512i codes[4], scl[4];
+    __m256i mv;  // Q2_K/Q4_K/Q5_K: per-pair mins; Q3_K/Q6_K: per-16 scales (offset term)
+} kprep;
+
+INLINE void prep_k45(const uint8_t *blk, const uint8_t *qh, const uint8_t *qs, kprep *p) {
+    uint64_t sc8, mn8;
+    k512_k4_scales(blk + 4, &sc8, &mn8);
+    const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc8)));
+    const __m512i qh2 = qh ? k512_bcast256(qh) : _mm512_setzero_si512();
+    UNROLL
+    for (int j = 0; j < 4; j++) {
+        p->codes[j] = qh ? k512_q5k_chunk(qs, qh2, j) : k512_q4k_chunk(qs, j);
+        p->scl[j] = _mm512_permutexvar_epi16(perm_sub32(j), sc16);
+    }
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mn8));
+    p->mv = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
+}
+INLINE void prep_q4_K(const blk_q4_K *x, kprep *p) { prep_k45((const uint8_t *)x, NULL, x->qs, p); }
+INLINE void prep_q5_K(const blk_q5_K *x, kprep *p) { prep_k45((const uint8_t *)x, x->qh, x->qs, p); }
+
+INLINE void prep_q6_K(const blk_q6_K *x, kprep *p) {
+    p->mv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    const __m512i sc = _mm512_castsi256_si512(p->mv);
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        p->codes[c] = k512_q6_chunk(x->ql, x->qh, c);
+        p->scl[c] = _mm512_permutexvar_epi16(perm_sub16(c), sc);
+    }
+}
+
+INLINE void prep_q3_K(const blk_q3_K *x, kprep *p) {
+    p->mv = _mm256_sub_epi16(_mm256_cvtepu8_epi16(k512_q3_scales(x->scales)), _mm256_set1_epi16(32));
+    const __m512i sc = _mm512_castsi256_si512(p->mv);
+    const __m512i hm2 = k512_bcast256(x->hmask);
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        p->codes[c] = k512_q3_chunk(x->qs, hm2, c);
+        p->scl[c] = _mm512_permutexvar_epi16(perm_sub16(c), sc);
+    }
+}
+
+INLINE void prep_q2_K(const blk_q2_K *x, kprep *p) {
+    const __m128i sb = _mm_loadu_si128((const __m128i *)x->scales);
+    const __m512i sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(0x0F))));
+    p->mv = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0F)));
+    UNROLL
+    for (int c = 0; c < 4; c++) {
+        p->codes[c] = k512_q2_chunk(x->qs, c);
+        p->scl[c] = _mm512_permutexvar_epi16(perm_sub16(c), sc);
+    }
+}
+
+// One column of a prepared super-block: returns a vector whose lane sum is
+// isum; *mins gets imin's (OSH = 0: types with mins) or zero (OSH = 2 / 5:
+// the offset term -2^OSH·Σ sc·bsums is folded into isum).
+INLINE __m256i kcol(const kprep *p, const blk_q8_K *y, int osh, __m256i *mins) {
+    __m512i pp[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+    UNROLL
+    for (int c = 0; c < 4; c++) pp[c & 1] = chunk_dot(pp[c & 1], p->codes[c], y->qs + 64 * c, p->scl[c]);
+    const __m256i v = fold512(_mm512_add_epi32(pp[0], pp[1]));
+    const __m256i t = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), p->mv);
+    if (osh) {
+        *mins = _mm256_setzero_si256();
+        return _mm256_sub_epi32(v, _mm256_slli_epi32(t, osh));
+    }
+    *mins = t;
+    return v;
+}
+
+#define VEC_DOT_N_K(name, blk_t, PREP, OSH, HAS_MIN, DOFF, DMOFF)                                   \
+    static void name(int64_t n, int nc, float *s, size_t s_stride, const void *w, const void *a,  \
+                     size_t a_stride) {                                                             \
+        const blk_t *x = w;                                                                         \
+        const int64_t nb = n / QK_K;                                                                \
+        float acc[8] = {0};                                                                         \
+        int64_t i = 0;                                                                              \
+        for (; i + 4 <= nb; i += 4) {                                                               \
+            __m256i v[8][8]; /* [column][isum 0..3 | imin 0..3] */                                  \
+            UNROLL                                                                                  \
+            for (int k = 0; k < 4; k++) {                                                           \
+                kprep p;                                                                            \
+                PREP(&x[i + k], &p);                                                                \
+                for (int c = 0; c < nc; c++) {                                                      \
+                    const blk_q8_K *y = (const blk_q8_K *)((const char *)a + (size_t)c * a_stride); \
+                    v[c][k] = kcol(&p, &y[i + k], OSH, &v[c][4 + k]);                               \
+                }                                                                                   \
+            }                                                                                       \
+            const __m128 wd = gather4_half((const uint8_t *)&x[i], sizeof(blk_t), DOFF);            \
+            const __m128 wm = HAS_MIN ? gather4_half((const uint8_t *)&x[i], sizeof(blk_t), DMOFF) : wd; \
+            for (int c = 0; c < nc; c++) {                                                          \
+                const blk_q8_K *y = (const blk_q8_K *)((const char *)a + (size_t)c * a_stride) + i; \
+                const __m256 t = _mm256_cvtepi32_ps(hsum8x8(v[c], 0));                              \
+                const __m128 da = _mm_setr_ps(y[0].d, y[1].d, y[2].d, y[3].d);                      \
+                __m128 p = _mm_mul_ps(_mm256_castps256_ps128(t), _mm_mul_ps(wd, da));               \
+                if (HAS_MIN) p = _mm_fnmadd_ps(_mm256_extractf128_ps(t, 1), _mm_mul_ps(wm, da), p); \
+                float r = acc[c];                                                                   \
+                r += _mm_cvtss_f32(p);                                                              \
+                r += _mm_cvtss_f32(_mm_movehdup_ps(p));                                             \
+                r += _mm_cvtss_f32(_mm_movehl_ps(p, p));                                            \
+                r += _mm_cvtss_f32(_mm_shuffle_ps(p, p, 3));                                        \
+                acc[c] = r;                                                                         \
+            }                                                                                       \
+        }                                                                                           \
+        for (; i < nb; i++) {                                                                       \
+            kprep p;                                                                                \
+            PREP(&x[i], &p);                                                                        \
+            const float d = k512_half((const uint8_t *)&x[i] + DOFF);                               \
+            const float dm = HAS_MIN ? k512_half((const uint8_t *)&x[i] + DMOFF) : 0.0f;            \
+            for (int c = 0; c < nc; c++) {                                                          \
+                const blk_q8_K *y = (const blk_q8_K *)((const char *)a + (size_t)c * a_stride) + i; \
+                __m256i m;                                                                          \
+                const int32_t isum = hsum_epi32_256(kcol(&p, y, OSH, &m));                          \
+                float pb = (float)isum * (d * y->d);                                                \
+                if (HAS_MIN) pb = fmaf(-(float)hsum_epi32_256(m), dm * y->d, pb);                   \
+                acc[c] += pb;                                                                       \
+            }                                                                                       \
+        }                                                                                           \
+        for (int c = 0; c < nc; c++) s[(size_t)c * s_stride] = acc[c];                              \
+    }
+
+VEC_DOT_N_K(vec_dot_n_q2_K, blk_q2_K, prep_q2_K, 0, 1, 80, 82)
+VEC_DOT_N_K(vec_dot_n_q3_K, blk_q3_K, prep_q3_K, 2, 0, 108, 0)
+VEC_DOT_N_K(vec_dot_n_q4_K, blk_q4_K, prep_q4_K, 0, 1, 0, 2)
+VEC_DOT_N_K(vec_dot_n_q5_K, blk_q5_K, prep_q5_K, 0, 1, 0, 2)
+VEC_DOT_N_K(vec_dot_n_q6_K, blk_q6_K, prep_q6_K, 5, 0, 208, 0)
+
 // --- table ---------------------------------------------------------------------------------
 
 tt_vec_dot_fn k512_vec_dot(tt_type t) {
@@ -403,4 +646,14 @@ void k512_fill_vec_dot(kern_ops *k) {
     static const tt_type types[] = {TT_F32,  TT_F16,  TT_BF16, TT_Q4_0, TT_Q4_1, TT_Q5_0, TT_Q5_1,
                                     TT_Q8_0, TT_Q2_K, TT_Q3_K, TT_Q4_K, TT_Q5_K, TT_Q6_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) k->vec_dot[types[i]] = k512_vec_dot(types[i]);
+    k->vec_dot_n[TT_Q4_0] = vec_dot_n_q4_0;
+    k->vec_dot_n[TT_Q4_1] = vec_dot_n_q4_1;
+    k->vec_dot_n[TT_Q5_0] = vec_dot_n_q5_0;
+    k->vec_dot_n[TT_Q5_1] = vec_dot_n_q5_1;
+    k->vec_dot_n[TT_Q8_0] = vec_dot_n_q8_0;
+    k->vec_dot_n[TT_Q2_K] = vec_dot_n_q2_K;
+    k->vec_dot_n[TT_Q3_K] = vec_dot_n_q3_K;
+    k->vec_dot_n[TT_Q4_K] = vec_dot_n_q4_K;
+    k->vec_dot_n[TT_Q5_K] = vec_dot_n_q5_K;
+    k->vec_dot_n[TT_Q6_K] = vec_dot_n_q6_K;
 }

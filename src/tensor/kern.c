@@ -151,6 +151,8 @@ static void build(void) {
         tables[KERN_AVX2] = tables[KERN_REF];
         tables[KERN_AVX2].level = KERN_AVX2;
         tables[KERN_AVX2].name = "avx2";
+        // vec_dot_n must match the level's own vec_dot: never inherit it.
+        memset(tables[KERN_AVX2].vec_dot_n, 0, sizeof tables[KERN_AVX2].vec_dot_n);
         kern_fill_avx2(&tables[KERN_AVX2]);
         kern_fill_math_avx2(&tables[KERN_AVX2]);
     }
@@ -158,6 +160,7 @@ static void build(void) {
         tables[KERN_AVX512] = tables[KERN_AVX2];
         tables[KERN_AVX512].level = KERN_AVX512;
         tables[KERN_AVX512].name = "avx512";
+        memset(tables[KERN_AVX512].vec_dot_n, 0, sizeof tables[KERN_AVX512].vec_dot_n);
         kern_fill_avx512(&tables[KERN_AVX512]);
         kern_fill_math_avx512(&tables[KERN_AVX512]);
     }

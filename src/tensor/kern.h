@@ -11,6 +11,8 @@
 //     k->quantize_act[TT_ACT_Q8_32](x, act, n);      // activations, once per row
 //     k->vec_dot[TT_Q4_0](n, &s, w_row, act);         // one weight row
 //     k->gemm[TT_Q4_0](n, nr, nc, w, w_stride, act, a_stride, out, ldo);
+//     if (k->vec_dot_n[TT_Q4_0])                      // a few tokens, one row
+//         k->vec_dot_n[TT_Q4_0](n, nc, s, s_stride, w_row, act, a_stride);
 //
 // The table is immutable after the first kern_get (built once, thread-safe).
 #ifndef SIM_KERN_H
@@ -40,11 +42,22 @@ typedef void (*kern_quantize_fn)(const float *x, void *y, int64_t n);
 typedef void (*kern_gemm_fn)(int64_t n, int nr, int nc, const void *w, size_t w_stride,
                              const void *a, size_t a_stride, float *out, size_t ldo);
 
+// One weight row against nc activation rows (1 <= nc <= KERN_DOT_N_MAX):
+//   s[c * s_stride] = dot(w_row, activation row c), c < nc,
+// activation row c at (const char *)acts + c * act_stride. Every output
+// equals the same level's vec_dot of that row and column bit for bit; the
+// kernel unpacks each weight block once for all columns (batched decoding:
+// several sequences' tokens against the same weights).
+#define KERN_DOT_N_MAX 8
+typedef void (*kern_vec_dot_n_fn)(int64_t n, int nc, float *s, size_t s_stride, const void *w_row,
+                                  const void *acts, size_t act_stride);
+
 typedef struct kern_ops {
     kern_level level;
     const char *name;                     // "ref", "avx2", "avx512"
     tt_vec_dot_fn vec_dot[TT_COUNT];      // NULL for unsupported types
     kern_gemm_fn gemm[TT_COUNT];          // NULL for unsupported types
+    kern_vec_dot_n_fn vec_dot_n[TT_COUNT]; // optional: NULL where a level has none
     kern_quantize_fn quantize_act[3];     // indexed by tt_act
     tt_to_float_fn to_float[TT_COUNT];    // fast dequantization (for embeddings)
 
