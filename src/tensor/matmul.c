@@ -13,12 +13,25 @@
 // activations (64 tokens: 160 KB) stay in L2 while the kernel works on it.
 // Chunks are numbered row-block-major, so a thread that claims consecutive
 // chunks keeps its weight rows in cache.
+//
+// A few tokens (several sequences decoded in one step) take the GEMV path
+// when the level has vec_dot_n: each weight row is streamed once and
+// unpacked once for all columns, where the GEMM path pays its panel packing
+// for only a few. But vec_dot_n still reduces every (block, column) product
+// horizontally, which the GEMM's transposed panels never do, so past a few
+// columns the GEMM wins: measured on the 1.1B models (AVX-512, one core), at
+// about 5 columns for the 32-element types (cheap codes, one reduction per
+// 32 elements) and past 8 for the K-quants (costly codes, one per 256).
+// vec_dot_n equals vec_dot bit for bit, so a token's result does not depend
+// on how many others share its step, nor on the path.
 #include "tensor/matmul.h"
 
 #define GEMV_CHUNKS_PER_THREAD 4
 #define GEMV_MIN_ROWS 16
 #define GEMM_ROWS 64
 #define GEMM_COLS 64
+#define DOT_N_MAX_Q8_32 4 // the most columns for vec_dot_n, 32-element types
+#define DOT_N_MAX_Q8_K 8  // and K-quants
 
 size_t mm_act_row_bytes(tt_type wtype, int64_t ne0) {
     return tt_act_row_size(tt_get(wtype)->act, ne0);
@@ -37,14 +50,24 @@ void mm_mul(const kern_ops *k, const mm_tensor *W, const void *q, int N, float *
     size_t arow = mm_act_row_bytes(W->type, W->ne0);
     const char *wd = W->data;
     int64_t M = W->ne1;
-    if (N == 1) {
+    kern_vec_dot_n_fn dot_n = k->vec_dot_n[W->type];
+    int dot_n_max = tt_get(W->type)->act == TT_ACT_Q8_K ? DOT_N_MAX_Q8_K : DOT_N_MAX_Q8_32;
+    if (N == 1 || (dot_n && N <= dot_n_max)) {
         tt_vec_dot_fn dot = k->vec_dot[W->type];
         int64_t rows = (M + (int64_t)nth * GEMV_CHUNKS_PER_THREAD - 1) / ((int64_t)nth * GEMV_CHUNKS_PER_THREAD);
         rows = MAX(GEMV_MIN_ROWS, (rows + 15) / 16 * 16);
         int64_t n_chunks = (M + rows - 1) / rows;
         for (int64_t ch; (ch = pool_claim(ctr)) < n_chunks;) {
             int64_t r0 = ch * rows, r1 = MIN(M, r0 + rows);
-            for (int64_t r = r0; r < r1; r++) dot(W->ne0, &y[r], wd + (size_t)r * W->row_bytes, q);
+            if (N == 1) {
+                for (int64_t r = r0; r < r1; r++) dot(W->ne0, &y[r], wd + (size_t)r * W->row_bytes, q);
+                continue;
+            }
+            // Columns in passes of KERN_DOT_N_MAX; the row stays in L1 between passes.
+            for (int64_t r = r0; r < r1; r++)
+                for (int c0 = 0; c0 < N; c0 += KERN_DOT_N_MAX)
+                    dot_n(W->ne0, MIN(KERN_DOT_N_MAX, N - c0), &y[(size_t)c0 * ldy + r], ldy,
+                          wd + (size_t)r * W->row_bytes, (const char *)q + (size_t)c0 * arow, arow);
         }
         return;
     }
