@@ -36,9 +36,10 @@ for line in open(sys.argv[1]):
                                                      100 * d['tg_bandwidth_fraction'], vs))
 PY
 # The server under load: aggregate generation speed and time to first token
-# with 1, 4 and 16 concurrent streams (BENCH_SERVE=0 skips it).
+# with 1, 4 and 16 concurrent streams, on each model (BENCH_SERVE=0 skips it).
 if [ "${BENCH_SERVE:-1}" != 0 ]; then
-    set -- $TYPES
-    echo
-    python3 bench/serve_load.py $DIR/llama-1.1b.$1.gguf --tokens 64 --rounds 2
+    for ty in $TYPES; do
+        echo
+        python3 bench/serve_load.py $DIR/llama-1.1b.$ty.gguf --tokens 64 --rounds 2
+    done
 fi
