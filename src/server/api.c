@@ -646,8 +646,10 @@ sim_status api_new(api **out, const model *m, sched *s, const api_config *cfg, s
     }
     sim_status st = chat_template_new(&a->tmpl, a->chat_template, a->bos[0] ? a->bos : NULL, a->eos[0] ? a->eos : NULL, err);
     if (st) { // refused now, not at the first request
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
         api_free(a);
-        return err_set(err, st, "chat template: %s", err->msg);
+        return err_set(err, st, "chat template: %s", why);
     }
     *out = a;
     return SIM_OK;

@@ -222,5 +222,14 @@ out=$($BIN bench --runtime -m "$T/tiny.gguf" -p 200 2>&1)
 echo "$out" | grep -q "^conversation: 10 turns" && echo "$out" | grep -q "^state file: .*(1 token decoded)" &&
     echo "$out" | grep -q "^shift: " && echo "$out" | grep -q "^grammar: " && ok bench_runtime || bad bench_runtime "$out"
 
+# --- serve: startup errors (the server itself: tests/server/test_server.py) -----------------------
+expect_error serve_missing_model "$T/none.gguf: cannot open" $BIN serve -m "$T/none.gguf"
+expect_error serve_bad_port "port must be 0..65535" $BIN serve -m "$T/tiny.gguf" --port 70000
+expect_error serve_bad_slots "slots must be 1..64" $BIN serve -m "$T/tiny.gguf" --slots 0
+expect_error serve_missing_keys "api-keys: $T/nokeys: cannot open" $BIN serve -m "$T/tiny.gguf" --api-keys "$T/nokeys"
+printf 'abc\n{%% if %%}' >"$T/bad.jinja"
+expect_error serve_bad_template "chat template: line 2, column 7" $BIN serve -m "$T/tiny.gguf" --chat-template-file "$T/bad.jinja" --port 0
+expect_error serve_bad_host "cannot listen on\|cannot be\|address" $BIN serve -m "$T/tiny.gguf" --host 300.1.2.3 --port 0
+
 echo "test_cli.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
