@@ -17,6 +17,7 @@ static const struct {
     {"bench", cmd_bench, "measure prompt processing and generation speed"},
     {"quantize", cmd_quantize, "convert a model's weights to another type"},
     {"synth", cmd_synth, "write a random-weight model of a given shape"},
+    {"check", cmd_check, "validate a scenario folder: every problem with its JSON path"},
 };
 
 static int usage(FILE *f) {

@@ -231,5 +231,52 @@ printf 'abc\n{%% if %%}' >"$T/bad.jinja"
 expect_error serve_bad_template "chat template: line 2, column 7" $BIN serve -m "$T/tiny.gguf" --chat-template-file "$T/bad.jinja" --port 0
 expect_error serve_bad_host "cannot listen on .300.1.2.3.: not an IPv4 or IPv6 address" $BIN serve -m "$T/tiny.gguf" --host 300.1.2.3 --port 0
 
+
+# --- check: scenario packs (the example of docs/scenario-format.md, each asset holding its path) ------
+mkdir -p "$T/pier"
+python3 - "$T/pier" <<'PY' && ok check_fixture || bad check_fixture
+import json, os, re, sys
+d = sys.argv[1]
+doc = open('docs/scenario-format.md', encoding='utf-8').read()
+m = json.loads(re.search(r'```json\n(.*?)\n```', doc, re.S).group(1))
+json.dump(m, open(os.path.join(d, 'manifest.json'), 'w', encoding='utf-8'), ensure_ascii=False, indent=2)
+def assets(x):
+    if isinstance(x, dict):
+        if 'sha256' in x: yield x['path']
+        for v in x.values(): yield from assets(v)
+    elif isinstance(x, list):
+        for v in x: yield from assets(v)
+for a in set(assets(m)):
+    os.makedirs(os.path.dirname(os.path.join(d, a)), exist_ok=True)
+    open(os.path.join(d, a), 'w').write(a + '\n')
+PY
+if python3 -c 'import jsonschema' 2>/dev/null; then
+    python3 - "$T/pier/manifest.json" <<'PY' && ok check_schema_accepts_example || bad check_schema_accepts_example
+import json, sys, jsonschema
+s = json.load(open('docs/scenario.schema.json'))
+jsonschema.Draft202012Validator.check_schema(s)
+jsonschema.Draft202012Validator(s).validate(json.load(open(sys.argv[1])))
+PY
+else skip check_schema_accepts_example "python3 jsonschema is not installed"; fi
+out=$($BIN check "$T/pier" 2>"$T/err"); rc=$?
+[ $rc -eq 0 ] && [ ! -s "$T/err" ] && echo "$out" | grep -q "^scenario: *The Pier (pier)" &&
+    echo "$out" | grep -q "^locales: *en-US fr-FR" && echo "$out" | grep -q "^characters: *1" &&
+    echo "$out" | grep -q "^scenes: *1" && echo "$out" | grep -q "^episodes: *1" &&
+    echo "$out" | grep -q "^assets: *7 files, 147 bytes" && ok check_valid_summary || bad check_valid_summary "exit $rc: $out $(cat "$T/err")"
+cp -r "$T/pier" "$T/pier2"
+echo tampered >"$T/pier2/sprites/mira/smile.png"
+expect_error check_wrong_hash "$T/pier2/manifest.json: characters\[0\]\.expressions\[1\]\.layers\.standing\.sha256: does not match the file 'sprites/mira/smile.png' (its SHA-256 is [0-9a-f]*) (fix: " \
+    $BIN check "$T/pier2"
+sed -i 's/"scene": "pier"/"scene": "peir"/; s/"color": "#3a7bd5"/"color": "blue"/' "$T/pier2/manifest.json"
+$BIN check "$T/pier2" >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && [ ! -s "$T/out" ] && [ "$(wc -l <"$T/err")" -eq 3 ] &&
+    grep -q "episodes\[0\]\.start\.scene: no scene has the id 'peir'" "$T/err" &&
+    grep -q "characters\[0\]\.color: 'blue' is not a colour (fix: write it as #rrggbb" "$T/err" &&
+    ok check_every_problem || bad check_every_problem "exit $rc: $(cat "$T/err")"
+printf '{\n  "version": 1,\n  oops\n}\n' >"$T/pier2/manifest.json"
+expect_error check_bad_json "$T/pier2/manifest.json: line 3, column" $BIN check "$T/pier2"
+expect_error check_not_a_folder "$T/none is not a folder" $BIN check "$T/none"
+expect_error check_no_dir "check: give one scenario folder" $BIN check
+
 echo "test_cli.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
