@@ -354,7 +354,7 @@ static void test_each_problem(void) {
     expect("characters[1].id", json_string("Bob!"), "characters[1].id", "not a valid id");
     expect("characters[1].id", json_string("narrator"), "characters[1].id", "reserved");
     expect("scenes[1].id", json_string("beach"), "scenes[1].id", "duplicate scene id 'beach'");
-    expect("characters[0].expressions[1].id", json_string("neutral"), "characters[0].expressions[1]",
+    expect("characters[0].expressions[1].id", json_string("neutral"), "characters[0].expressions[1].id",
            "duplicate expression id 'neutral'");
     expect("episodes[0].start.scene", json_string("nowhere"), "episodes[0].start.scene", "no scene has the id 'nowhere'");
     expect("characters[0].relationships[0].to", json_string("carol"), "characters[0].relationships[0].to",
@@ -382,6 +382,12 @@ static void test_each_problem(void) {
     expect("scenes[0].background.path", json_string("bg\\beach.png"), "scenes[0].background.path", "backslash");
     expect("scenes[0].background.path", json_string("escape.png"), "scenes[0].background.path", "resolves outside");
     expect("scenes[0].background.path", json_string("bg"), "scenes[0].background.path", "not a regular file");
+    expect("scenes[0].background.path", json_string("pipe.png"), "scenes[0].background.path", "not a regular file");
+    expect("characters[1].bodies[1].id", json_string("standing"), "characters[1].bodies[1].id", "duplicate body id");
+    json_t *v0 = valid_manifest();
+    json_t *eps = json_pack("[o, o]", json_deep_copy(at(v0, "episodes[0]")), json_deep_copy(at(v0, "episodes[0]")));
+    json_decref(v0);
+    expect("episodes", eps, "episodes[1].id", "duplicate episode id 'arrival'");
     expect("version", json_integer(2), "version", "unsupported format version 2");
     expect("colour", json_string("#ffffff"), "colour", "unknown field 'colour'");
     expect("content.nsfw", json_string("no"), "content.nsfw", "expected a boolean");
@@ -413,6 +419,21 @@ static void test_all_problems(void) {
     CHECK(has_problem("episodes[0].start.scene", "no scene"));
     CHECK(has_problem("locations[0].name", "missing the 'ru-RU' text"));
     if (g_rep.n != 5) dump_report();
+}
+
+// Past SCN_MAX_PROBLEMS problems are counted, not kept.
+static void test_problem_cap(void) {
+    json_t *m = valid_manifest();
+    json_t *chars = json_array();
+    for (int i = 0; i < SCN_MAX_PROBLEMS + 200; i++) json_array_append_new(chars, json_integer(i));
+    set_at(m, "characters", chars);
+    write_manifest(m);
+    json_decref(m);
+    scn_scenario *s;
+    CHECK_EQ_INT(load(&s), SIM_ERR_FORMAT);
+    CHECK_EQ_INT(g_rep.n, SCN_MAX_PROBLEMS);
+    CHECK(g_rep.n_dropped >= 200);
+    CHECK(has_problem("characters[999]", "expected an object, found an integer"));
 }
 
 static void test_file_problems(void) {
@@ -499,6 +520,8 @@ int main(int argc, char **argv) {
     file_write_all(out, "secret", 6, &err);
     snprintf(link, sizeof link, "%s/escape.png", g_pack);
     if (symlink(out, link) != 0) perror("symlink");
+    snprintf(link, sizeof link, "%s/pipe.png", g_pack);
+    if (mkfifo(link, 0644) != 0) perror("mkfifo"); // opening it would block
     scn_report_init(&g_rep);
 
     TEST_RUN(test_sha256_vectors);
@@ -506,6 +529,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_valid);
     TEST_RUN(test_each_problem);
     TEST_RUN(test_all_problems);
+    TEST_RUN(test_problem_cap);
     TEST_RUN(test_file_problems);
     TEST_RUN(test_alloc_failures);
 

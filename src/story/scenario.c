@@ -419,8 +419,15 @@ static seen_file *check_file(vctx *v, const char *rel) {
         copy_trunc(f->hint, sizeof f->hint, "copy the file into the folder instead of linking to it");
         goto done;
     }
-    fd = open(real, O_RDONLY | O_CLOEXEC);
+    // stat before open: opening a FIFO would block. O_NOFOLLOW and
+    // O_NONBLOCK guard against the file being swapped in between.
     struct stat st;
+    if (stat(real, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(f->msg, sizeof f->msg, "'%.150s' is not a regular file", rel);
+        copy_trunc(f->hint, sizeof f->hint, "point to a file, not a folder or device");
+        goto done;
+    }
+    fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &st) != 0) {
         snprintf(f->msg, sizeof f->msg, "cannot open '%.150s': %s", rel, strerror(errno));
         copy_trunc(f->hint, sizeof f->hint, "check the file's permissions");
@@ -631,7 +638,9 @@ static void parse_variants(vctx *v, json_t *j, const char *key, scn_variant **ou
             parse_variant(v, e, &(*out)[i], c);
             if (ids) {
                 ids[i] = (*out)[i].id;
+                size_t o3 = push_key(v, "id");
                 check_dup(v, ids, (int)i, what);
+                pop(v, o3);
             }
         }
         pop(v, o2);
@@ -725,7 +734,9 @@ static void parse_character(vctx *v, json_t *j, scn_character *c, int self) {
                 c->bodies[i].id = get_id(v, e, "id", true);
                 if (ids) {
                     ids[i] = c->bodies[i].id;
+                    size_t o3 = push_key(v, "id");
                     check_dup(v, ids, (int)i, "body");
+                    pop(v, o3);
                 }
                 get_asset(v, e, "image", true, &c->bodies[i].image, NULL);
             }
