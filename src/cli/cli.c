@@ -152,18 +152,12 @@ bool cli_input_open(cli_input *in, const char *model_path, const char *text, con
         return false;
     }
     sim_err err;
-    int n = tok_encode(in->m->vocab, in->prompt, in->len, add_special, true, NULL, 0, &err);
+    int n = tok_encode_alloc(in->m->vocab, in->prompt, in->len, add_special, true, &in->toks, &err);
     if (n < 0) {
         cli_fail("cannot tokenize the prompt: %s", err.msg);
         cli_input_close(in);
         return false;
     }
-    if (!(in->toks = mem_alloc((size_t)(n ? n : 1) * sizeof *in->toks))) {
-        cli_fail("out of memory");
-        cli_input_close(in);
-        return false;
-    }
-    tok_encode(in->m->vocab, in->prompt, in->len, add_special, true, in->toks, n, &err);
     in->n = n;
     return true;
 }
@@ -173,6 +167,13 @@ void cli_input_close(cli_input *in) {
     mem_free(in->prompt);
     model_free(in->m);
     memset(in, 0, sizeof *in);
+}
+
+bool cli_kv_type(const char *name, tt_type *out) {
+    if (strcmp(name, "f16") == 0) *out = TT_F16;
+    else if (strcmp(name, "f32") == 0) *out = TT_F32;
+    else return false;
+    return true;
 }
 
 const char *cli_basename(const char *path) {

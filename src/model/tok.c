@@ -1248,6 +1248,23 @@ int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_specia
 
 // --- decoding ---------------------------------------------------------------------------
 
+int tok_encode_alloc(const tok_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                     int32_t **out, sim_err *err) {
+    *out = NULL;
+    int n = tok_encode(v, text, len, add_special, parse_special, NULL, 0, err);
+    if (n < 0) return n;
+    int32_t *ids = mem_alloc((size_t)MAX(n, 1) * sizeof *ids);
+    if (!ids) return err_set(err, SIM_ERR_NOMEM, "out of memory");
+    int k = tok_encode(v, text, len, add_special, parse_special, ids, n, err);
+    if (k < 0) {
+        mem_free(ids);
+        return k;
+    }
+    ASSERT(k == n);
+    *out = ids;
+    return n;
+}
+
 const char *tok_token_text(const tok_vocab *v, int32_t id, bool special, size_t *len) {
     if (len) *len = 0;
     if (!v || id < 0 || id >= v->n_vocab) return "";

@@ -140,6 +140,10 @@ const char *tok_warning(const tok_vocab *v);
 // (the regex engine failed, e.g. hit its resource limits).
 int tok_encode(const tok_vocab *v, const char *text, size_t len, bool add_special,
                bool parse_special, int32_t *out, int cap, sim_err *err);
+// The same into a new array (*out, mem_alloc'd; free with mem_free, set even
+// for 0 ids): returns the count, or a negative sim_status with *out NULL.
+int tok_encode_alloc(const tok_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                     int32_t **out, sim_err *err);
 
 // --- decoding ------------------------------------------------------------------
 
