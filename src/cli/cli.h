@@ -59,6 +59,9 @@ void cli_input_close(cli_input *in);
 
 const char *cli_basename(const char *path);
 
+// The KV cache type of a --kv-type value ("f16" or "f32"); false for anything else.
+bool cli_kv_type(const char *name, tt_type *out);
+
 // Decodes tokens[0..n) of sequence 0 at positions pos0.. in batches of the
 // context's batch size. on_logits (may be NULL) is called after each batch
 // with the batch's first index when all_logits is set; otherwise only the

@@ -206,9 +206,7 @@ int cmd_run(int argc, char **argv) {
     }
     sp.seed = seed;
     tt_type kvt;
-    if (strcmp(kv_type, "f16") == 0) kvt = TT_F16;
-    else if (strcmp(kv_type, "f32") == 0) kvt = TT_F32;
-    else return cli_fail("run: --kv-type must be f16 or f32");
+    if (!cli_kv_type(kv_type, &kvt)) return cli_fail("run: --kv-type must be f16 or f32");
     heal_mode heal;
     if (!heal_parse_mode(heal_name, &heal)) return cli_fail("run: --heal must be off, last or dynamic");
     if (n_threads < 0 || n_ctx < 0 || n_batch < 1) return cli_fail("run: threads, context and batch sizes must be positive");

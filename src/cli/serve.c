@@ -70,9 +70,7 @@ int cmd_serve(int argc, char **argv) {
         return cli_fail("serve: sizes, counts and limits must be positive");
     if (n_slots < 1 || n_slots > KV_MAX_SEQ) return cli_fail("serve: --slots must be 1..%d", KV_MAX_SEQ);
     tt_type kvt;
-    if (strcmp(kv_type, "f16") == 0) kvt = TT_F16;
-    else if (strcmp(kv_type, "f32") == 0) kvt = TT_F32;
-    else return cli_fail("serve: --kv-type must be f16 or f32");
+    if (!cli_kv_type(kv_type, &kvt)) return cli_fail("serve: --kv-type must be f16 or f32");
     const char *keys[MAX_KEYS];
     int n_keys = 0;
     char *keys_buf = NULL, *tmpl = NULL;
