@@ -415,9 +415,17 @@ const char *oai_finish_reason(sess_stop reason) {
     return "stop";
 }
 
-// A token's text as a JSON string (invalid UTF-8 — half a character — as
-// replacement characters) and its bytes as a list of numbers.
-static json_t *token_str(const tok_vocab *v, int32_t id, json_t **bytes) {
+json_t *oai_text(const char *p, size_t n) {
+    json_t *s = json_stringn(p, n);
+    if (s) return s;
+    char *fixed = mem_alloc(n * 3 + 1);
+    if (!fixed) return json_string("");
+    s = json_stringn(fixed, utf8_sanitize(p, n, fixed));
+    mem_free(fixed);
+    return s;
+}
+
+json_t *oai_token(const tok_vocab *v, int32_t id, json_t **bytes) {
     char buf[256];
     int n = tok_decode_token(v, id, true, buf, sizeof buf);
     if (n < 0) n = 0;
@@ -426,8 +434,7 @@ static json_t *token_str(const tok_vocab *v, int32_t id, json_t **bytes) {
         *bytes = json_array();
         for (int i = 0; i < n; i++) json_array_append_new(*bytes, json_integer((unsigned char)buf[i]));
     }
-    char fixed[sizeof buf * 3];
-    return json_stringn(fixed, utf8_sanitize(buf, (size_t)n, fixed));
+    return oai_text(buf, (size_t)n);
 }
 
 json_t *oai_logprobs(oai_kind kind, const tok_vocab *v, const sched_tok *toks, int n, size_t text_offset0) {
@@ -435,9 +442,9 @@ json_t *oai_logprobs(oai_kind kind, const tok_vocab *v, const sched_tok *toks, i
         json_t *content = json_array();
         for (int i = 0; i < n; i++) {
             json_t *bytes, *tops = json_array();
-            json_t *tok = token_str(v, toks[i].id, &bytes);
+            json_t *tok = oai_token(v, toks[i].id, &bytes);
             for (int k = 0; k < toks[i].n_top; k++) {
-                json_t *tb, *ts = token_str(v, toks[i].top[k].id, &tb);
+                json_t *tb, *ts = oai_token(v, toks[i].top[k].id, &tb);
                 json_array_append_new(tops, json_pack("{s:o,s:f,s:o}", "token", ts, "logprob",
                                                       (double)toks[i].top[k].logprob, "bytes", tb));
             }
@@ -449,13 +456,13 @@ json_t *oai_logprobs(oai_kind kind, const tok_vocab *v, const sched_tok *toks, i
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     size_t off = text_offset0;
     for (int i = 0; i < n; i++) {
-        json_t *t = token_str(v, toks[i].id, NULL);
+        json_t *t = oai_token(v, toks[i].id, NULL);
         size_t len = json_string_length(t);
         json_array_append_new(tokens, t);
         json_array_append_new(lps, json_real(toks[i].logprob));
         json_t *top = json_object();
         for (int k = 0; k < toks[i].n_top; k++) {
-            json_t *ts = token_str(v, toks[i].top[k].id, NULL);
+            json_t *ts = oai_token(v, toks[i].top[k].id, NULL);
             json_object_set_new(top, json_string_value(ts), json_real(toks[i].top[k].logprob));
             json_decref(ts);
         }

@@ -72,6 +72,13 @@ typedef struct oai_request {
 sim_status oai_parse(oai_request *rq, oai_kind kind, const char *body, size_t len, const oai_limits *lim, oai_error *e);
 void oai_request_free(oai_request *rq);
 
+// A JSON string of text that may hold invalid UTF-8 (a model can emit any
+// bytes): each byte outside a valid sequence becomes U+FFFD.
+json_t *oai_text(const char *p, size_t n);
+// A token's text as such a string; *bytes (when not NULL) gets its bytes as
+// a list of numbers.
+json_t *oai_token(const tok_vocab *v, int32_t id, json_t **bytes);
+
 // OpenAI's finish_reason for a stop reason ("stop", "length"); NULL while running.
 const char *oai_finish_reason(sess_stop reason);
 
