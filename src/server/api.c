@@ -8,7 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/utf8.h"
 #include "model/chat.h"
 #include "server/oai.h"
 
@@ -44,33 +43,6 @@ static void respond_json(http_conn *c, int status, json_t *j) {
     json_decref(j);
 }
 
-// A JSON string for text that may hold invalid UTF-8 (a model can emit any bytes).
-static json_t *utf8_string(const char *p, size_t n) {
-    json_t *s = json_stringn(p, n);
-    if (s) return s;
-    char *fixed = mem_alloc(n * 3 + 1);
-    if (!fixed) return json_string("");
-    s = json_stringn(fixed, utf8_sanitize(p, n, fixed));
-    mem_free(fixed);
-    return s;
-}
-
-static sim_status tokenize(const api *a, const char *text, size_t len, bool add_special, int32_t **out, int *n,
-                           sim_err *err) {
-    int k = tok_encode(a->m->vocab, text, len, add_special, true, NULL, 0, err);
-    if (k < 0) return (sim_status)k;
-    *out = mem_alloc((size_t)MAX(k, 1) * sizeof **out);
-    if (!*out) return err_set(err, SIM_ERR_NOMEM, "out of memory");
-    int k2 = tok_encode(a->m->vocab, text, len, add_special, true, *out, k, err);
-    if (k2 < 0) {
-        mem_free(*out);
-        *out = NULL;
-        return (sim_status)k2;
-    }
-    *n = k2;
-    return SIM_OK;
-}
-
 // --- generation ----------------------------------------------------------------------
 
 // What one generation request carries (a stream's state too).
@@ -82,7 +54,7 @@ typedef struct gen_req {
     sched_update u;
     char id[48];
     long long created;
-    bool stream, include_usage, logprobs;
+    bool include_usage, logprobs;
     uint64_t deadline; // time_ns; 0: none
     // Streams: formatted bytes waiting to be read.
     char *out;
@@ -146,13 +118,13 @@ static json_t *choice(gen_req *g, const char *text, size_t len, const sched_tok 
     json_t *c = json_pack("{s:i}", "index", 0);
     json_t *lp = g->logprobs && n_toks ? oai_logprobs(g->kind, g->a->m->vocab, toks, n_toks, g->text_off) : json_null();
     if (!g->logprobs) lp = json_null();
-    if (g->kind == OAI_COMPLETION) json_object_set_new(c, "text", utf8_string(text, len));
+    if (g->kind == OAI_COMPLETION) json_object_set_new(c, "text", oai_text(text, len));
     else if (chunk) {
         json_t *delta = json_object();
-        if (len || !finish) json_object_set_new(delta, "content", utf8_string(text, len));
+        if (len || !finish) json_object_set_new(delta, "content", oai_text(text, len));
         json_object_set_new(c, "delta", delta);
     } else
-        json_object_set_new(c, "message", json_pack("{s:s,s:o}", "role", "assistant", "content", utf8_string(text, len)));
+        json_object_set_new(c, "message", json_pack("{s:s,s:o}", "role", "assistant", "content", oai_text(text, len)));
     json_object_set_new(c, "logprobs", lp);
     json_object_set_new(c, "finish_reason", finish ? json_string(finish) : json_null());
     return c;
@@ -291,16 +263,17 @@ static sim_status request_tokens(api *a, const oai_request *rq, int32_t **toks, 
             *n = rq->n_prompt_toks;
             return SIM_OK;
         }
-        return tokenize(a, rq->prompt, rq->prompt_len, true, toks, n, err);
+        *n = tok_encode_alloc(a->m->vocab, rq->prompt, rq->prompt_len, true, true, toks, err);
+        return *n < 0 ? (sim_status)*n : SIM_OK;
     }
     char *text;
     size_t len;
     chat_params cp = {.messages = rq->messages, .tools = rq->tools, .add_generation_prompt = true};
     sim_status st = chat_render(a->tmpl, &cp, &text, &len, err);
     if (st) return st;
-    st = tokenize(a, text, len, false, toks, n, err);
+    *n = tok_encode_alloc(a->m->vocab, text, len, false, true, toks, err);
     mem_free(text);
-    if (st) return st;
+    if (*n < 0) return (sim_status)*n;
     // The template may leave BOS to the tokenizer.
     int32_t bos = tok_bos(a->m->vocab);
     if (tok_add_bos(a->m->vocab) && bos != TOK_NULL && (*n == 0 || (*toks)[0] != bos)) {
@@ -380,13 +353,13 @@ static void handle_generate(api *a, oai_kind kind, const http_req *hr, http_conn
     snprintf(g->id, sizeof g->id, "%s-%llx", kind == OAI_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)atomic_fetch_add(&a->next_id, 1) + 1);
     g->created = (long long)time(NULL);
-    g->stream = rq.stream;
     g->include_usage = rq.include_usage;
     g->logprobs = rq.logprobs;
     g->deadline = a->cfg.timeout_s > 0 ? time_ns() + (uint64_t)a->cfg.timeout_s * 1000000000ull : 0;
     g->last_send = time_ns();
+    bool stream = rq.stream;
     oai_request_free(&rq);
-    if (g->stream) {
+    if (stream) {
         http_add_header(c, "Cache-Control", "no-cache");
         http_add_header(c, "X-Accel-Buffering", "no");
         http_respond_stream(c, 200, "text/event-stream", stream_read, stream_done, g);
@@ -532,13 +505,11 @@ static void h_tokenize(void *ud, const http_req *rq, http_conn *c) {
     sim_err err;
     const char *text = json_string_value(content);
     size_t len = json_string_length(content);
-    int n = tok_encode(a->m->vocab, text, len, add_special, parse_special, NULL, 0, &err);
-    int32_t *toks = n >= 0 ? mem_alloc((size_t)MAX(n, 1) * sizeof *toks) : NULL;
-    if (n >= 0 && toks) n = tok_encode(a->m->vocab, text, len, add_special, parse_special, toks, n, &err);
-    if (n < 0 || !toks) {
+    int32_t *toks;
+    int n = tok_encode_alloc(a->m->vocab, text, len, add_special, parse_special, &toks, &err);
+    if (n < 0) {
         atomic_fetch_add(&a->n_errors[EP_TOKENIZE], 1);
-        http_respond_error(c, 400, "invalid_request_error", "content", "%s", n < 0 ? err.msg : "out of memory");
-        mem_free(toks);
+        http_respond_error(c, 400, "invalid_request_error", "content", "%s", err.msg);
         json_decref(j);
         return;
     }
@@ -548,10 +519,7 @@ static void h_tokenize(void *ud, const http_req *rq, http_conn *c) {
             json_array_append_new(arr, json_integer(toks[i]));
             continue;
         }
-        char piece[256];
-        int k = tok_decode_token(a->m->vocab, toks[i], true, piece, sizeof piece);
-        k = MAX(0, MIN(k, (int)sizeof piece));
-        json_array_append_new(arr, json_pack("{s:i,s:o}", "id", toks[i], "piece", utf8_string(piece, (size_t)k)));
+        json_array_append_new(arr, json_pack("{s:i,s:o}", "id", toks[i], "piece", oai_token(a->m->vocab, toks[i], NULL)));
     }
     mem_free(toks);
     json_decref(j);
@@ -584,7 +552,7 @@ static void h_detokenize(void *ud, const http_req *rq, http_conn *c) {
     if (bad) {
         atomic_fetch_add(&a->n_errors[EP_DETOKENIZE], 1);
         http_respond_error(c, 400, "invalid_request_error", "tokens", "%s", bad);
-    } else respond_json(c, 200, json_pack("{s:o}", "content", utf8_string(text, (size_t)MAX(len, 0))));
+    } else respond_json(c, 200, json_pack("{s:o}", "content", oai_text(text, (size_t)MAX(len, 0))));
     mem_free(text);
     mem_free(toks);
     json_decref(j);
