@@ -32,7 +32,7 @@ struct sched_task {
     size_t len, cap;
     sched_tok *toks;
     int n_toks, toks_cap;
-    bool any_output, first_reported, done, done_reported;
+    bool first_reported, done;
     sess_stop reason;
     sim_status status;
     sim_err err;
@@ -126,7 +126,6 @@ static bool task_put_text(sched_task *t, const char *p, size_t n) {
         memcpy(t->text + t->len, p, n);
         t->len += n;
         t->text[t->len] = 0;
-        t->any_output = true;
         pthread_cond_broadcast(&t->cv);
     }
     pthread_mutex_unlock(&t->mu);
@@ -146,7 +145,6 @@ static bool task_put_tok(sched_task *t, const sched_tok *k) {
     }
     if (ok) {
         t->toks[t->n_toks++] = *k;
-        t->any_output = true;
         pthread_cond_broadcast(&t->cv);
     }
     pthread_mutex_unlock(&t->mu);
@@ -300,7 +298,7 @@ static void slot_start_gen(sched *s, slot *sl) {
     }
     smp_set_constraint(t->smp, t->gram ? constrain : NULL, sl);
     sess_gen_params gp = {.n_predict = t->n_predict, .stop = (const char *const *)t->stop, .n_stop = t->n_stop,
-                          .on_text = on_text, .on_token = on_token, .ud = sl, .abort = (const volatile int *)NULL};
+                          .on_text = on_text, .on_token = on_token, .ud = sl};
     st = sess_gen_new(&sl->gen, sl->s, t->smp, &gp, &err);
     if (st) {
         slot_finish(s, sl, SESS_STOP_LIMIT, st, &err);
@@ -577,7 +575,6 @@ bool sched_take(sched_task *t, sched_update *u, int timeout_ms) {
         // Done only once everything before it has been handed out.
         u->done = t->done;
         if (t->done) {
-            t->done_reported = true;
             u->reason = t->reason;
             u->status = t->status;
             u->err = t->err;
