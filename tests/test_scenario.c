@@ -175,6 +175,21 @@ static json_t *valid_manifest(void) {
         T("A journalist from the mainland."), "characters", alice, bob, "locations", "id", "island", "name",
         T("The island"), "description", T("Rock, grass and a lighthouse."), "scenes", scenes, "episodes", episodes);
     CHECK(m != NULL);
+    json_object_set_new(m, "variables", json_pack(
+        "[{s:s, s:o, s:s, s:i, s:i, s:i, s:s}, {s:s, s:o, s:s, s:b}, {s:s, s:o, s:s, s:[s, s]}]",
+        "id", "alice-trust", "name", T("Alice's trust"), "type", "integer", "min", -5, "max", 5, "default", 0,
+        "character", "alice", "id", "secret-known", "name", T("Knows the secret"), "type", "boolean", "hidden", 1,
+        "id", "tide", "name", T("Tide"), "type", "enum", "values", "low", "high"));
+    json_object_set_new(m, "achievements", json_pack(
+        "[{s:s, s:o, s:o, s:{s:[{s:s, s:i}, {s:{s:s}}, {s:s}, {s:s, s:s}, {s:i}]}}]",
+        "id", "confidant", "name", T("Confidant"), "description", T("Alice trusts you."), "when", "all", "variable",
+        "alice-trust", "atLeast", 4, "not", "onStage", "bob", "scene", "lamp-room", "variable", "tide", "equals",
+        "high", "clockAtLeast", 60));
+    json_object_set_new(m, "lore", json_pack(
+        "[{s:s, s:[s, s], s:o, s:i}, {s:s, s:o, s:s}]",
+        "id", "lamp", "keys", "lamp", "light", "text", T("The lamp has not been lit since 1912."), "priority", 5,
+        "id", "island", "text", T("The island has no trees."), "position", "setup"));
+    json_object_set_new(m, "loreBudget", json_integer(200));
     return m;
 }
 
@@ -336,6 +351,26 @@ static void test_valid(void) {
     CHECK_EQ_INT(e->n_allowed_speakers, 2);
     CHECK_EQ_INT(e->allowed_speakers[1], 1);
 
+    CHECK_EQ_INT(s->n_variables, 3);
+    const scn_variable *x = s->variables;
+    CHECK(x[0].type == SCN_VAR_INT && x[0].min == -5 && x[0].max == 5 && x[0].def == 0 && x[0].character_index == 0);
+    CHECK(x[1].type == SCN_VAR_BOOL && x[1].max == 1 && x[1].def == 0 && x[1].hidden && x[1].character_index == -1);
+    CHECK(x[2].type == SCN_VAR_ENUM && x[2].n_values == 2 && x[2].def == 0 && x[2].max == 1);
+    CHECK_STR(x[2].values[1], "high");
+    CHECK_EQ_INT(s->n_achievements, 1);
+    const scn_cond *w = &s->achievements[0].when;
+    CHECK(w->kind == SCN_COND_ALL && w->n_sub == 5);
+    CHECK(w->sub[0].kind == SCN_COND_VARIABLE && w->sub[0].index == 0 && w->sub[0].op == SCN_OP_GE && w->sub[0].value == 4);
+    CHECK(w->sub[1].kind == SCN_COND_NOT && w->sub[1].sub[0].kind == SCN_COND_ON_STAGE && w->sub[1].sub[0].index == 1);
+    CHECK(w->sub[2].kind == SCN_COND_SCENE && w->sub[2].index == 1);
+    CHECK(w->sub[3].kind == SCN_COND_VARIABLE && w->sub[3].op == SCN_OP_EQ && w->sub[3].value == 1);
+    CHECK(w->sub[4].kind == SCN_COND_CLOCK && w->sub[4].value == 60);
+    CHECK_EQ_INT(s->n_lore, 2);
+    CHECK(s->lore[0].position == SCN_LORE_RECENT && s->lore[0].n_keys == 2 && s->lore[0].priority == 5);
+    CHECK(s->lore[1].position == SCN_LORE_SETUP && s->lore[1].n_keys == 0 && !s->lore[1].case_sensitive);
+    CHECK_STR(scn_text(s, &s->lore[1].text, "en-US"), "The island has no trees.");
+    CHECK_EQ_INT(s->lore_budget, 200);
+
     // 13 distinct files (bob's neutral face is shared by both bodies).
     CHECK_EQ_INT(s->n_assets, 13);
     uint64_t bytes = 0;
@@ -398,6 +433,44 @@ static void test_each_problem(void) {
                                                         "expression", "neutral"),
            "episodes[0].openingLines[1].speaker", "not on stage");
     expect("characters", json_array(), "characters", "needs at least 1 entry");
+    // variables
+    expect("variables[0].type", json_string("float"), "variables[0].type", "unknown variable type 'float'");
+    expect("variables[0].max", json_integer(-6), "variables[0].max", "max -6 is below min -5");
+    expect("variables[0].default", json_integer(6), "variables[0].default", "6 is outside [-5, 5]");
+    expect("variables[0].min", json_integer(-2000000000), "variables[0].min", "outside");
+    expect("variables[0].character", json_string("carol"), "variables[0].character", "no character has the id 'carol'");
+    expect("variables[1].default", json_integer(1), "variables[1].default", "'secret-known' takes a boolean");
+    expect("variables[1].min", json_integer(0), "variables[1].min", "not an integer variable");
+    expect("variables[2].values[1]", json_string("low"), "variables[2].values[1]", "duplicate value id 'low'");
+    expect("variables[2].default", json_string("mid"), "variables[2].default", "'mid' is not a value of 'tide'");
+    expect("variables[2].id", json_string("alice-trust"), "variables[2].id", "duplicate variable id 'alice-trust'");
+    // achievements
+    expect("achievements[0].when.all[0].variable", json_string("gold"), "achievements[0].when.all[0].variable",
+           "no variable has the id 'gold'");
+    expect("achievements[0].when.all[3].equals", json_string("mid"), "achievements[0].when.all[3].equals",
+           "'mid' is not a value of 'tide'");
+    expect("achievements[0].when.all[3].atLeast", json_integer(1), "achievements[0].when.all[3]",
+           "needs one comparison");
+    expect("achievements[0].when.all[1].not.onStage", json_string("carol"), "achievements[0].when.all[1].not.onStage",
+           "no character has the id 'carol'");
+    expect("achievements[0].when.all[2].scene", json_string("moon"), "achievements[0].when.all[2].scene",
+           "no scene has the id 'moon'");
+    expect("achievements[0].when.all[4]", json_pack("{s:i}", "clockAtMost", 5), "achievements[0].when.all[4].clockAtMost",
+           "unknown condition 'clockAtMost'");
+    expect("achievements[0].when.all[4]", json_pack("{s:i, s:s}", "clockAtLeast", 5, "scene", "beach"),
+           "achievements[0].when.all[4]", "exactly one key, found 2");
+    expect("achievements[0].when", NULL, "achievements[0].when", "missing required field 'when'");
+    json_t *deep = json_pack("{s:s}", "scene", "beach");
+    for (int i = 0; i < SCN_MAX_COND_DEPTH + 2; i++) deep = json_pack("{s:o}", "not", deep);
+    char deep_path[256] = "achievements[0].when";
+    for (int i = 0; i <= SCN_MAX_COND_DEPTH; i++) strcat(deep_path, ".not");
+    expect("achievements[0].when", deep, deep_path, "nested more than 16 levels deep");
+    // lore
+    expect("lore[0].keys", json_array(), "lore[0].keys", "needs at least 1 entry");
+    expect("lore[0].keys[1]", json_integer(3), "lore[0].keys[1]", "expected a string");
+    expect("lore[0].position", json_string("top"), "lore[0].position", "unknown position 'top'");
+    expect("lore[1].id", json_string("lamp"), "lore[1].id", "duplicate lore entry id 'lamp'");
+    expect("loreBudget", json_integer(-1), "loreBudget", "outside");
 }
 
 // A manifest with several problems in different sections reports every one.

@@ -71,6 +71,19 @@ static bool build_fixture(void) {
         "start", "scene", "tavern", "characters", "character", "alice", "outfit", "formal", "expression", "smile",
         "openingLines", "allowedSpeakers", "alice", "bob");
     if (!m) return false;
+    json_object_set_new(m, "variables", json_pack(
+        "[{s:s, s:o, s:s, s:i, s:i, s:i, s:s}, {s:s, s:o, s:s}, {s:s, s:o, s:s, s:[s, s, s], s:s}]",
+        "id", "alice-trust", "name", T("Alice's trust"), "type", "integer", "min", 0, "max", 10, "default", 3,
+        "character", "alice", "id", "found-key", "name", T("Found the key"), "type", "boolean", "id", "weather",
+        "name", T("Weather"), "type", "enum", "values", "calm", "rain", "storm", "default", "rain"));
+    json_object_set_new(m, "achievements", json_pack(
+        "[{s:s, s:o, s:o, s:{s:[{s:s, s:i}, {s:s}]}},"
+        " {s:s, s:o, s:o, s:{s:[{s:s, s:s}, {s:{s:s}}]}},"
+        " {s:s, s:o, s:o, s:{s:[{s:i}, {s:s, s:b}]}}]",
+        "id", "trusted", "name", T("Trusted"), "description", T("d"), "when", "all", "variable", "alice-trust",
+        "atLeast", 8, "onStage", "alice", "id", "storm", "name", T("Storm"), "description", T("d"), "when", "all",
+        "variable", "weather", "equals", "storm", "not", "scene", "tavern", "id", "late", "name", T("Late"),
+        "description", T("d"), "when", "any", "clockAtLeast", 120, "variable", "found-key", "equals", 1));
     char path[600];
     snprintf(path, sizeof path, "%s/manifest.json", g_tmp);
     int rc = json_dump_file(m, path, JSON_INDENT(2));
@@ -245,12 +258,15 @@ static void test_json(void) {
     stage st = start();
     ok(&st, "{\"addCharacter\":{\"character\":\"bob\",\"outfit\":\"suit\",\"expression\":\"angry\"}}");
     ok(&st, "{\"advanceClock\":{\"minutes\":75}}");
+    ok(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":5}}");
+    ok(&st, "{\"setVariable\":{\"variable\":\"found-key\",\"value\":true}}");
     json_t *j = stage_to_json(&st, g_s);
     CHECK(j != NULL);
     char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
     CHECK_STR(text, "{\"characters\":[{\"body\":\"body\",\"character\":\"alice\",\"expression\":\"smile\",\"outfit\":"
                     "\"formal\"},{\"body\":\"body\",\"character\":\"bob\",\"expression\":\"angry\",\"outfit\":\"suit\"}],"
-                    "\"clock\":\"01:15\",\"episode\":\"evening\",\"minutes\":75,\"scene\":\"tavern\"}");
+                    "\"clock\":\"01:15\",\"episode\":\"evening\",\"minutes\":75,\"scene\":\"tavern\","
+                    "\"variables\":{\"alice-trust\":5,\"found-key\":true,\"weather\":\"rain\"}}");
     free(text);
     stage back;
     memset(&back, 0x55, sizeof back);
@@ -261,12 +277,15 @@ static void test_json(void) {
     CHECK_EQ_INT(back.minutes, 75);
     CHECK_EQ_INT(back.n_on_stage, 2);
     CHECK(memcmp(back.on_stage, st.on_stage, 2 * sizeof *st.on_stage) == 0);
+    CHECK(memcmp(back.vars, st.vars, 3 * sizeof *st.vars) == 0);
     json_decref(j);
     // Without "clock" it still reads.
     j = state_json("{\"episode\":\"evening\",\"scene\":\"pier\",\"minutes\":0,\"characters\":[]}");
     CHECK(stage_from_json(&back, g_s, j, &err) == SIM_OK);
     CHECK_EQ_INT(back.n_on_stage, 0);
     CHECK_EQ_INT(back.scene, PIER);
+    CHECK_EQ_INT(back.vars[0], 3); // absent variables read as their defaults
+    CHECK_EQ_INT(back.vars[2], 1);
     json_decref(j);
 }
 
@@ -306,6 +325,14 @@ static void test_json_refused(void) {
         {"{\"episode\":\"evening\",\"scene\":\"pier\",\"minutes\":0,\"characters\":[{\"character\":\"alice\",\"body\":"
          "\"body\",\"outfit\":\"casual\",\"expression\":\"sad\",\"hat\":\"red\"}]}",
          "characters[0]: unknown field \"hat\""},
+        {"{\"episode\":\"evening\",\"scene\":\"pier\",\"minutes\":0,\"characters\":[],\"variables\":[]}",
+         "\"variables\" must be an object"},
+        {"{\"episode\":\"evening\",\"scene\":\"pier\",\"minutes\":0,\"characters\":[],\"variables\":{\"gold\":1}}",
+         "no variable has the id 'gold'"},
+        {"{\"episode\":\"evening\",\"scene\":\"pier\",\"minutes\":0,\"characters\":[],\"variables\":{\"alice-trust\":11}}",
+         "11 is outside 'alice-trust''s range 0..10"},
+        {"{\"episode\":\"evening\",\"scene\":\"pier\",\"minutes\":0,\"characters\":[],\"variables\":{\"weather\":\"snow\"}}",
+         "'snow' is not a value of 'weather' (valid: calm, rain, storm)"},
         {"{\"episode\":\"evening\",\"scene\":\"pier\",\"minutes\":0,\"characters\":[{\"character\":\"bob\",\"body\":"
          "\"body\",\"outfit\":\"suit\",\"expression\":\"calm\"},{\"character\":\"bob\",\"body\":\"body\",\"outfit\":"
          "\"oilskin\",\"expression\":\"calm\"}]}",
@@ -400,6 +427,64 @@ static void test_full_stage(void) {
     CHECK_EQ_INT(stage_addable_characters(&st, g_s, out), 0);
 }
 
+static void test_variables(void) {
+    stage st = start();
+    CHECK_EQ_INT(g_s->n_variables, 3);
+    CHECK_EQ_INT(st.vars[0], 3); // defaults
+    CHECK_EQ_INT(st.vars[1], 0);
+    CHECK_EQ_INT(st.vars[2], 1);
+    ok(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":10}}");
+    CHECK_EQ_INT(st.vars[0], 10);
+    ok(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":0}}");
+    ok(&st, "{\"setVariable\":{\"variable\":\"weather\",\"value\":\"storm\"}}");
+    CHECK_EQ_INT(st.vars[2], 2);
+    ok(&st, "{\"setVariable\":{\"variable\":\"found-key\",\"value\":true}}");
+    CHECK_EQ_INT(st.vars[1], 1);
+    refused(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":11}}", "11 is outside 'alice-trust''s range 0..10");
+    refused(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":-1}}", "outside");
+    refused(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":2.5}}", "takes an integer 0..10");
+    refused(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":0}}", "'alice-trust' already has that value");
+    refused(&st, "{\"setVariable\":{\"variable\":\"found-key\",\"value\":1}}", "'found-key' takes true or false");
+    refused(&st, "{\"setVariable\":{\"variable\":\"weather\",\"value\":\"snow\"}}",
+            "'snow' is not a value of 'weather' (valid: calm, rain, storm)");
+    refused(&st, "{\"setVariable\":{\"variable\":\"gold\",\"value\":1}}",
+            "no variable has the id 'gold' (valid: alice-trust, found-key, weather)");
+    refused(&st, "{\"setVariable\":{\"variable\":\"weather\"}}", "missing \"value\"");
+    refused(&st, "{\"setVariable\":{\"variable\":\"weather\",\"value\":\"calm\",\"by\":1}}", "unknown field \"by\"");
+}
+
+static int achievement(const char *id) {
+    for (int i = 0; i < g_s->n_achievements; i++)
+        if (strcmp(g_s->achievements[i].id, id) == 0) return i;
+    CHECK_MSG(false, "no achievement %s", id);
+    return 0;
+}
+
+static bool holds(const stage *st, const char *id) { return stage_holds(st, g_s, &g_s->achievements[achievement(id)].when); }
+
+static void test_achievements(void) {
+    CHECK_EQ_INT(g_s->n_achievements, 3);
+    stage st = start(); // tavern, alice on stage, trust 3, rain, no key, 00:00
+    CHECK(!holds(&st, "trusted"));
+    CHECK(!holds(&st, "storm"));
+    CHECK(!holds(&st, "late"));
+    ok(&st, "{\"setVariable\":{\"variable\":\"alice-trust\",\"value\":8}}"); // atLeast is inclusive
+    CHECK(holds(&st, "trusted"));
+    ok(&st, "{\"removeCharacter\":{\"character\":\"alice\"}}"); // and alice must be on stage
+    CHECK(!holds(&st, "trusted"));
+    ok(&st, "{\"setVariable\":{\"variable\":\"weather\",\"value\":\"storm\"}}");
+    CHECK(!holds(&st, "storm")); // still in the tavern ("not": scene tavern)
+    ok(&st, "{\"setScene\":{\"scene\":\"pier\"}}");
+    CHECK(holds(&st, "storm"));
+    ok(&st, "{\"advanceClock\":{\"minutes\":119}}");
+    CHECK(!holds(&st, "late"));
+    ok(&st, "{\"advanceClock\":{\"minutes\":1}}"); // clockAtLeast 120 is inclusive
+    CHECK(holds(&st, "late"));
+    stage st2 = start();
+    ok(&st2, "{\"setVariable\":{\"variable\":\"found-key\",\"value\":true}}"); // "any": the other branch
+    CHECK(holds(&st2, "late"));
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_stage_XXXXXX");
@@ -418,6 +503,8 @@ int main(int argc, char **argv) {
     TEST_RUN(test_json_refused);
     TEST_RUN(test_valid_lists);
     TEST_RUN(test_full_stage);
+    TEST_RUN(test_variables);
+    TEST_RUN(test_achievements);
     scn_free(g_s);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);

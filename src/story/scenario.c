@@ -86,6 +86,7 @@ typedef struct vctx {
     const char **char_ids; int n_char_ids; // pre-collected ids (entries may be NULL)
     const char **scene_ids; int n_scene_ids;
     const char **loc_ids; int n_loc_ids;
+    const char **var_ids; int n_var_ids;
 } vctx;
 
 static size_t push_key(vctx *v, const char *key) {
@@ -938,6 +939,260 @@ static void *parse_section(vctx *v, json_t *root, const char *key, bool required
     return out;
 }
 
+// --- variables, achievements, lore ------------------------------------------------------------
+
+// An integer field within [lo, hi]; false when absent (and reported when required) or bad.
+static bool get_int(vctx *v, json_t *obj, const char *key, bool required, long long lo, long long hi, int *out) {
+    json_t *j = field(v, obj, key, JSON_INTEGER, required);
+    if (!j) return false;
+    long long x = json_integer_value(j);
+    if (x < lo || x > hi) {
+        size_t o = push_key(v, key);
+        problem(v, "use an integer in range", "%lld is outside [%lld, %lld]", x, lo, hi);
+        pop(v, o);
+        return false;
+    }
+    *out = (int)x;
+    return true;
+}
+
+static bool get_bool(vctx *v, json_t *obj, const char *key, bool def) {
+    json_t *j = field(v, obj, key, JSON_TRUE, false);
+    return j ? json_is_true(j) : def;
+}
+
+// A value of variable x written as JSON (an integer, a boolean or an enum value id) as the int the
+// stage holds; false (reported at the current path) when it is not one.
+static bool var_value(vctx *v, const scn_variable *x, json_t *j, int *out) {
+    if (x->type == SCN_VAR_INT && json_is_integer(j)) {
+        long long n = json_integer_value(j);
+        if (n >= x->min && n <= x->max) {
+            *out = (int)n;
+            return true;
+        }
+        problem(v, "use a value within the variable's min and max", "%lld is outside [%d, %d]", n, x->min, x->max);
+        return false;
+    }
+    if (x->type == SCN_VAR_BOOL && json_is_boolean(j)) {
+        *out = json_is_true(j);
+        return true;
+    }
+    if (x->type == SCN_VAR_ENUM && json_is_string(j)) {
+        int i = find_id(x->values, x->n_values, json_string_value(j));
+        if (i >= 0) {
+            *out = i;
+            return true;
+        }
+        problem(v, "use one of the variable's \"values\"", "'%.64s' is not a value of '%s'", json_string_value(j), x->id);
+        return false;
+    }
+    static const char *want[] = {"an integer", "a boolean", "one of its value ids (a string)"};
+    problem(v, "write a value of the variable's type", "'%s' takes %s, found %s", x->id ? x->id : "?", want[x->type],
+            type_name(j));
+    return false;
+}
+
+static void sec_variable(vctx *v, json_t *j, void *out, int i) {
+    static const char *const keys[] = {"id", "name", "type", "min", "max", "values", "default", "character", "hidden", NULL};
+    scn_variable *x = out;
+    check_keys(v, j, keys);
+    x->id = get_id(v, j, "id", true);
+    get_text(v, j, "name", true, &x->name);
+    x->character_index = -1;
+    if (json_object_get(j, "character"))
+        x->character_index = get_ref(v, j, "character", false, v->char_ids, v->n_char_ids, "character", &x->character);
+    x->hidden = get_bool(v, j, "hidden", false);
+    const char *type = get_string(v, j, "type", true);
+    if (!type) return;
+    size_t o;
+    if (strcmp(type, "integer") == 0) {
+        x->type = SCN_VAR_INT;
+        bool lo = get_int(v, j, "min", true, -SCN_MAX_VAR_ABS, SCN_MAX_VAR_ABS, &x->min);
+        bool hi = get_int(v, j, "max", true, -SCN_MAX_VAR_ABS, SCN_MAX_VAR_ABS, &x->max);
+        if (lo && hi && x->min > x->max) {
+            o = push_key(v, "max");
+            problem(v, "make max at least min", "max %d is below min %d", x->max, x->min);
+            pop(v, o);
+        }
+    } else if (strcmp(type, "boolean") == 0) {
+        x->type = SCN_VAR_BOOL;
+        x->max = 1;
+    } else if (strcmp(type, "enum") == 0) {
+        x->type = SCN_VAR_ENUM;
+        json_t *vals = get_array(v, j, "values", true, 1);
+        size_t n = vals ? json_array_size(vals) : 0;
+        x->values = alloc_n(v, n, sizeof *x->values);
+        if (!x->values) return;
+        x->n_values = (int)n;
+        x->max = (int)n - 1;
+        o = push_key(v, "values");
+        for (size_t k = 0; k < n; k++) {
+            size_t o2 = push_idx(v, k);
+            json_t *e = json_array_get(vals, k);
+            if (!json_is_string(e)) problem(v, "write value ids as strings", "expected a string, found %s", type_name(e));
+            else {
+                x->values[k] = id_value(v, e);
+                check_dup(v, x->values, (int)k, "value");
+            }
+            pop(v, o2);
+        }
+        pop(v, o);
+    } else {
+        o = push_key(v, "type");
+        problem(v, "use \"integer\", \"boolean\" or \"enum\"", "unknown variable type '%.40s'", type);
+        pop(v, o);
+        return;
+    }
+    static const char *const bounds[] = {"min", "max"};
+    for (int k = 0; k < 2 && x->type != SCN_VAR_INT; k++)
+        if (json_object_get(j, bounds[k])) {
+            o = push_key(v, bounds[k]);
+            problem(v, "remove it (only integer variables have bounds)", "'%s' is not an integer variable", type);
+            pop(v, o);
+        }
+    if (x->type != SCN_VAR_ENUM && json_object_get(j, "values")) {
+        o = push_key(v, "values");
+        problem(v, "remove it (only enum variables list values)", "'%s' is not an enum variable", type);
+        pop(v, o);
+    }
+    x->def = x->type == SCN_VAR_INT && x->min > 0 ? x->min : x->type == SCN_VAR_INT && x->max < 0 ? x->max : 0;
+    json_t *d = json_object_get(j, "default");
+    if (d) {
+        o = push_key(v, "default");
+        var_value(v, x, d, &x->def);
+        pop(v, o);
+    }
+}
+
+static const char *COND_HINT = "write one of {\"all\": [...]}, {\"any\": [...]}, {\"not\": {...}}, {\"variable\": ID, "
+                               "\"equals\"|\"atLeast\"|\"atMost\": VALUE}, {\"scene\": ID}, {\"onStage\": ID}, "
+                               "{\"clockAtLeast\": MINUTES}";
+
+static void parse_cond(vctx *v, json_t *j, scn_cond *c, int depth) {
+    c->kind = SCN_COND_ALL; // an unusable condition parses as "all of nothing"
+    if (!json_is_object(j)) {
+        problem(v, COND_HINT, "expected a condition object, found %s", type_name(j));
+        return;
+    }
+    if (depth > SCN_MAX_COND_DEPTH) {
+        problem(v, "flatten the condition", "nested more than %d levels deep", SCN_MAX_COND_DEPTH);
+        return;
+    }
+    size_t n = json_object_size(j);
+    json_t *e;
+    if (json_object_get(j, "variable")) {
+        static const char *const keys[] = {"variable", "equals", "atLeast", "atMost", NULL};
+        check_keys(v, j, keys);
+        c->kind = SCN_COND_VARIABLE;
+        const char *id;
+        c->index = get_ref(v, j, "variable", true, v->var_ids, v->n_var_ids, "variable", &id);
+        if (n != 2) {
+            problem(v, "give exactly one of \"equals\", \"atLeast\", \"atMost\"", "a variable condition needs one comparison");
+            return;
+        }
+        const char *opk = json_object_get(j, "equals") ? "equals" : json_object_get(j, "atLeast") ? "atLeast" : "atMost";
+        c->op = opk[0] == 'e' ? SCN_OP_EQ : opk[2] == 'L' ? SCN_OP_GE : SCN_OP_LE;
+        if (c->index < 0 || c->index >= v->s->n_variables) return; // unknown, or the variables were not allocated
+        const scn_variable *x = &v->s->variables[c->index];
+        size_t o = push_key(v, opk);
+        if (c->op != SCN_OP_EQ && x->type != SCN_VAR_INT)
+            problem(v, "compare with \"equals\"", "'%s' is not an integer variable", x->id);
+        else var_value(v, x, json_object_get(j, opk), &c->value);
+        pop(v, o);
+        return;
+    }
+    if (n != 1) {
+        problem(v, COND_HINT, "a condition has exactly one key, found %zu", n);
+        return;
+    }
+    const char *k = json_object_iter_key(json_object_iter(j));
+    e = json_object_get(j, k);
+    size_t o = push_key(v, k);
+    if (strcmp(k, "all") == 0 || strcmp(k, "any") == 0) {
+        c->kind = k[1] == 'l' ? SCN_COND_ALL : SCN_COND_ANY;
+        if (!json_is_array(e) || json_array_size(e) > SCN_MAX_ITEMS) {
+            problem(v, "write an array of conditions", "expected an array of conditions");
+        } else if ((c->sub = alloc_n(v, json_array_size(e), sizeof *c->sub))) {
+            c->n_sub = (int)json_array_size(e);
+            for (int i = 0; i < c->n_sub; i++) {
+                size_t o2 = push_idx(v, (size_t)i);
+                parse_cond(v, json_array_get(e, (size_t)i), &c->sub[i], depth + 1);
+                pop(v, o2);
+            }
+        }
+    } else if (strcmp(k, "not") == 0) {
+        c->kind = SCN_COND_NOT;
+        if ((c->sub = alloc_n(v, 1, sizeof *c->sub))) {
+            c->n_sub = 1;
+            parse_cond(v, e, c->sub, depth + 1);
+        }
+    } else if (strcmp(k, "scene") == 0 || strcmp(k, "onStage") == 0) {
+        bool scene = k[0] == 's';
+        c->kind = scene ? SCN_COND_SCENE : SCN_COND_ON_STAGE;
+        const char *id = json_is_string(e) ? id_value(v, e) : NULL;
+        if (!json_is_string(e)) problem(v, "write an id", "expected a string id, found %s", type_name(e));
+        c->index = scene ? find_id(v->scene_ids, v->n_scene_ids, id) : find_id(v->char_ids, v->n_char_ids, id);
+        if (id && c->index < 0)
+            problem(v, "use the id of an existing entry, or add it", "no %s has the id '%s'", scene ? "scene" : "character", id);
+    } else if (strcmp(k, "clockAtLeast") == 0) {
+        c->kind = SCN_COND_CLOCK;
+        long long m = json_is_integer(e) ? json_integer_value(e) : -1;
+        if (m < 0 || m > 1440LL * 365 * 100) problem(v, "use minutes since the episode start", "expected minutes in 0..52560000");
+        else c->value = (int)m;
+    } else {
+        problem(v, COND_HINT, "unknown condition '%.40s'", k);
+    }
+    pop(v, o);
+}
+
+static void sec_achievement(vctx *v, json_t *j, void *out, int i) {
+    static const char *const keys[] = {"id", "name", "description", "when", NULL};
+    scn_achievement *a = out;
+    check_keys(v, j, keys);
+    a->id = get_id(v, j, "id", true);
+    get_text(v, j, "name", true, &a->name);
+    get_text(v, j, "description", true, &a->description);
+    json_t *w = json_object_get(j, "when");
+    size_t o = push_key(v, "when");
+    if (!w) problem(v, "add the condition under which it unlocks", "missing required field 'when'");
+    else parse_cond(v, w, &a->when, 0);
+    pop(v, o);
+}
+
+static void sec_lore(vctx *v, json_t *j, void *out, int i) {
+    static const char *const keys[] = {"id", "keys", "text", "position", "priority", "caseSensitive", NULL};
+    scn_lore *l = out;
+    check_keys(v, j, keys);
+    l->id = get_id(v, j, "id", true);
+    get_text(v, j, "text", true, &l->text);
+    l->position = SCN_LORE_RECENT;
+    const char *pos = json_object_get(j, "position") ? get_string(v, j, "position", false) : NULL;
+    if (pos && strcmp(pos, "setup") == 0) l->position = SCN_LORE_SETUP;
+    else if (pos && strcmp(pos, "recent") != 0) {
+        size_t o = push_key(v, "position");
+        problem(v, "use \"setup\" (always in the prompt) or \"recent\" (when a key appears)", "unknown position '%.40s'", pos);
+        pop(v, o);
+    }
+    get_int(v, j, "priority", false, -1000000, 1000000, &l->priority);
+    l->case_sensitive = get_bool(v, j, "caseSensitive", false);
+    json_t *ks = get_array(v, j, "keys", l->position == SCN_LORE_RECENT, l->position == SCN_LORE_RECENT ? 1 : 0);
+    size_t n = ks ? json_array_size(ks) : 0;
+    if (!(l->keys = alloc_n(v, n, sizeof *l->keys))) return;
+    l->n_keys = (int)n;
+    size_t o = push_key(v, "keys");
+    for (size_t k = 0; k < n; k++) {
+        size_t o2 = push_idx(v, k);
+        json_t *e = json_array_get(ks, k);
+        if (!json_is_string(e)) problem(v, "write keys as strings", "expected a string, found %s", type_name(e));
+        else if ((l->keys[k] = string_value(v, e, true)) && strlen(l->keys[k]) > 100) {
+            problem(v, "use a word or a short phrase", "a key longer than 100 bytes");
+            l->keys[k] = NULL;
+        }
+        pop(v, o2);
+    }
+    pop(v, o);
+}
+
 static void sec_character(vctx *v, json_t *j, void *out, int i) { parse_character(v, j, out, i); }
 static void sec_scene(vctx *v, json_t *j, void *out, int i) { parse_scene(v, j, out); }
 static void sec_episode(vctx *v, json_t *j, void *out, int i) { parse_episode(v, j, out); }
@@ -997,11 +1252,30 @@ static void parse_locales(vctx *v, json_t *root) {
     }
 }
 
+// Duplicate ids among entries that start with `const char *id` (no references point to them).
+static void dup_ids(vctx *v, const char *key, const void *arr, size_t stride, int n, const char *what) {
+    for (int i = 0; i < n; i++) {
+        const char *a = *(const char *const *)((const char *)arr + (size_t)i * stride);
+        for (int k = 0; k < i && a; k++) {
+            const char *b = *(const char *const *)((const char *)arr + (size_t)k * stride);
+            if (b && strcmp(a, b) == 0) {
+                char p[64];
+                snprintf(p, sizeof p, "%s[%d].id", key, i);
+                if (!scn_report_add(v->rep, p, "give each one its own id", "duplicate %s id '%s' (also at index %d)", what,
+                                    a, k))
+                    v->nomem = true;
+                break;
+            }
+        }
+    }
+}
+
 static void parse_root(vctx *v, json_t *root) {
     scn_scenario *s = v->s;
     static const char *const keys[] = {"$schema", "version", "id", "scenarioVersion", "name", "teaser", "about", "locales",
                                        "content", "recommendedContextSize", "thumbnail", "globalScenario", "instructions",
-                                       "player", "characters", "locations", "scenes", "episodes", NULL};
+                                       "player", "characters", "locations", "scenes", "episodes", "variables",
+                                       "achievements", "lore", "loreBudget", NULL};
     check_keys(v, root, keys);
     json_t *ver = field(v, root, "version", JSON_INTEGER, true);
     if (ver) {
@@ -1068,17 +1342,25 @@ static void parse_root(vctx *v, json_t *root) {
     s->locations = parse_section(v, root, "locations", false, 0, sizeof(scn_location), &s->n_locations,
                                  v->loc_ids, "location", sec_location);
     s->scenes = parse_section(v, root, "scenes", true, 1, sizeof(scn_scene), &s->n_scenes, v->scene_ids, "scene", sec_scene);
+    v->var_ids = collect_ids(v, json_object_get(root, "variables"), "id", &v->n_var_ids);
+    s->variables = parse_section(v, root, "variables", false, 0, sizeof(scn_variable), &s->n_variables, v->var_ids,
+                                 "variable", sec_variable);
+    if (s->n_variables > SCN_MAX_VARIABLES) {
+        size_t o = push_key(v, "variables");
+        problem(v, "merge some (flags can share an enum)", "%d variables, more than the limit of %d", s->n_variables,
+                SCN_MAX_VARIABLES);
+        pop(v, o);
+    }
+    s->achievements = parse_section(v, root, "achievements", false, 0, sizeof(scn_achievement), &s->n_achievements,
+                                    NULL, NULL, sec_achievement);
+    s->lore = parse_section(v, root, "lore", false, 0, sizeof(scn_lore), &s->n_lore, NULL, NULL, sec_lore);
+    s->lore_budget = SCN_DEFAULT_LORE_BUDGET;
+    get_int(v, root, "loreBudget", false, 0, 1048576, &s->lore_budget);
     // Episode ids are checked for duplicates after the walk (no references point to them).
     s->episodes = parse_section(v, root, "episodes", true, 1, sizeof(scn_episode), &s->n_episodes, NULL, NULL, sec_episode);
-    for (int i = 0; i < s->n_episodes; i++)
-        for (int k = 0; k < i; k++)
-            if (s->episodes[i].id && s->episodes[k].id && strcmp(s->episodes[i].id, s->episodes[k].id) == 0) {
-                char p[64];
-                snprintf(p, sizeof p, "episodes[%d].id", i);
-                if (!scn_report_add(v->rep, p, "give each one its own id", "duplicate episode id '%s' (also at index %d)",
-                                    s->episodes[i].id, k))
-                    v->nomem = true;
-            }
+    dup_ids(v, "episodes", s->episodes, sizeof *s->episodes, s->n_episodes, "episode");
+    dup_ids(v, "achievements", s->achievements, sizeof *s->achievements, s->n_achievements, "achievement");
+    dup_ids(v, "lore", s->lore, sizeof *s->lore, s->n_lore, "lore entry");
 }
 
 // --- load / free ---------------------------------------------------------------------------------------
@@ -1090,6 +1372,11 @@ static void variant_free(scn_variant *vs, int n) {
         mem_free(vs[i].layers);
     }
     mem_free(vs);
+}
+
+static void cond_free(scn_cond *c) {
+    for (int i = 0; i < c->n_sub; i++) cond_free(&c->sub[i]);
+    mem_free(c->sub);
 }
 
 void scn_free(scn_scenario *s) {
@@ -1124,6 +1411,22 @@ void scn_free(scn_scenario *s) {
         mem_free(e->allowed_speakers);
     }
     mem_free(s->episodes);
+    for (int i = 0; i < s->n_variables; i++) {
+        text_free(&s->variables[i].name);
+        mem_free(s->variables[i].values);
+    }
+    mem_free(s->variables);
+    for (int i = 0; i < s->n_achievements; i++) {
+        text_free(&s->achievements[i].name);
+        text_free(&s->achievements[i].description);
+        cond_free(&s->achievements[i].when);
+    }
+    mem_free(s->achievements);
+    for (int i = 0; i < s->n_lore; i++) {
+        text_free(&s->lore[i].text);
+        mem_free(s->lore[i].keys);
+    }
+    mem_free(s->lore);
     text_free(&s->name); text_free(&s->teaser); text_free(&s->about);
     text_free(&s->global_scenario); text_free(&s->instructions);
     text_free(&s->player.name); text_free(&s->player.about); text_free(&s->player.appearance);
@@ -1199,6 +1502,7 @@ sim_status scn_load(scn_scenario **out, const char *dir, scn_report *rep, sim_er
     mem_free(v.char_ids);
     mem_free(v.scene_ids);
     mem_free(v.loc_ids);
+    mem_free(v.var_ids);
     if (v.nomem) goto fail_nomem;
     if (rep->n + rep->n_dropped > before) {
         rc = SIM_ERR_FORMAT;

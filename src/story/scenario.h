@@ -160,6 +160,72 @@ typedef struct scn_episode {
     int *allowed_speakers; int n_allowed_speakers; // character indices
 } scn_episode;
 
+// --- variables, achievements, lore -------------------------------------------------
+
+#define SCN_MAX_VARIABLES 256      // variables of one scenario (the stage holds them all)
+#define SCN_MAX_VAR_ABS 1000000000 // |min|, |max| of an integer variable
+#define SCN_MAX_COND_DEPTH 16      // nesting of achievement conditions
+#define SCN_DEFAULT_LORE_BUDGET 256
+
+typedef enum scn_var_type {
+    SCN_VAR_INT,  // an integer in [min, max]
+    SCN_VAR_BOOL, // false/true, held as 0/1
+    SCN_VAR_ENUM, // one of `values`, held as its index
+} scn_var_type;
+
+// A scenario-defined piece of the stage state (affection, flags, counts).
+// Every value is held as an int: INT itself, BOOL 0/1, ENUM an index.
+typedef struct scn_variable {
+    const char *id;
+    scn_text_map name;
+    scn_var_type type;
+    int min, max;                 // the value range (BOOL 0..1, ENUM 0..n_values-1)
+    const char **values; int n_values; // ENUM: the value ids
+    int def;                      // the value at the episode start
+    const char *character; int character_index; // optional: whose variable it is (-1)
+    bool hidden;                  // not shown to the player (the model still sees it)
+} scn_variable;
+
+typedef enum scn_cond_kind {
+    SCN_COND_ALL,      // every sub-condition holds (all of zero: true)
+    SCN_COND_ANY,      // at least one holds
+    SCN_COND_NOT,      // sub[0] does not hold
+    SCN_COND_VARIABLE, // variables[index] `op` value
+    SCN_COND_SCENE,    // the current scene is scenes[index]
+    SCN_COND_ON_STAGE, // characters[index] is on stage
+    SCN_COND_CLOCK,    // the clock is at least `value` minutes
+} scn_cond_kind;
+
+typedef enum scn_cond_op { SCN_OP_EQ, SCN_OP_GE, SCN_OP_LE } scn_cond_op;
+
+typedef struct scn_cond {
+    scn_cond_kind kind;
+    struct scn_cond *sub; int n_sub; // ALL, ANY (n), NOT (1)
+    int index;
+    scn_cond_op op;
+    int value;
+} scn_cond;
+
+typedef struct scn_achievement {
+    const char *id;
+    scn_text_map name, description;
+    scn_cond when;
+} scn_achievement;
+
+typedef enum scn_lore_position {
+    SCN_LORE_SETUP,  // always in the prompt's lore section (stable, cached)
+    SCN_LORE_RECENT, // when a key appears in recent lines, among the volatile injections
+} scn_lore_position;
+
+typedef struct scn_lore {
+    const char *id;
+    const char **keys; int n_keys; // matched as whole words
+    scn_text_map text;
+    scn_lore_position position;
+    int priority;                  // higher first when the budget is short
+    bool case_sensitive;
+} scn_lore;
+
 typedef struct scn_scenario {
     int version;                 // the format version (SCN_FORMAT_VERSION)
     const char *id;
@@ -175,6 +241,10 @@ typedef struct scn_scenario {
     scn_location *locations; int n_locations;
     scn_scene *scenes; int n_scenes;
     scn_episode *episodes; int n_episodes;
+    scn_variable *variables; int n_variables;
+    scn_achievement *achievements; int n_achievements;
+    scn_lore *lore; int n_lore;
+    int lore_budget;             // tokens of activated lore per prompt
     int n_assets;                // distinct asset files
     uint64_t asset_bytes;        // their total size
     char *dir;                   // the folder, as given

@@ -94,6 +94,7 @@ sim_status stage_start(stage *st, const scn_scenario *s, int episode, sim_err *e
         st->on_stage[i] = (stage_char){e->on_stage[i].index, e->on_stage[i].body_index, e->on_stage[i].outfit_index,
                                        e->on_stage[i].expression_index};
     st->minutes = 0;
+    for (int i = 0; i < s->n_variables; i++) st->vars[i] = s->variables[i].def;
     return SIM_OK;
 }
 
@@ -105,8 +106,8 @@ int stage_find(const stage *st, int character) {
 
 // --- check -----------------------------------------------------------------------------
 
-static const char *const CMD_NAMES[] = {"setScene",      "addCharacter", "removeCharacter",
-                                        "setExpression", "setOutfit",    "advanceClock"};
+static const char *const CMD_NAMES[] = {"setScene",  "addCharacter", "removeCharacter", "setExpression",
+                                        "setOutfit", "advanceClock", "setVariable"};
 
 // Resolves "character" and requires it on stage (want_on = true) or off it.
 static sim_status character_arg(const char *name, const stage *st, const scn_scenario *s, const json_t *args,
@@ -120,6 +121,69 @@ static sim_status character_arg(const char *name, const stage *st, const scn_sce
     if (want_on && !on) return err_set(err, SIM_ERR_FORMAT, "%s: '%s' is not on stage", name, id);
     if (!want_on && on) return err_set(err, SIM_ERR_FORMAT, "%s: '%s' is already on stage", name, id);
     return SIM_OK;
+}
+
+// A variable's value from JSON (its type's form) as the int the stage holds.
+static sim_status var_from_json(const char *where, const scn_variable *x, const json_t *j, int *out, sim_err *err) {
+    switch (x->type) {
+    case SCN_VAR_INT:
+        if (!json_is_integer(j))
+            return err_set(err, SIM_ERR_FORMAT, "%s: '%s' takes an integer %d..%d", where, x->id, x->min, x->max);
+        if (json_integer_value(j) < x->min || json_integer_value(j) > x->max)
+            return err_set(err, SIM_ERR_FORMAT, "%s: %lld is outside '%s''s range %d..%d", where,
+                           (long long)json_integer_value(j), x->id, x->min, x->max);
+        *out = (int)json_integer_value(j);
+        return SIM_OK;
+    case SCN_VAR_BOOL:
+        if (!json_is_boolean(j)) return err_set(err, SIM_ERR_FORMAT, "%s: '%s' takes true or false", where, x->id);
+        *out = json_is_true(j);
+        return SIM_OK;
+    case SCN_VAR_ENUM:
+        if (!json_is_string(j))
+            return err_set(err, SIM_ERR_FORMAT, "%s: '%s' takes one of its value ids (a string)", where, x->id);
+        for (int i = 0; i < x->n_values; i++)
+            if (strcmp(x->values[i], json_string_value(j)) == 0) {
+                *out = i;
+                return SIM_OK;
+            }
+        char valid[200];
+        list_ids(valid, sizeof valid, x->values, sizeof *x->values, x->n_values);
+        return err_set(err, SIM_ERR_FORMAT, "%s: '%.64s' is not a value of '%s' (valid: %s)", where,
+                       json_string_value(j), x->id, valid);
+    }
+    return err_set(err, SIM_ERR_FORMAT, "%s: bad variable type", where);
+}
+
+json_t *stage_var_json(const stage *st, const scn_scenario *s, int i) {
+    const scn_variable *x = &s->variables[i];
+    switch (x->type) {
+    case SCN_VAR_INT: return json_integer(st->vars[i]);
+    case SCN_VAR_BOOL: return json_boolean(st->vars[i]);
+    case SCN_VAR_ENUM: return json_string(x->values[st->vars[i]]);
+    }
+    return NULL;
+}
+
+bool stage_holds(const stage *st, const scn_scenario *s, const scn_cond *c) {
+    switch (c->kind) {
+    case SCN_COND_ALL:
+        for (int i = 0; i < c->n_sub; i++)
+            if (!stage_holds(st, s, &c->sub[i])) return false;
+        return true;
+    case SCN_COND_ANY:
+        for (int i = 0; i < c->n_sub; i++)
+            if (stage_holds(st, s, &c->sub[i])) return true;
+        return false;
+    case SCN_COND_NOT: return !stage_holds(st, s, &c->sub[0]);
+    case SCN_COND_VARIABLE: {
+        int x = st->vars[c->index];
+        return c->op == SCN_OP_EQ ? x == c->value : c->op == SCN_OP_GE ? x >= c->value : x <= c->value;
+    }
+    case SCN_COND_SCENE: return st->scene == c->index;
+    case SCN_COND_ON_STAGE: return stage_find(st, c->index) >= 0;
+    case SCN_COND_CLOCK: return st->minutes >= c->value;
+    }
+    return false;
 }
 
 sim_status stage_check(const stage *st, const scn_scenario *s, const json_t *cmd, stage_cmd *out, sim_err *err) {
@@ -141,12 +205,12 @@ sim_status stage_check(const stage *st, const scn_scenario *s, const json_t *cmd
     if (kind < 0)
         return err_set(err, SIM_ERR_FORMAT,
                        "unknown stage command '%.64s' (known: setScene, addCharacter, removeCharacter, "
-                       "setExpression, setOutfit, advanceClock)",
+                       "setExpression, setOutfit, advanceClock, setVariable)",
                        name);
     if (!json_is_object(args))
         return err_set(err, SIM_ERR_FORMAT, "%s: the arguments must be a JSON object", name);
 
-    stage_cmd c = {.kind = (stage_cmd_kind)kind, -1, -1, -1, -1, -1, -1};
+    stage_cmd c = {.kind = (stage_cmd_kind)kind, -1, -1, -1, -1, -1, -1, -1, -1};
     sim_status rc;
     const char *id;
     switch (c.kind) {
@@ -225,6 +289,20 @@ sim_status stage_check(const stage *st, const scn_scenario *s, const json_t *cmd
         c.minutes = (int)n;
         break;
     }
+    case STAGE_CMD_SET_VARIABLE: {
+        static const char *const f[] = {"variable", "value", NULL};
+        if ((rc = only_fields(name, args, f, err)) != SIM_OK) return rc;
+        if ((rc = str_field(name, args, "variable", true, &id, err)) ||
+            (rc = resolve(name, "variable", NULL, s->variables, sizeof *s->variables, s->n_variables, id, &c.variable,
+                          err)))
+            return rc;
+        json_t *val = json_object_get(args, "value");
+        if (!val) return err_set(err, SIM_ERR_FORMAT, "%s: missing \"value\"", name);
+        if ((rc = var_from_json(name, &s->variables[c.variable], val, &c.value, err))) return rc;
+        if (c.value == st->vars[c.variable])
+            return err_set(err, SIM_ERR_FORMAT, "%s: '%s' already has that value", name, id);
+        break;
+    }
     }
     *out = c;
     return SIM_OK;
@@ -260,6 +338,10 @@ void stage_apply(stage *st, const stage_cmd *c) {
         ASSERT(c->minutes >= 1 && c->minutes <= STAGE_MAX_STEP && st->minutes <= STAGE_MAX_MINUTES - c->minutes);
         st->minutes += c->minutes;
         break;
+    case STAGE_CMD_SET_VARIABLE:
+        ASSERT(c->variable >= 0 && c->value != st->vars[c->variable]);
+        st->vars[c->variable] = c->value;
+        break;
     }
 }
 
@@ -287,13 +369,23 @@ json_t *stage_to_json(const stage *st, const scn_scenario *s) {
             return NULL;
         }
     }
+    json_t *vars = json_object();
+    if (!vars || json_object_set_new(j, "variables", vars) != 0) {
+        json_decref(j);
+        return NULL;
+    }
+    for (int i = 0; i < s->n_variables; i++)
+        if (json_object_set_new(vars, s->variables[i].id, stage_var_json(st, s, i)) != 0) {
+            json_decref(j);
+            return NULL;
+        }
     return j;
 }
 
 sim_status stage_from_json(stage *st, const scn_scenario *s, const json_t *j, sim_err *err) {
     static const char *const NAME = "stage";
     if (!json_is_object(j)) return err_set(err, SIM_ERR_FORMAT, "stage: the state must be a JSON object");
-    static const char *const f[] = {"episode", "scene", "minutes", "clock", "characters", NULL};
+    static const char *const f[] = {"episode", "scene", "minutes", "clock", "characters", "variables", NULL};
     sim_status rc;
     if ((rc = only_fields(NAME, j, f, err))) return rc;
     stage t;
@@ -349,6 +441,17 @@ sim_status stage_from_json(stage *st, const scn_scenario *s, const json_t *j, si
                           expr, &c.expression, err)))
             return rc;
         t.on_stage[t.n_on_stage++] = c;
+    }
+    for (int i = 0; i < s->n_variables; i++) t.vars[i] = s->variables[i].def;
+    json_t *vars = json_object_get(j, "variables");
+    if (vars && !json_is_object(vars)) return err_set(err, SIM_ERR_FORMAT, "stage: \"variables\" must be an object");
+    const char *vk;
+    json_t *vv;
+    json_object_foreach(vars, vk, vv) {
+        int vi;
+        if ((rc = resolve(NAME, "variable", NULL, s->variables, sizeof *s->variables, s->n_variables, vk, &vi, err)) ||
+            (rc = var_from_json(NAME, &s->variables[vi], vv, &t.vars[vi], err)))
+            return rc;
     }
     *st = t;
     return SIM_OK;

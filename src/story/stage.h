@@ -25,6 +25,8 @@
 //     {"setExpression":   {"character": <id>, "expression": <id>}}   // on stage; not the current one
 //     {"setOutfit":       {"character": <id>, "outfit": <id>}}       // on stage; not the current one
 //     {"advanceClock":    {"minutes": <integer 1..1440>}}
+//     {"setVariable":     {"variable": <id>, "value": <value>}}      // a value of its type; not the current one
+//                         (an integer within min..max, true/false, or an enum value id)
 //
 // An added character goes to the end of the on-stage order; a removed one
 // leaves the others in order.
@@ -34,9 +36,15 @@
 //
 //     {"episode": "last-ferry", "scene": "pier", "minutes": 75, "clock": "01:15",
 //      "characters": [{"character": "mira", "body": "standing",
-//                      "outfit": "raincoat", "expression": "neutral"}, ...]}
+//                      "outfit": "raincoat", "expression": "neutral"}, ...],
+//      "variables": {"mira-trust": 4, "found-key": false, "weather": "storm"}}
 //
-// ("clock" is optional when read, and must agree with "minutes" if given.)
+// ("clock" is optional when read, and must agree with "minutes" if given; a
+// variable missing from "variables" — or the whole map — reads as its default,
+// so saves survive a scenario that gained variables.)
+//
+// Achievements: stage_holds evaluates a manifest condition on the state; the
+// story engine records an achievement the first time its condition holds.
 //
 // Ownership: a stage is a plain value (no allocation; copy it freely). It
 // holds indices into the scenario it was started with, which must outlive
@@ -72,6 +80,7 @@ typedef struct stage {
     int n_on_stage;
     stage_char on_stage[STAGE_MAX_ON_STAGE]; // (n_on_stage), in stage order (left to right)
     int minutes;                          // since the episode start, 0..STAGE_MAX_MINUTES
+    int vars[SCN_MAX_VARIABLES];          // (s->n_variables) each variable's value (see scn_variable)
 } stage;
 
 typedef enum stage_cmd_kind {
@@ -81,6 +90,7 @@ typedef enum stage_cmd_kind {
     STAGE_CMD_SET_EXPRESSION,
     STAGE_CMD_SET_OUTFIT,
     STAGE_CMD_ADVANCE_CLOCK,
+    STAGE_CMD_SET_VARIABLE,
 } stage_cmd_kind;
 
 // A checked command, ids resolved. Fields a kind does not use are -1.
@@ -90,6 +100,7 @@ typedef struct stage_cmd {
     int character;                     // all character commands
     int body, outfit, expression;      // ADD_CHARACTER (all three); SET_OUTFIT / SET_EXPRESSION (one)
     int minutes;                       // ADVANCE_CLOCK, 1..STAGE_MAX_STEP
+    int variable, value;               // SET_VARIABLE (the value as the stage holds it)
 } stage_cmd;
 
 // The stage at the start of s->episodes[episode] (clock 0). Fails only when
@@ -112,6 +123,12 @@ json_t *stage_to_json(const stage *st, const scn_scenario *s);
 // with the scenario (unknown ids, a character twice, too many characters,
 // a clock out of range, unknown fields). *st is changed only on success.
 sim_status stage_from_json(stage *st, const scn_scenario *s, const json_t *j, sim_err *err);
+
+// Whether condition c (from s's achievements) holds in st.
+bool stage_holds(const stage *st, const scn_scenario *s, const scn_cond *c);
+
+// Variable i's value as JSON (a new reference: integer, boolean or enum id); NULL when memory ran out.
+json_t *stage_var_json(const stage *st, const scn_scenario *s, int i);
 
 // "HH:MM" for a minute count (hours are not wrapped: 1500 -> "25:00").
 void stage_clock_format(int minutes, char buf[STAGE_CLOCK_SIZE]);
