@@ -1761,3 +1761,18 @@ sim_status gram_filter(gram_state *s, const gram_vocab *gv, smp_cand *cand, size
     }
     return SIM_OK;
 }
+
+void gram_sb_literal(sbuf *b, const char *s, size_t n) {
+    sb_put(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"') sb_put(b, "\\\"", 2);
+        else if (c == '\\') sb_put(b, "\\\\", 2);
+        else if (c == '\n') sb_put(b, "\\n", 2);
+        else if (c == '\r') sb_put(b, "\\r", 2);
+        else if (c == '\t') sb_put(b, "\\t", 2);
+        else if (c < 0x20 || c == 0x7F) sb_printf(b, "\\x%02X", c);
+        else sb_put(b, (const char *)&c, 1);
+    }
+    sb_put(b, "\"", 1);
+}

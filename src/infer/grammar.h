@@ -69,6 +69,7 @@
 #define SIM_GRAMMAR_H
 
 #include "base/base.h"
+#include "base/strbuf.h"
 #include "infer/sample.h"
 #include "model/tok.h"
 
@@ -92,6 +93,9 @@ typedef struct gram_state gram_state;
 // and err->msg is "line L, column C: what" (SIM_ERR_FORMAT), or SIM_ERR_RANGE
 // for a grammar whose expansion exceeds GRAM_MAX_ELEMS.
 sim_status gram_parse(gram_grammar **out, const char *text, size_t len, sim_err *err);
+// Appends s[0..n) to b as a GBNF string literal (quotes included, escaped) —
+// for code that writes grammars.
+void gram_sb_literal(sbuf *b, const char *s, size_t n);
 void gram_free(gram_grammar *g); // NULL is fine
 
 int gram_n_rules(const gram_grammar *g);    // including those made for groups and repetitions

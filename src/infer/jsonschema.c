@@ -15,73 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/strbuf.h"
 #include "infer/grammar.h"
-
-// --- strings -----------------------------------------------------------------------
-
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 256;
-        while (nc < b->n + n + 1) nc *= 2;
-        char *q = mem_realloc(b->s, nc);
-        if (!q) {
-            b->oom = true;
-            return;
-        }
-        b->s = q, b->cap = nc;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = mem_alloc((size_t)n + 1);
-    if (!big) {
-        b->oom = true;
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_put(b, big, (size_t)n);
-    mem_free(big);
-}
-
-// Appends s[0..n) as a GBNF string literal (quotes included).
-static void sb_literal(sbuf *b, const char *s, size_t n) {
-    sb_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"') sb_put(b, "\\\"", 2);
-        else if (c == '\\') sb_put(b, "\\\\", 2);
-        else if (c == '\n') sb_put(b, "\\n", 2);
-        else if (c == '\r') sb_put(b, "\\r", 2);
-        else if (c == '\t') sb_put(b, "\\t", 2);
-        else if (c < 0x20 || c == 0x7F) sb_printf(b, "\\x%02X", c);
-        else sb_put(b, (const char *)&c, 1);
-    }
-    sb_put(b, "\"", 1);
-}
 
 // --- converter state -----------------------------------------------------------------
 
@@ -292,7 +227,7 @@ static char *gen_literal(conv *c, const json_t *v) {
     char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(17));
     if (!txt) return nomem(c);
     sbuf b = {0};
-    sb_literal(&b, txt, strlen(txt));
+    gram_sb_literal(&b, txt, strlen(txt));
     free(txt); // Jansson's allocator
     return take(c, &b);
 }
@@ -614,7 +549,7 @@ static char *gen_object(conv *c, const json_t *s, const char *hint) {
             nomem(c);
             goto out;
         }
-        sb_literal(&kv, kj, strlen(kj));
+        gram_sb_literal(&kv, kj, strlen(kj));
         free(kj);
         sb_printf(&kv, " ws \":\" ws %s ws", val);
         mem_free(val);
