@@ -40,6 +40,8 @@ int cmd_check(int argc, char **argv) {
     printf("\ncontent:     %s; recommended context %d tokens\n", s->nsfw ? "nsfw" : "sfw", s->context_size);
     printf("characters:  %d\nlocations:   %d\nscenes:      %d\nepisodes:    %d\n", s->n_characters, s->n_locations,
            s->n_scenes, s->n_episodes);
+    printf("variables:   %d\nachievements: %d\nlore:        %d entries (budget %d tokens)\n", s->n_variables,
+           s->n_achievements, s->n_lore, s->lore_budget);
     printf("assets:      %d files, %llu bytes, every sha256 matches\n", s->n_assets, (unsigned long long)s->asset_bytes);
     printf("ok\n");
     scn_free(s);
