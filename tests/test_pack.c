@@ -309,6 +309,142 @@ static void test_folder(void) {
     pack_close(p);
 }
 
+// --- scn_load on zips ---------------------------------------------------------------------------------
+
+// A small valid scenario: its files (path, content), manifest.json last (built with their digests).
+static const char *const g_files[][2] = {
+    {"sprites/mira/body.png", "body pixels\n"},
+    {"sprites/mira/neutral.png", "face pixels\n"},
+    {"bg/pier.jpg", "pier pixels\n"},
+};
+static char g_manifest[4096];
+
+static void hex(const char *s, char out[SHA256_HEX_SIZE]) {
+    uint8_t d[SHA256_SIZE];
+    sha256(s, strlen(s), d);
+    sha256_hex(d, out);
+}
+
+static void build_manifest(void) {
+    char h[3][SHA256_HEX_SIZE];
+    for (int i = 0; i < 3; i++) hex(g_files[i][1], h[i]);
+    snprintf(g_manifest, sizeof g_manifest,
+             "{\"version\": 1, \"id\": \"pier\", \"scenarioVersion\": \"1.0\", \"name\": {\"en-US\": \"The Pier\"},"
+             " \"teaser\": {\"en-US\": \"Rain.\"}, \"about\": {\"en-US\": \"A story.\"}, \"locales\": [\"en-US\"],"
+             " \"content\": {\"nsfw\": false}, \"recommendedContextSize\": 4096, \"globalScenario\": {\"en-US\": \"A harbour.\"},"
+             " \"player\": {\"name\": {\"en-US\": \"You\"}, \"about\": {\"en-US\": \"A traveller.\"}},"
+             " \"characters\": [{\"id\": \"mira\", \"name\": {\"en-US\": \"Mira\"}, \"color\": \"#3a7bd5\","
+             "  \"about\": {\"en-US\": \"a\"}, \"personality\": {\"en-US\": \"p\"}, \"appearance\": {\"en-US\": \"ap\"},"
+             "  \"bodies\": [{\"id\": \"standing\", \"image\": {\"path\": \"%s\", \"sha256\": \"%s\"}}],"
+             "  \"outfits\": [{\"id\": \"coat\", \"name\": {\"en-US\": \"Coat\"}, \"layers\": {\"standing\": {\"path\": \"%s\", \"sha256\": \"%s\"}}}],"
+             "  \"expressions\": [{\"id\": \"neutral\", \"name\": {\"en-US\": \"Neutral\"}, \"layers\": {\"standing\": {\"path\": \"%s\", \"sha256\": \"%s\"}}}]}],"
+             " \"scenes\": [{\"id\": \"pier\", \"name\": {\"en-US\": \"The pier\"}, \"prompt\": {\"en-US\": \"Rain.\"},"
+             "  \"background\": {\"path\": \"%s\", \"sha256\": \"%s\"}}],"
+             " \"episodes\": [{\"id\": \"e1\", \"name\": {\"en-US\": \"E1\"}, \"start\": {\"scene\": \"pier\", \"characters\":"
+             "  [{\"character\": \"mira\", \"outfit\": \"coat\", \"expression\": \"neutral\"}]},"
+             "  \"openingLines\": [{\"speaker\": \"mira\", \"text\": {\"en-US\": \"Hi.\"}}], \"allowedSpeakers\": [\"mira\"]}]}",
+             g_files[0][0], h[0], g_files[1][0], h[1], g_files[1][0], h[1], g_files[2][0], h[2]);
+}
+
+// Writes the scenario as a folder under g_tmp/name.
+static void write_folder(const char *name) {
+    char path[700];
+    sim_err err;
+    for (int i = 0; i < 4; i++) {
+        const char *rel = i < 3 ? g_files[i][0] : "manifest.json", *data = i < 3 ? g_files[i][1] : g_manifest;
+        snprintf(path, sizeof path, "%s/%s/%s", g_tmp, name, rel);
+        for (char *q = path + strlen(g_tmp) + 1; *q; q++)
+            if (*q == '/') {
+                *q = 0;
+                mkdir(path, 0755);
+                *q = '/';
+            }
+        CHECK(file_write_all(path, data, strlen(data), &err) == SIM_OK);
+    }
+}
+
+// Writes the scenario as a zip, every name after `top` ("" or "pier/"); the
+// file `swap` (if any) gets `with` as its content.
+static const char *write_scn_zip(const char *name, const char *top, const char *swap, const char *with) {
+    static char names[4][200];
+    zent ents[4];
+    for (int i = 0; i < 4; i++) {
+        const char *rel = i < 3 ? g_files[i][0] : "manifest.json", *data = i < 3 ? g_files[i][1] : g_manifest;
+        if (swap && strcmp(rel, swap) == 0) data = with;
+        snprintf(names[i], sizeof names[i], "%s%s", top, rel);
+        ents[i] = (zent){names[i], data, strlen(data), Z_FILE};
+    }
+    return make_zip(name, ents, 4);
+}
+
+static scn_scenario *load_ok(const char *path) {
+    scn_report rep;
+    scn_report_init(&rep);
+    scn_scenario *s = NULL;
+    sim_err err;
+    sim_status rc = scn_load(&s, path, &rep, &err);
+    CHECK_MSG(rc == SIM_OK, "%s: %s (%s)", path, err.msg, rep.n ? rep.items[0].msg : "");
+    scn_report_free(&rep);
+    return s;
+}
+
+// scn_load must fail on path with a problem whose message has want.
+static void load_refused(const char *path, const char *at, const char *want) {
+    scn_report rep;
+    scn_report_init(&rep);
+    scn_scenario *s = NULL;
+    sim_err err;
+    CHECK(scn_load(&s, path, &rep, &err) != SIM_OK && s == NULL);
+    bool found = false;
+    for (int i = 0; i < rep.n; i++) found |= strcmp(rep.items[i].path, at) == 0 && strstr(rep.items[i].msg, want) != NULL;
+    CHECK_MSG(found, "want '%s: %s', got %d problems, first '%s: %s'", at, want, rep.n, rep.n ? rep.items[0].path : "",
+              rep.n ? rep.items[0].msg : "");
+    scn_report_free(&rep);
+}
+
+static void same_scenario(const scn_scenario *a, const scn_scenario *b) {
+    if (!a || !b) return;
+    CHECK_STR(a->id, b->id);
+    CHECK_EQ_INT(a->n_assets, b->n_assets);
+    CHECK_EQ_INT(a->asset_bytes, b->asset_bytes);
+    CHECK_EQ_INT(a->n_characters, b->n_characters);
+    CHECK_STR(scn_text(a, &a->characters[0].name, "en-US"), scn_text(b, &b->characters[0].name, "en-US"));
+    CHECK_STR(a->characters[0].bodies[0].image.sha256, b->characters[0].bodies[0].image.sha256);
+    CHECK_STR(a->scenes[0].background.path, b->scenes[0].background.path);
+    CHECK_EQ_INT(a->scenes[0].background.size, b->scenes[0].background.size);
+}
+
+static void test_scn_zip(void) {
+    build_manifest();
+    write_folder("pierdir");
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/pierdir", g_tmp);
+    scn_scenario *f = load_ok(dir);
+    CHECK(f && f->n_assets == 3);
+    scn_scenario *z = load_ok(write_scn_zip("pier.zip", "", NULL, NULL));
+    same_scenario(f, z);
+    scn_free(z);
+    z = load_ok(write_scn_zip("pier-top.zip", "pier/", NULL, NULL));
+    same_scenario(f, z);
+    scn_free(z);
+    scn_free(f);
+
+    // An asset problem in a zip names the entry.
+    load_refused(write_scn_zip("tampered.zip", "pier/", "bg/pier.jpg", "other pixels\n"), "scenes[0].background.sha256",
+                 "does not match the file 'bg/pier.jpg'");
+    char m2[sizeof g_manifest];
+    snprintf(m2, sizeof m2, "%s", g_manifest);
+    char *at = strstr(g_manifest, "bg/pier.jpg");
+    memcpy(at, "bg/peir.jpg", 11);
+    load_refused(write_scn_zip("missing.zip", "pier/", NULL, NULL), "scenes[0].background.path", "no entry 'pier/bg/peir.jpg'");
+    snprintf(g_manifest, sizeof g_manifest, "%s", m2);
+    // A hostile zip is refused whole, naming the entry; a zip without a manifest says so.
+    zent bad[] = {F("manifest.json", "{}"), F("../evil", "x")};
+    load_refused(make_zip("evil.zip", bad, 2), "", "entry '../evil': the path leaves the folder");
+    zent none[] = {F("readme.txt", "x"), F("other.txt", "y")};
+    load_refused(make_zip("none.zip", none, 2), "", "there is no manifest.json file");
+}
+
 // Every allocation failure is reported as SIM_ERR_NOMEM and leaks nothing.
 static void test_alloc_failures(void) {
     static const zent ents[] = {F("pier/manifest.json", "{\"a\": 1}"), F("pier/img/x.png", "pixels")};
@@ -349,6 +485,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_zip_too_many);
     TEST_RUN(test_corrupt);
     TEST_RUN(test_folder);
+    TEST_RUN(test_scn_zip);
     TEST_RUN(test_alloc_failures);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);

@@ -528,22 +528,10 @@ fail:
 bool pack_exists(pack *p, const char *rel) {
     const char *hint;
     if (pack_path_problem(rel, &hint)) return false;
-    if (p->zip) {
-        size_t pl = strlen(p->prefix), rl = strlen(rel);
-        char *full = mem_alloc(pl + rl + 1);
-        if (!full) return true; // let the read report the failure
-        memcpy(full, p->prefix, pl);
-        memcpy(full + pl, rel, rl + 1);
-        bool ok = find_entry(p, full) != NULL;
-        mem_free(full);
-        return ok;
-    }
-    size_t dl = strlen(p->path), rl = strlen(rel);
-    char *full = mem_alloc(dl + rl + 2);
-    if (!full) return true;
-    snprintf(full, dl + rl + 2, "%s/%s", p->path, rel);
+    char full[2 * SCN_MAX_PATH + 4096]; // no allocation: a failure here would go unreported
+    if (snprintf(full, sizeof full, "%s%s%s", p->zip ? p->prefix : p->path, p->zip ? "" : "/", rel) >= (int)sizeof full)
+        return true; // let the read report it
+    if (p->zip) return find_entry(p, full) != NULL;
     struct stat st;
-    bool ok = lstat(full, &st) == 0;
-    mem_free(full);
-    return ok;
+    return lstat(full, &st) == 0;
 }

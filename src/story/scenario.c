@@ -18,6 +18,7 @@
 
 #include "base/file.h"
 #include "base/utf8.h"
+#include "story/pack.h"
 
 // --- the report -------------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ typedef struct vctx {
     size_t plen;
     bool nomem;
     const char *dir;
-    char *root_real;  // realpath of dir
+    pack *pack;       // the folder or zip the files are read from
     seen_file *seen;  // (n_seen)
     int n_seen, cap_seen;
     const char **char_ids; int n_char_ids; // pre-collected ids (entries may be NULL)
@@ -355,28 +356,6 @@ const char *scn_text(const scn_scenario *s, const scn_text_map *t, const char *l
 
 // --- assets ---------------------------------------------------------------------------------------
 
-// The path rules, checked on the string alone. Returns NULL or the problem.
-static const char *asset_path_problem(const char *p, const char **hint) {
-    *hint = "use a relative path with '/' between folders, inside the scenario folder";
-    size_t n = strlen(p);
-    if (n == 0) return "the path is empty";
-    if (n > SCN_MAX_PATH) return "the path is too long";
-    if (strchr(p, '\\')) return "the path contains a backslash";
-    if (p[0] == '/') return "the path is absolute";
-    if (n >= 2 && p[1] == ':') return "the path starts with a drive letter";
-    const char *c = p;
-    for (;;) {
-        const char *e = strchr(c, '/');
-        size_t len = e ? (size_t)(e - c) : strlen(c);
-        if (len == 0) return "the path has an empty component ('//' or a trailing '/')";
-        if (len == 2 && c[0] == '.' && c[1] == '.') return "the path leaves the folder with '..'";
-        if (len == 1 && c[0] == '.') return "the path has a '.' component";
-        if (!e) break;
-        c = e + 1;
-    }
-    return NULL;
-}
-
 // Checks the file behind a relative path (once per distinct path).
 static seen_file *check_file(vctx *v, const char *rel) {
     for (int i = 0; i < v->n_seen; i++)
@@ -394,87 +373,41 @@ static seen_file *check_file(vctx *v, const char *rel) {
     seen_file *f = &v->seen[v->n_seen++];
     memset(f, 0, sizeof *f);
     f->path = rel;
-    size_t dl = strlen(v->dir), rl = strlen(rel);
-    char *full = mem_alloc(dl + rl + 2);
-    if (!full) {
+    // The pack keeps the folder rules (inside after realpath, regular file,
+    // size, also while read) and names the entry in a zip.
+    const char *hint = "check the file";
+    sim_err err;
+    pack_file *pf;
+    uint64_t size;
+    sim_status rc = pack_file_open(v->pack, rel, SCN_MAX_ASSET_BYTES, &pf, &size, &hint, &err);
+    if (rc == SIM_OK) {
+        sha256_ctx c;
+        sha256_init(&c);
+        uint8_t buf[1 << 16];
+        size_t got;
+        uint64_t total = 0;
+        while ((rc = pack_file_read(pf, buf, sizeof buf, &got, &hint, &err)) == SIM_OK && got) {
+            sha256_update(&c, buf, got);
+            total += got;
+        }
+        pack_file_close(pf);
+        if (rc == SIM_OK) {
+            uint8_t d[SHA256_SIZE];
+            sha256_final(&c, d);
+            sha256_hex(d, f->sha256);
+            f->size = total;
+            f->ok = true;
+        }
+    }
+    if (rc == SIM_ERR_NOMEM) {
         v->nomem = true;
         v->n_seen--;
         return NULL;
     }
-    snprintf(full, dl + rl + 2, "%s/%s", v->dir, rel);
-    char *real = realpath(full, NULL);
-    int fd = -1;
-    if (!real) {
-        if (errno == ENOENT || errno == ENOTDIR) {
-            snprintf(f->msg, sizeof f->msg, "the file '%.150s' does not exist", rel);
-            copy_trunc(f->hint, sizeof f->hint, "add the file, or correct the path (paths are case-sensitive)");
-        } else {
-            snprintf(f->msg, sizeof f->msg, "cannot resolve '%.150s': %s", rel, strerror(errno));
-            copy_trunc(f->hint, sizeof f->hint, "check the file's permissions");
-        }
-        goto done;
+    if (!f->ok) {
+        copy_trunc(f->msg, sizeof f->msg, err.msg);
+        copy_trunc(f->hint, sizeof f->hint, hint);
     }
-    size_t ql = v->root_real ? strlen(v->root_real) : 0;
-    if (!v->root_real || strncmp(real, v->root_real, ql) != 0 || real[ql] != '/') {
-        snprintf(f->msg, sizeof f->msg, "'%.150s' resolves outside the scenario folder (through a symlink)", rel);
-        copy_trunc(f->hint, sizeof f->hint, "copy the file into the folder instead of linking to it");
-        goto done;
-    }
-    // stat before open: opening a FIFO would block. O_NOFOLLOW and
-    // O_NONBLOCK guard against the file being swapped in between.
-    struct stat st;
-    if (stat(real, &st) == 0 && !S_ISREG(st.st_mode)) {
-        snprintf(f->msg, sizeof f->msg, "'%.150s' is not a regular file", rel);
-        copy_trunc(f->hint, sizeof f->hint, "point to a file, not a folder or device");
-        goto done;
-    }
-    fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        snprintf(f->msg, sizeof f->msg, "cannot open '%.150s': %s", rel, strerror(errno));
-        copy_trunc(f->hint, sizeof f->hint, "check the file's permissions");
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(f->msg, sizeof f->msg, "'%.150s' is not a regular file", rel);
-        copy_trunc(f->hint, sizeof f->hint, "point to a file, not a folder or device");
-        goto done;
-    }
-    if ((uint64_t)st.st_size > SCN_MAX_ASSET_BYTES) {
-        snprintf(f->msg, sizeof f->msg, "'%.150s' is %llu bytes, more than the %llu-byte limit", rel,
-                 (unsigned long long)st.st_size, (unsigned long long)SCN_MAX_ASSET_BYTES);
-        copy_trunc(f->hint, sizeof f->hint, "compress or shrink the file");
-        goto done;
-    }
-    sha256_ctx c;
-    sha256_init(&c);
-    uint8_t buf[1 << 16];
-    uint64_t total = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            snprintf(f->msg, sizeof f->msg, "cannot read '%.150s': %s", rel, strerror(errno));
-            copy_trunc(f->hint, sizeof f->hint, "check the file");
-            goto done;
-        }
-        if (r == 0) break;
-        total += (uint64_t)r;
-        if (total > SCN_MAX_ASSET_BYTES) {
-            snprintf(f->msg, sizeof f->msg, "'%.150s' grew past the size limit while being read", rel);
-            copy_trunc(f->hint, sizeof f->hint, "check the file");
-            goto done;
-        }
-        sha256_update(&c, buf, (size_t)r);
-    }
-    uint8_t d[SHA256_SIZE];
-    sha256_final(&c, d);
-    sha256_hex(d, f->sha256);
-    f->size = total;
-    f->ok = true;
-done:
-    if (fd >= 0) close(fd);
-    free(real);
-    mem_free(full);
     return f;
 }
 
@@ -512,7 +445,7 @@ static bool asset_value(vctx *v, json_t *a, scn_asset *out, scn_layer *layer) {
     }
     if (!path) return false;
     const char *hint;
-    const char *bad = asset_path_problem(path, &hint);
+    const char *bad = pack_path_problem(path, &hint);
     size_t o = push_key(v, "path");
     if (bad) {
         problem(v, hint, "%s: '%.200s'", bad, path);
@@ -1450,26 +1383,32 @@ sim_status scn_load(scn_scenario **out, const char *dir, scn_report *rep, sim_er
     }
     snprintf(mpath, dl + sizeof "/manifest.json", "%s/manifest.json", dir);
 
-    struct stat st;
     char *text = NULL;
     size_t len = 0;
-    sim_status rc = SIM_OK;
+    uint64_t msize = 0;
+    pack *pk = NULL;
+    const char *hint = "check the file";
     sim_err ferr;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        scn_report_add(rep, "", "give the scenario's folder (zip packs are not supported yet)",
-                       "%s is not a folder", dir);
+    sim_status rc = pack_open(&pk, dir, &ferr);
+    if (rc == SIM_ERR_NOMEM) goto fail_nomem;
+    if (rc != SIM_OK) {
+        scn_report_add(rep, "", rc == SIM_ERR_IO ? "give the scenario's folder or its .zip"
+                                                 : "rebuild the zip from the scenario folder, without that entry", "%s", ferr.msg);
+        rc = rc == SIM_ERR_IO ? SIM_ERR_IO : SIM_ERR_FORMAT;
+    } else if (!pack_exists(pk, "manifest.json")) {
+        scn_report_add(rep, "", pack_is_zip(pk) ? "put manifest.json at the top of the zip, or in its one top-level folder"
+                                                : "put manifest.json at the top of the scenario folder",
+                       "there is no manifest.json file");
         rc = SIM_ERR_IO;
-    } else if (stat(mpath, &st) != 0 || !S_ISREG(st.st_mode)) {
-        scn_report_add(rep, "", "put manifest.json at the top of the scenario folder", "there is no manifest.json file");
-        rc = SIM_ERR_IO;
-    } else if ((uint64_t)st.st_size > SCN_MAX_MANIFEST) {
+    } else if ((rc = pack_stat(pk, "manifest.json", &msize, &hint, &ferr)) == SIM_OK && msize > SCN_MAX_MANIFEST) {
         scn_report_add(rep, "", "keep the manifest under 4 MiB (long texts belong in fewer, shorter fields)",
-                       "manifest.json is %llu bytes, more than the %zu-byte limit", (unsigned long long)st.st_size,
+                       "manifest.json is %llu bytes, more than the %zu-byte limit", (unsigned long long)msize,
                        SCN_MAX_MANIFEST);
         rc = SIM_ERR_FORMAT;
-    } else if ((rc = file_read_all(mpath, SCN_MAX_MANIFEST, &text, &len, &ferr)) != SIM_OK) {
+    } else if (rc != SIM_OK || (rc = pack_read(pk, "manifest.json", SCN_MAX_MANIFEST, &text, &len, &hint, &ferr)) != SIM_OK) {
         if (rc == SIM_ERR_NOMEM) goto fail_nomem;
-        scn_report_add(rep, "", "check the file", "%s", ferr.msg);
+        scn_report_add(rep, "", hint, "%s", ferr.msg);
+        rc = rc == SIM_ERR_IO ? SIM_ERR_IO : SIM_ERR_FORMAT;
     }
     if (rc != SIM_OK) goto fail;
 
@@ -1489,15 +1428,13 @@ sim_status scn_load(scn_scenario **out, const char *dir, scn_report *rep, sim_er
         rc = SIM_ERR_FORMAT;
         goto fail;
     }
-    vctx v = {.rep = rep, .s = s, .dir = dir};
-    v.root_real = realpath(dir, NULL);
+    vctx v = {.rep = rep, .s = s, .dir = dir, .pack = pk};
     parse_root(&v, root);
     for (int i = 0; i < v.n_seen; i++)
         if (v.seen[i].ok) {
             s->n_assets++;
             s->asset_bytes += v.seen[i].size;
         }
-    free(v.root_real);
     mem_free(v.seen);
     mem_free(v.char_ids);
     mem_free(v.scene_ids);
@@ -1509,10 +1446,12 @@ sim_status scn_load(scn_scenario **out, const char *dir, scn_report *rep, sim_er
         goto fail;
     }
     mem_free(mpath);
+    pack_close(pk);
     *out = s;
     return SIM_OK;
 
 fail_nomem:
+    pack_close(pk);
     mem_free(text);
     mem_free(mpath);
     scn_free(s);
@@ -1520,6 +1459,7 @@ fail_nomem:
 fail: {
     int n = rep->n + rep->n_dropped - before;
     err_set(err, rc, "%s: %d problem%s", mpath, n, n == 1 ? "" : "s");
+    pack_close(pk);
     mem_free(text);
     mem_free(mpath);
     scn_free(s);

@@ -26,7 +26,9 @@
 // when memory ran out, SIM_ERR_IO when manifest.json cannot be read,
 // SIM_ERR_FORMAT for everything else).
 //
-// Zip packs are not supported yet (later).
+// dir may also be a .zip of the folder (manifest.json at its root or in its
+// one top-level folder); every entry is checked as hostile input first and
+// asset problems name the zip entry (src/story/pack.h).
 #ifndef SIM_SCENARIO_H
 #define SIM_SCENARIO_H
 
