@@ -15,8 +15,8 @@ OPT      ?= -O2
 SAN      ?=
 # Sanitizers for the SIMD kernel files (the fuzz build leaves them out).
 KSAN     ?= $(SAN)
-PKGS     := libpcre2-8 jansson libmicrohttpd libzip
-DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev libzip-dev python3 python3-jinja2 python3-jsonschema
+PKGS     := libpcre2-8 jansson libmicrohttpd libzip sqlite3
+DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev libzip-dev libsqlite3-dev python3 python3-jinja2 python3-jsonschema
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
