@@ -145,7 +145,17 @@ static sim_status finish(tree_db *db, sim_status st, sim_err *err) {
     return st;
 }
 
-// The story exists and user may see it; *owner_out (optional) unused.
+// SIM_OK when the owner in column i (NULL: none) lets user in, SIM_ERR_ARG
+// when not (the caller says "not found"); SIM_ERR_NOMEM when the owner
+// could not be read (never taken for "no owner").
+static sim_status owner_allows(sqlite3_stmt *st, int i, const char *user, sim_err *err) {
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) return SIM_OK;
+    const char *owner = (const char *)sqlite3_column_text(st, i);
+    if (!owner) return nomem(err);
+    return user && strcmp(owner, user) == 0 ? SIM_OK : SIM_ERR_ARG;
+}
+
+// The story exists and user may see it.
 static sim_status story_access(tree_db *db, const char *user, int64_t story, sim_err *err) {
     if (story <= 0) return err_set(err, SIM_ERR_ARG, "story %lld not found", (long long)story);
     sqlite3_stmt *st = prep(db, "SELECT owner FROM story WHERE id = ?1", err);
@@ -153,10 +163,8 @@ static sim_status story_access(tree_db *db, const char *user, int64_t story, sim
     sqlite3_bind_int64(st, 1, story);
     int rc = sqlite3_step(st);
     sim_status s = SIM_OK;
-    if (rc == SQLITE_ROW) {
-        const char *owner = (const char *)sqlite3_column_text(st, 0);
-        if (owner && (!user || strcmp(owner, user) != 0)) s = SIM_ERR_ARG;
-    } else if (rc == SQLITE_DONE) s = SIM_ERR_ARG;
+    if (rc == SQLITE_ROW) s = owner_allows(st, 0, user, err);
+    else if (rc == SQLITE_DONE) s = SIM_ERR_ARG;
     else s = sql_fail(db->sql, err, "sqlite");
     sqlite3_finalize(st);
     if (s == SIM_ERR_ARG) return err_set(err, s, "story %lld not found", (long long)story);
@@ -174,8 +182,7 @@ static sim_status update_access(tree_db *db, const char *user, int64_t id, int64
     int rc = sqlite3_step(st);
     sim_status s = SIM_OK;
     if (rc == SQLITE_ROW) {
-        const char *owner = (const char *)sqlite3_column_text(st, 2);
-        if (owner && (!user || strcmp(owner, user) != 0)) s = SIM_ERR_ARG;
+        s = owner_allows(st, 2, user, err);
         if (story) *story = sqlite3_column_int64(st, 0);
         if (parent) *parent = sqlite3_column_int64(st, 1); // NULL reads as 0
     } else if (rc == SQLITE_DONE) s = SIM_ERR_ARG;
@@ -1280,9 +1287,9 @@ static sim_status save_access(tree_db *db, const char *user, int64_t id, sim_err
     int64_t story = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sql_fail(db->sql, err, "sqlite");
-    if (!story || story_access(db, user, story, err) != SIM_OK)
-        return err_set(err, SIM_ERR_ARG, "save %lld not found", (long long)id);
-    return SIM_OK;
+    sim_status s = story ? story_access(db, user, story, err) : SIM_ERR_ARG;
+    if (s == SIM_ERR_ARG) return err_set(err, SIM_ERR_ARG, "save %lld not found", (long long)id);
+    return s;
 }
 
 sim_status tree_save_get(tree_db *db, const char *user, int64_t id, tree_save *out, sim_err *err) {
