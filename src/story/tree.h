@@ -16,7 +16,7 @@
 //     int64_t story, a, b;
 //     tree_story_create(db, "ann", "lighthouse", "1.0", "last-ferry", "First night", &story, &err);
 //     tree_update_in in = {.speaker = "mira", .text = "The ferry is late.", .source = TREE_SOURCE_MODEL,
-//                          .commands = "[{\"setScene\":{\"scene\":\"pier\"}}]", .stage = "{...}"};
+//                          .commands = "[{\"setScene\":{\"scene\":\"pier\"}}]", .stage = "{\"scene\":\"pier\"}"};
 //     tree_update_add(db, "ann", story, 0, &in, &a, &err);      // head = a
 //     tree_update_add(db, "ann", story, 0, &in, &b, &err);      // a variant of a: head = b
 //     tree_update_choose(db, "ann", a, &err);                   // back to a
