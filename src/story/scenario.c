@@ -1392,8 +1392,11 @@ sim_status scn_load(scn_scenario **out, const char *dir, scn_report *rep, sim_er
     sim_status rc = pack_open(&pk, dir, &ferr);
     if (rc == SIM_ERR_NOMEM) goto fail_nomem;
     if (rc != SIM_OK) {
+        // The report is about dir already: "dir: entry 'x': ..." loses its "dir: ".
+        const char *msg = ferr.msg;
+        if (strncmp(msg, dir, dl) == 0 && msg[dl] == ':' && msg[dl + 1] == ' ') msg += dl + 2;
         scn_report_add(rep, "", rc == SIM_ERR_IO ? "give the scenario's folder or its .zip"
-                                                 : "rebuild the zip from the scenario folder, without that entry", "%s", ferr.msg);
+                                                 : "rebuild the zip from the scenario folder, without that entry", "%s", msg);
         rc = rc == SIM_ERR_IO ? SIM_ERR_IO : SIM_ERR_FORMAT;
     } else if (!pack_exists(pk, "manifest.json")) {
         scn_report_add(rep, "", pack_is_zip(pk) ? "put manifest.json at the top of the zip, or in its one top-level folder"

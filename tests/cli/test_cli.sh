@@ -281,5 +281,24 @@ expect_error check_bad_json "$T/pier2/manifest.json: line 3, column" $BIN check 
 expect_error check_not_a_folder "$T/none is not a folder" $BIN check "$T/none"
 expect_error check_no_dir "check: give one scenario folder" $BIN check
 
+# --- check on zip packs ------------------------------------------------------------------------------
+python3 - "$T" <<'PY'
+import os, sys, zipfile
+t = sys.argv[1]
+with zipfile.ZipFile(os.path.join(t, 'pier.zip'), 'w', zipfile.ZIP_DEFLATED) as z:
+    for root, _, files in os.walk(os.path.join(t, 'pier')):
+        for f in files:
+            full = os.path.join(root, f)
+            z.write(full, os.path.relpath(full, t))  # inside one top folder, pier/
+with zipfile.ZipFile(os.path.join(t, 'evil.zip'), 'w') as z:
+    z.writestr('manifest.json', '{}')
+    z.writestr('../evil.png', 'x')
+PY
+out=$($BIN check "$T/pier.zip" 2>"$T/err"); rc=$?
+[ $rc -eq 0 ] && [ ! -s "$T/err" ] && echo "$out" | grep -q "^assets: *7 files, 147 bytes" && ok check_zip ||
+    bad check_zip "exit $rc: $out $(cat "$T/err")"
+expect_error check_zip_hostile "$T/evil.zip/manifest.json: entry '../evil.png': the path leaves the folder with '..' (fix: rebuild the zip" \
+    $BIN check "$T/evil.zip"
+
 echo "test_cli.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
