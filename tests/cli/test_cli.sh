@@ -300,5 +300,34 @@ out=$($BIN check "$T/pier.zip" 2>"$T/err"); rc=$?
 expect_error check_zip_hostile "$T/evil.zip/manifest.json: entry '../evil.png': the path leaves the folder with '..' (fix: rebuild the zip" \
     $BIN check "$T/evil.zip"
 
+# --- import-card: SillyTavern cards into scenario folders ----------------------------------------------
+cat >"$T/card.json" <<'JSON'
+{"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Ada Quill", "description": "{{char}} writes letters to {{user}}.",
+ "personality": "curious", "scenario": "A post office.", "first_mes": "Hello, {{user}}!", "mes_example": "", "creator_notes": "",
+ "system_prompt": "", "post_history_instructions": "", "alternate_greetings": ["Mail for you."], "tags": [], "creator": "",
+ "character_version": "", "extensions": {},
+ "character_book": {"extensions": {}, "entries": [{"keys": ["stamp"], "content": "Stamps cost a penny.", "extensions": {},
+  "enabled": true, "insertion_order": 3, "name": "Stamps"}]}}}
+JSON
+out=$($BIN import-card "$T/card.json" "$T/ada" 2>"$T/err"); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "created $T/ada: scenario 'ada-quill' with character 'ada-quill', 2 episodes, 1 lore entry" ] &&
+    grep -q "^note: a JSON card has no picture" "$T/err" && ok import_card_new || bad import_card_new "exit $rc: $out $(cat "$T/err")"
+$BIN check "$T/ada" >"$T/out" 2>"$T/err" && grep -q "^characters: *1" "$T/out" && grep -q "^episodes: *2" "$T/out" &&
+    ok import_card_checks || bad import_card_checks "$(cat "$T/err")"
+cp "$T/ada/manifest.json" "$T/ada.before"
+expect_error import_card_duplicate "a character with the id 'ada-quill' already exists (give another with --id NEW)" \
+    $BIN import-card "$T/card.json" "$T/ada"
+cmp -s "$T/ada/manifest.json" "$T/ada.before" && ok import_card_unchanged || bad import_card_unchanged
+out=$($BIN import-card "$T/card.json" "$T/ada" --id ada-2 2>/dev/null); rc=$?
+[ $rc -eq 0 ] && [ "$out" = "added character 'ada-2' to $T/ada (2 characters now), 1 lore entry" ] && ok import_card_id ||
+    bad import_card_id "exit $rc: $out"
+# Into the two-locale example: every text in every locale, and the pack still checks.
+out=$($BIN import-card "$T/card.json" "$T/pier" 2>/dev/null); rc=$?
+[ $rc -eq 0 ] && grep -q '"fr-FR": "Ada Quill writes letters to You."' "$T/pier/manifest.json" && ok import_card_locales ||
+    bad import_card_locales "exit $rc: $out"
+expect_error import_card_missing "$T/nocard.json" $BIN import-card "$T/nocard.json" "$T/x"
+expect_error import_card_args "import-card: give a card file and a scenario folder" $BIN import-card "$T/card.json"
+$BIN import-card --help 2>&1 | grep -q "usage: simularity import-card CARD DIR" && ok import_card_help || bad import_card_help
+
 echo "test_cli.sh: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
