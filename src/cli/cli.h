@@ -78,6 +78,7 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_play(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_import_card(int argc, char **argv);
 

@@ -18,6 +18,7 @@ static const struct {
     {"quantize", cmd_quantize, "convert a model's weights to another type"},
     {"synth", cmd_synth, "write a random-weight model of a given shape"},
     {"check", cmd_check, "validate a scenario folder: every problem with its JSON path"},
+    {"play", cmd_play, "play a scenario in the terminal (the story engine; --script --json for tests)"},
     {"import-card", cmd_import_card, "import a SillyTavern character card into a scenario folder"},
 };
 
