@@ -289,5 +289,5 @@ char *dir_speaker_grammar(const stage *st, const scn_scenario *s) {
 }
 
 char *dir_text_grammar(void) {
-    return mem_strdup("root ::= [^\\x00-\\x1F\\x7F ] [^\\x00-\\x1F\\x7F]* \"\\n\"\n");
+    return mem_strdup("root ::= [^\\x00-\\x1F\\x7F-\\x9F ] [^\\x00-\\x1F\\x7F-\\x9F]* \"\\n\"\n");
 }

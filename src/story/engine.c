@@ -474,7 +474,18 @@ static sim_status model_turn(eng *e, sim_err *err) {
     out = phase_run(e, smp, &b, g, e->p.max_line_tokens, err);
     e->streaming = false;
     if (!out) goto fail;
-    size_t tl = strlen(out);
+    // A line cut by the token limit may end inside a character, and byte
+    // tokens may form invalid sequences: store valid UTF-8 only.
+    size_t tl = utf8_complete_prefix(out, strlen(out));
+    char *clean = mem_alloc(3 * tl + 1);
+    if (!clean) {
+        rc = err_set(err, SIM_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    clean[utf8_sanitize(out, tl, clean)] = 0;
+    mem_free(out);
+    out = clean;
+    tl = strlen(out);
     while (tl > 0 && (out[tl - 1] == '\n' || out[tl - 1] == ' ')) out[--tl] = 0;
     if (tl == 0) {
         mem_free(out);
