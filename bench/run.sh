@@ -43,3 +43,9 @@ if [ "${BENCH_SERVE:-1}" != 0 ]; then
         python3 bench/serve_load.py $DIR/llama-1.1b.$ty.gguf --tokens 64 --rounds 2
     done
 fi
+# The story engine: prompt tokens processed per turn over a 50-update story,
+# and resuming it from a save vs re-processing (BENCH_STORY=0 skips it).
+if [ "${BENCH_STORY:-1}" != 0 ] && [ -f $DIR/llama-1.1b.q4_k_m.gguf ]; then
+    echo
+    python3 bench/story.py $DIR/llama-1.1b.q4_k_m.gguf
+fi

@@ -75,8 +75,9 @@ static void on_event(void *ud, const eng_event *ev) {
                           "variants", ev->n_variants);
             const eng_turn_stats *t = pl->e ? eng_last_turn(pl->e) : NULL;
             if (j && t && ev->update->source == TREE_SOURCE_MODEL)
-                json_object_set_new(j, "turn", json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:f}", "prompt", t->n_prompt,
-                                                         "reused", t->n_reused, "decoded", t->n_decoded, "generated",
+                json_object_set_new(j, "turn", json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f}", "prompt", t->n_prompt,
+                                                         "reused", t->n_reused, "prompt_decoded", t->n_prompt_decoded,
+                                                         "decoded", t->n_decoded, "generated",
                                                          t->n_generated, "ms_prompt", t->ms_prompt, "ms_first_token",
                                                          t->ms_first_token, "ms_generate", t->ms_generate));
             break;

@@ -407,7 +407,7 @@ static sim_status model_turn(eng *e, sim_err *err) {
     e->last.ms_prompt = (double)(time_ns() - t0) / 1e6;
     e->last.n_prompt = sess_n_tokens(e->sess);
     e->last.n_reused = ps.n_reused;
-    e->last.n_decoded = ps.n_decoded;
+    e->last.n_decoded = e->last.n_prompt_decoded = ps.n_decoded;
     sb_str(&b, prompt);
     size_t turn_start = b.n;
 
@@ -608,6 +608,7 @@ sim_status eng_prepare(eng *e, sim_err *err) {
     uint64_t t0 = time_ns();
     rc = set_text(e, prompt, true, &st, err);
     e->last = (eng_turn_stats){.n_prompt = sess_n_tokens(e->sess), .n_reused = st.n_reused, .n_decoded = st.n_decoded,
+                               .n_prompt_decoded = st.n_decoded,
                                .ms_prompt = (double)(time_ns() - t0) / 1e6};
     mem_free(prompt);
     return rc;

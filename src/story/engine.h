@@ -81,7 +81,8 @@ typedef void (*eng_event_fn)(void *ud, const eng_event *ev);
 typedef struct eng_turn_stats {
     int n_prompt;   // prompt tokens (setup .. volatile)
     int n_reused;   // found in the KV cache
-    int n_decoded;  // prompt tokens processed (the rest of a turn's phases included)
+    int n_prompt_decoded; // prompt tokens processed before the turn (what was not cached)
+    int n_decoded;  // tokens processed in all (the phases' forced text and re-evaluations included)
     int n_generated;
     double ms_prompt, ms_generate, ms_first_token; // ms_first_token: from the call to the first sampled token
 } eng_turn_stats;
