@@ -72,7 +72,7 @@ static void split(alts *a, const char *pre, const char *lo, const char *hi) {
 // Non-negative lo..hi, split by digit count.
 static void nonneg(alts *a, const char *sign, long long lo, long long hi) {
     long long pow = 1;
-    for (int d = 1; d <= 19 && lo <= hi; d++, pow *= 10) {
+    for (int d = 1; d <= 10 && (d == 1 || pow <= hi); d++, pow *= 10) { // |values| <= 10^9: at most 10 digits
         long long dlo = d == 1 ? 0 : pow, dhi = pow * 10 - 1;
         if (hi < dlo || lo > dhi) continue;
         char l[24], h[24];

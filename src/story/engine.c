@@ -561,14 +561,19 @@ sim_status eng_regenerate(eng *e, sim_err *err) {
     return rc;
 }
 
-sim_status eng_choose(eng *e, int64_t update, sim_err *err) {
+// Refuses an update that is not this story's (as "not found").
+static sim_status own_update(eng *e, int64_t update, sim_err *err) {
     tree_update u;
     sim_status rc = tree_update_get(e->db, e->p.user, update, &u, err);
     if (rc) return rc;
     bool mine = u.story == e->story;
     tree_update_free(&u);
-    if (!mine) return err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)update);
-    if ((rc = tree_update_choose(e->db, e->p.user, update, err))) return rc;
+    return mine ? SIM_OK : err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)update);
+}
+
+sim_status eng_choose(eng *e, int64_t update, sim_err *err) {
+    sim_status rc = own_update(e, update, err);
+    if (rc || (rc = tree_update_choose(e->db, e->p.user, update, err))) return rc;
     return load(e, err);
 }
 
@@ -576,12 +581,8 @@ sim_status eng_edit(eng *e, int64_t update, const char *text, sim_err *err) {
     size_t n = strlen(text);
     if (n == 0 || n > ENG_MAX_SAY || !utf8_valid(text, n) || strpbrk(text, "\n\r"))
         return err_set(err, SIM_ERR_ARG, "edit: the text must be one line of 1..%d bytes of UTF-8", ENG_MAX_SAY);
-    tree_update u;
-    sim_status rc = tree_update_get(e->db, e->p.user, update, &u, err);
+    sim_status rc = own_update(e, update, err);
     if (rc) return rc;
-    bool mine = u.story == e->story;
-    tree_update_free(&u);
-    if (!mine) return err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)update);
     int64_t id;
     if ((rc = tree_update_edit(e->db, e->p.user, update, text, NULL, &id, err))) return rc;
     return load(e, err);
