@@ -275,6 +275,7 @@ static void test_consolidation(void) {
     tree_checkpoint cp;
     CHECK(tree_checkpoint_latest_on_path(db, NULL, eng_story(e), path[n - 1].id, &cp, &err) == SIM_OK && cp.id > 0);
     CHECK(cp.summary && cp.summary[0] && cp.stage);
+    CHECK_MSG(cp.state_path && access(cp.state_path, R_OK) == 0, "the checkpoint has no state file");
     tree_checkpoint_free(&cp);
     eng_free(e);
     // A context too small for the setup is refused with the numbers.

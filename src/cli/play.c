@@ -12,6 +12,7 @@
 //     history                      the current path with update ids
 //     thumbs up|down|none [@ID]    rate a line (the last one by default)
 //     save [NAME]                  a save with a KV state file (instant resume)
+//     fork [TITLE]                 continue in a new story that copies this one's path
 //     state                        the stage as JSON
 //     quit                         (interactive: saves "autosave" first)
 //
@@ -30,6 +31,8 @@
 
 typedef struct player {
     eng *e;
+    fwd_ctx *ctx;
+    const eng_params *ep;
     const scn_scenario *s;
     tree_db *db;
     const char *user;
@@ -221,6 +224,18 @@ static bool run_command(player *pl, char *line) {
             if (pl->json) put_json(json_pack("{s:s, s:I}", "event", "saved", "id", (json_int_t)id));
             else printf("  [saved %lld]\n", (long long)id);
         }
+    } else if (!strcmp(cmd, "fork")) {
+        int64_t story;
+        eng *fresh = NULL;
+        rc = eng_fork(pl->e, *arg ? arg : NULL, &story, &err);
+        if (rc == SIM_OK) rc = eng_open(&fresh, pl->s, pl->db, pl->ctx, pl->ep, story, &err);
+        if (rc == SIM_OK) {
+            eng_free(pl->e);
+            pl->e = fresh;
+            eng_on_event(fresh, on_event, pl);
+            if (pl->json) put_json(json_pack("{s:s, s:I}", "event", "forked", "story", (json_int_t)story));
+            else printf("  [forked: now story %lld]\n", (long long)story);
+        }
     } else if (!strcmp(cmd, "state")) {
         print_state(pl);
     } else if (!strcmp(cmd, "quit") || !strcmp(cmd, "q")) {
@@ -228,7 +243,7 @@ static bool run_command(player *pl, char *line) {
     } else {
         rc = err_set(&err, SIM_ERR_ARG,
                      "unknown command '%s' (advance, say, regenerate, variants, choose, edit, rewind, history, thumbs, "
-                     "save, state, quit)",
+                     "save, fork, state, quit)",
                      cmd);
     }
     if (rc != SIM_OK) report_error(pl, err.msg);
@@ -310,6 +325,7 @@ int cmd_play(int argc, char **argv) {
     fwd_ctx *ctx = NULL;
     tree_db *db = NULL;
     eng *e = NULL;
+    player pl = {0};
     int ret = 1;
     if (fwd_new(&ctx, m, &fp, &err) != SIM_OK) {
         cli_fail("play: %s", err.msg);
@@ -330,7 +346,7 @@ int cmd_play(int argc, char **argv) {
         tree_stories_free(list, n);
         if (!story) fprintf(stderr, "play: no story of '%s' yet: starting one\n", s->id);
     }
-    player pl = {.s = s, .db = db, .user = user, .json = json, .tty = isatty(2) && !json};
+    pl = (player){.s = s, .db = db, .ctx = ctx, .ep = &ep, .user = user, .json = json, .tty = isatty(2) && !json};
     if (story) {
         if (eng_open(&e, s, db, ctx, &ep, story, &err) != SIM_OK) {
             cli_fail("play: %s", err.msg);
@@ -374,14 +390,15 @@ int cmd_play(int argc, char **argv) {
     }
     if (interactive) {
         int64_t id;
-        if (eng_save(e, "autosave", &id, &err) == SIM_OK) printf("saved (story %lld): continue with --story %lld\n",
-                                                                 (long long)eng_story(e), (long long)eng_story(e));
+        if (eng_save(pl.e, "autosave", &id, &err) == SIM_OK)
+            printf("saved (story %lld): continue with --story %lld\n", (long long)eng_story(pl.e),
+                   (long long)eng_story(pl.e));
     }
     if (in != stdin) fclose(in);
     if (json) print_state(&pl);
     ret = 0;
 done:
-    eng_free(e);
+    eng_free(pl.e ? pl.e : e); // pl.e: after a fork, the engine of the new story
     tree_close(db);
     fwd_free(ctx);
     model_free(m);

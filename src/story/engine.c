@@ -292,8 +292,29 @@ static sim_status consolidate(eng *e, smp_ctx *smp, sim_err *err) {
     if (!sum) return err_prefix(err, "consolidating the story");
     size_t n = strlen(sum);
     while (n > 0 && (sum[n - 1] == '\n' || sum[n - 1] == ' ')) sum[--n] = 0;
+    // The checkpoint carries a KV state file of the prompt's new stable
+    // prefix (setup, summary, the transcript after the cut), which the next
+    // turn processes anyway: a story opened at this point starts from it.
+    char state[TREE_MAX_PATH] = "";
+    if (e->p.state_dir) {
+        sbuf pre = {0};
+        sb_str(&pre, e->setup);
+        char *ps = prm_summary(sum);
+        if (ps) sb_str(&pre, ps);
+        mem_free(ps);
+        for (int i = cut + 1; i < e->n_path; i++)
+            prm_update(&pre, e->path[i].commands, e->path[i].speaker, e->path[i].minutes, e->path[i].text);
+        sess_stats st;
+        snprintf(state, sizeof state, "%s/story%lld-checkpoint%lld-%llx.state", e->p.state_dir, (long long)e->story,
+                 (long long)e->path[cut].id, (unsigned long long)time_ns());
+        sim_err e2;
+        if (pre.oom || set_text(e, pre.s, true, &st, &e2) != SIM_OK || sess_save(e->sess, state, &e2) != SIM_OK)
+            state[0] = 0; // a checkpoint without a state file still works (it is re-processed once)
+        sb_free(&pre);
+    }
     int64_t id;
-    sim_status rc = tree_checkpoint_add(e->db, e->p.user, e->story, e->path[cut].id, sum, e->path[cut].stage, NULL, &id, err);
+    sim_status rc = tree_checkpoint_add(e->db, e->p.user, e->story, e->path[cut].id, sum, e->path[cut].stage,
+                                        state[0] ? state : NULL, &id, err);
     if (rc == SIM_OK) {
         tree_update u = {.id = e->path[cut].id};
         eng_event ev = {.kind = ENG_EV_CHECKPOINT, .text = sum, .len = n, .update = &u};
@@ -726,6 +747,11 @@ void eng_free(eng *e) {
 void eng_on_event(eng *e, eng_event_fn fn, void *ud) {
     e->fn = fn;
     e->ud = ud;
+}
+
+sim_status eng_fork(eng *e, const char *title, int64_t *story, sim_err *err) {
+    int64_t head = e->n_path ? e->path[e->n_path - 1].id : 0;
+    return tree_story_fork(e->db, e->p.user, e->story, head, title, story, err);
 }
 
 int64_t eng_story(const eng *e) { return e->story; }

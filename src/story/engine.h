@@ -111,6 +111,9 @@ sim_status eng_thumbs(eng *e, int64_t update, int thumbs, sim_err *err);
 // then saves with a state file when params.state_dir is set.
 sim_status eng_prepare(eng *e, sim_err *err);
 sim_status eng_save(eng *e, const char *name, int64_t *save_id, sim_err *err);
+// A new story (owned by the same user) whose path is a copy of this one's up
+// to the head; open it with eng_open.
+sim_status eng_fork(eng *e, const char *title, int64_t *story, sim_err *err);
 
 int64_t eng_story(const eng *e);
 const stage *eng_stage(const eng *e);

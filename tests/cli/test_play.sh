@@ -33,6 +33,8 @@ rewind 2
 advance
 save checkpoint one
 state
+fork A new branch
+advance
 S
 timeout 120 $PLAY --db "$T/db" --script "$T/script" --json --seed 4 >"$T/out.jsonl" 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && ok play_script_exit_0 || bad play_script_exit_0 "exit $rc: $(head -c 300 "$T/err")"
@@ -43,7 +45,7 @@ lines = [e for e in ev if e["event"] == "line"]
 kinds = [e["event"] for e in ev]
 # 4 opening lines, then: advance, advance, say, advance, regenerate, (rewind) advance
 assert [l["update"]["source"] for l in lines[:4]] == ["script"] * 4, lines[:4]
-assert len(lines) == 10, len(lines)
+assert len(lines) == 11, len(lines)
 assert lines[6]["update"]["source"] == "player" and lines[6]["update"]["text"] == "Good evening. Is the lamp lit?"
 reg = lines[8]
 assert reg["variant"] == 2 and reg["variants"] == 2 and reg["update"]["parent"] == lines[7]["update"]["parent"], reg
@@ -59,7 +61,9 @@ after_rewind = lines[9]["update"]
 assert after_rewind["parent"] == 2, after_rewind
 assert any(e["event"] == "saved" for e in ev)
 st = [e for e in ev if e["event"] == "state"]
-assert st[-1]["head"] == after_rewind["id"] and st[-1]["lines"] == 3, st[-1]
+assert st[0]["head"] == after_rewind["id"] and st[0]["lines"] == 3, st[0]
+fork = [e for e in ev if e["event"] == "forked"][0]
+assert fork["story"] == 2 and st[-1]["story"] == 2 and st[-1]["lines"] == 4, (fork, st[-1])
 # every model line's speaker is the narrator or a character allowed and on stage (the engine's grammar)
 for l in lines:
     assert l["update"]["speaker"] in ("narrator", "player", "edda", "tobin", "nell"), l
