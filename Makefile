@@ -30,7 +30,7 @@ AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
                 -mavx512vnni -mavx512bf16
 
-LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/model/*.c src/infer/*.c src/story/*.c src/server/*.c src/api/*.c))
+LIB_SRC  := $(sort $(wildcard src/base/*.c src/tensor/*.c src/image/*.c src/model/*.c src/infer/*.c src/story/*.c src/server/*.c src/api/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
