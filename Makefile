@@ -35,7 +35,7 @@ CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/web_files.o
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsimularity.a
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -60,6 +60,15 @@ $(BUILD)/%_avx512.o: %_avx512.c
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# The web player's files, compiled in (see src/server/web.h).
+WEB_FILES := $(shell find web -type f 2>/dev/null | sort)
+$(BUILD)/gen/web_files.c: $(WEB_FILES) tools/embed.py
+	@mkdir -p $(dir $@)
+	python3 tools/embed.py web $@
+
+$(BUILD)/gen/web_files.o: $(BUILD)/gen/web_files.c
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)

@@ -203,7 +203,7 @@ static void test_resume(void) {
     CHECK(eng_advance(e, &err) == SIM_OK);
     CHECK(eng_say(e, "Tell me about the lens.", &err) == SIM_OK);
     int64_t save;
-    CHECK_MSG(eng_save(e, "s", &save, &err) == SIM_OK, "%s", err.msg);
+    CHECK_MSG(eng_save(e, "s", NULL, 0, &save, &err) == SIM_OK, "%s", err.msg);
     CHECK(eng_prepare(e, &err) == SIM_OK);
     int nv = g_m->hp.n_vocab, n_live = sess_n_tokens(eng_session(e));
     float *live = malloc((size_t)nv * sizeof *live);

@@ -359,14 +359,14 @@ static http_server *start(http_config cfg, const http_route *routes, int n) {
 }
 
 static const http_route basic_routes[] = {
-    {"GET", "/hello", h_hello, NULL, false},
-    {"POST", "/echo", h_echo, NULL, false},
-    {"PUT", "/echo", h_echo, NULL, false},
-    {"GET", "/info", h_info, NULL, false},
-    {"POST", "/info", h_info, NULL, false},
-    {"GET", "/health", h_info, NULL, true},
-    {"GET", "/silent", h_silent, NULL, false},
-    {"POST", "/slow", h_slow_echo, NULL, false},
+    {"GET", "/hello", h_hello, NULL, false, false},
+    {"POST", "/echo", h_echo, NULL, false, false},
+    {"PUT", "/echo", h_echo, NULL, false, false},
+    {"GET", "/info", h_info, NULL, false, false},
+    {"POST", "/info", h_info, NULL, false, false},
+    {"GET", "/health", h_info, NULL, true, false},
+    {"GET", "/silent", h_silent, NULL, false, false},
+    {"POST", "/slow", h_slow_echo, NULL, false, false},
 };
 
 // --- tests ------------------------------------------------------------------------------
@@ -757,7 +757,7 @@ static void h_stream(void *ud, const http_req *rq, http_conn *c) {
 
 static void test_stream_prompt(void) {
     stream_st st = {.mode = 0};
-    http_route routes[] = {{"GET", "/events", h_stream, &st, false}, {"GET", "/hello", h_hello, NULL, false}};
+    http_route routes[] = {{"GET", "/events", h_stream, &st, false, false}, {"GET", "/hello", h_hello, NULL, false, false}};
     http_server *s = start(http_default_config(), routes, 2);
     if (!s) return;
     cli k;
@@ -811,7 +811,7 @@ static void test_stream_prompt(void) {
 
 static void test_stream_disconnect(void) {
     stream_st st = {.mode = 1};
-    http_route routes[] = {{"GET", "/events", h_stream, &st, false}};
+    http_route routes[] = {{"GET", "/events", h_stream, &st, false, false}};
     http_server *s = start(http_default_config(), routes, 1);
     if (!s) return;
     cli k;
@@ -890,7 +890,7 @@ static void h_wait_stream(void *ud, const http_req *rq, http_conn *c) {
 
 static void test_stream_blocked_reader(void) {
     wait_st w = {0};
-    http_route routes[] = {{"GET", "/events", h_wait_stream, &w, false}};
+    http_route routes[] = {{"GET", "/events", h_wait_stream, &w, false, false}};
     http_server *s = start(http_default_config(), routes, 1);
     if (!s) return;
     cli k;
@@ -923,7 +923,7 @@ static void h_twice(void *ud, const http_req *rq, http_conn *c) {
 }
 
 static void test_one_response(void) {
-    http_route routes[] = {{"GET", "/twice", h_twice, NULL, false}};
+    http_route routes[] = {{"GET", "/twice", h_twice, NULL, false, false}};
     http_server *s = start(http_default_config(), routes, 1);
     if (!s) return;
     atomic_store(&g_log_lines, 0);
@@ -970,7 +970,7 @@ static void h_gone(void *ud, const http_req *rq, http_conn *c) {
 
 static void test_client_gone(void) {
     gone_st g = {.wait_ms = 3000};
-    http_route routes[] = {{"POST", "/work", h_gone, &g, false}, {"GET", "/info", h_info, NULL, false}};
+    http_route routes[] = {{"POST", "/work", h_gone, &g, false, false}, {"GET", "/info", h_info, NULL, false, false}};
     http_server *s = start(http_default_config(), routes, 2);
     if (!s) return;
     int port = http_port(s);
@@ -1024,7 +1024,7 @@ static void test_client_gone(void) {
 // shut down, the handler sees it and returns, stop completes.
 static void test_stop_while_busy(void) {
     gone_st g = {.wait_ms = 4000};
-    http_route routes[] = {{"POST", "/work", h_gone, &g, false}};
+    http_route routes[] = {{"POST", "/work", h_gone, &g, false, false}};
     http_server *s = start(http_default_config(), routes, 1);
     if (!s) return;
     cli k;
@@ -1155,7 +1155,7 @@ static void *late_thread(void *arg) {
 
 static void test_timeout(void) {
     int step = 0;
-    http_route routes[] = {{"GET", "/late-stream", h_late_stream, &step, false}, {"GET", "/late", h_late, NULL, false}};
+    http_route routes[] = {{"GET", "/late-stream", h_late_stream, &step, false, false}, {"GET", "/late", h_late, NULL, false, false}};
     http_config cfg = http_default_config();
     cfg.timeout_s = 1;
     http_server *s = start(cfg, routes, 2);
@@ -1270,7 +1270,7 @@ static void test_start(void) {
     cfg.port = 70000;
     CHECK(http_start(&b, &cfg, basic_routes, (int)ARRAY_LEN(basic_routes), &err) == SIM_ERR_ARG);
     cfg.port = 0;
-    http_route bad = {"GET", "no-slash", h_hello, NULL, false};
+    http_route bad = {"GET", "no-slash", h_hello, NULL, false, false};
     CHECK(http_start(&b, &cfg, &bad, 1, &err) == SIM_ERR_ARG);
 
     // "localhost" and IPv6 literals.
@@ -1375,7 +1375,7 @@ static void h_err(void *ud, const http_req *rq, http_conn *c) {
 }
 
 static void test_respond_error(void) {
-    http_route routes[] = {{"GET", "/err", h_err, NULL, false}};
+    http_route routes[] = {{"GET", "/err", h_err, NULL, false, false}};
     http_server *s = start(http_default_config(), routes, 1);
     if (!s) return;
     resp r = get(http_port(s), "/err", NULL);

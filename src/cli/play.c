@@ -219,7 +219,7 @@ static bool run_command(player *pl, char *line) {
         else rc = eng_thumbs(pl->e, id, t, &err);
     } else if (!strcmp(cmd, "save")) {
         int64_t id;
-        rc = eng_save(pl->e, *arg ? arg : "save", &id, &err);
+        rc = eng_save(pl->e, *arg ? arg : "save", NULL, 0, &id, &err);
         if (rc == SIM_OK) {
             if (pl->json) put_json(json_pack("{s:s, s:I}", "event", "saved", "id", (json_int_t)id));
             else printf("  [saved %lld]\n", (long long)id);
@@ -390,7 +390,7 @@ int cmd_play(int argc, char **argv) {
     }
     if (interactive) {
         int64_t id;
-        if (eng_save(pl.e, "autosave", &id, &err) == SIM_OK)
+        if (eng_save(pl.e, "autosave", NULL, 0, &id, &err) == SIM_OK)
             printf("saved (story %lld): continue with --story %lld\n", (long long)eng_story(pl.e),
                    (long long)eng_story(pl.e));
     }

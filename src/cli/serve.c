@@ -15,10 +15,13 @@
 #include "server/api.h"
 #include "server/http.h"
 #include "server/sched.h"
+#include "server/story_api.h"
 
 #define MAX_KEYS 1024
 
 // Reads API keys, one per line (blank lines and # comments skipped).
+static void serve_log(void *ud, const char *msg) { fprintf(stderr, "simularity: %s\n", msg); }
+
 static int read_keys(const char *path, char **buf, const char **keys, int *n) {
     size_t len;
     sim_err err;
@@ -40,6 +43,8 @@ static int read_keys(const char *path, char **buf, const char **keys, int *n) {
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *keys_file = NULL, *cors = NULL, *alias = NULL;
     const char *template_file = NULL, *kv_type = "f16";
+    const char *scenarios = NULL, *db_path = "stories.db", *web_dir = NULL;
+    int story_ctx = 0;
     int port = 8080, n_ctx = 0, n_slots = 4, n_threads = 0, n_batch = 512, queue = 64, max_body_kb = 8192;
     cli_list keys_arg = {0};
     api_config acfg = api_default_config();
@@ -61,6 +66,10 @@ int cmd_serve(int argc, char **argv) {
         {"--max-tokens", OPT_INT, &acfg.max_tokens, "most tokens a request may generate [4096]"},
         {"--timeout", OPT_INT, &acfg.timeout_s, "most seconds a request may run [600]; 0: no limit"},
         {"--max-body-kb", OPT_INT, &max_body_kb, "largest request body, KiB [8192]"},
+        {"--scenarios", OPT_STR, &scenarios, "serve the web player and the story API for the scenario packs in DIR"},
+        {"--db", OPT_STR, &db_path, "the story database (with --scenarios) [stories.db]"},
+        {"--story-ctx", OPT_INT, &story_ctx, "context of the story engine (0: the model's, at most 8192)"},
+        {"--web-dir", OPT_STR, &web_dir, "serve the player's files from DIR instead of the built-in copy"},
     };
     int n_pos, rc;
     if ((rc = cli_parse("serve -m MODEL [options]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos))) return rc;
@@ -103,6 +112,7 @@ int cmd_serve(int argc, char **argv) {
     fwd_ctx *c = NULL;
     sched *sch = NULL;
     api *a = NULL;
+    sapi *sa = NULL;
     http_server *srv = NULL;
     if (!m) goto done;
     fwd_params fp = fwd_default_params();
@@ -119,8 +129,18 @@ int cmd_serve(int argc, char **argv) {
         cli_fail("serve: %s", err.msg);
         goto done;
     }
-    http_route routes[API_N_ROUTES];
+    http_route routes[API_N_ROUTES + SAPI_N_ROUTES];
     int n_routes = api_routes(a, routes);
+    if (scenarios) {
+        sapi_config scfg2 = {.scenarios = scenarios, .db = db_path, .web_dir = web_dir, .n_ctx = story_ctx,
+                             .n_threads = n_threads, .api_keys = n_keys ? keys : NULL, .n_api_keys = n_keys,
+                             .log = serve_log};
+        if (sapi_new(&sa, m, &scfg2, &err) != SIM_OK) {
+            cli_fail("serve: %s", err.msg);
+            goto done;
+        }
+        n_routes += sapi_routes(sa, routes + n_routes);
+    }
     http_config hcfg = http_default_config();
     hcfg.host = host;
     hcfg.port = port;
@@ -135,6 +155,9 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "simularity: listening on http://%s:%d (%s; %d slots of %d tokens, %d threads, %s kernels%s)\n",
             strchr(host, ':') ? "[::]" : host, http_port(srv), acfg.model_name, n_slots, sched_slot_ctx(sch),
             fwd_n_threads(c), fwd_kernels(c)->name, n_keys ? ", API keys required" : "");
+    if (sa)
+        fprintf(stderr, "simularity: the web player is at http://%s:%d/ (%d scenarios from %s, stories in %s)\n",
+                strchr(host, ':') ? "[::]" : host, http_port(srv), sapi_n_scenarios(sa), scenarios, db_path);
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "simularity: %s: stopping\n", sig == SIGINT ? "interrupted" : "terminated");
@@ -142,7 +165,9 @@ int cmd_serve(int argc, char **argv) {
 done:
     if (sch) sched_shutdown(sch); // running requests end: their handlers answer, streams send their last events
     if (a) api_drain(a, 5000);
+    sapi_shutdown(sa); // event streams end
     if (srv) http_stop(srv);
+    sapi_free(sa);
     api_free(a);
     sched_free(sch);
     fwd_free(c);

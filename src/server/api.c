@@ -35,7 +35,7 @@ api_config api_default_config(void) { return (api_config){.model_name = "model",
 
 // --- helpers -------------------------------------------------------------------------
 
-static void respond_json(http_conn *c, int status, json_t *j) {
+void api_respond_json(http_conn *c, int status, json_t *j) {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (text) http_respond(c, status, "application/json", text, strlen(text));
     else http_respond_error(c, 500, "server_error", NULL, "out of memory");
@@ -250,7 +250,7 @@ static void respond_whole(gen_req *g, http_conn *c) {
                         json_pack("[o]", choice(g, g->text ? g->text : "", g->text_len, g->toks, g->n_toks, finish_of(g), false)));
     json_object_set_new(env, "usage", oai_usage(&g->u.usage));
     json_object_set_new(env, "timings", oai_timings(&g->u.usage));
-    respond_json(c, 200, env);
+    api_respond_json(c, 200, env);
 }
 
 // The prompt of a request as tokens.
@@ -391,7 +391,7 @@ static void h_models(void *ud, const http_req *rq, http_conn *c) {
                              "size", (json_int_t)a->m->gguf->size);
     json_t *entry = json_pack("{s:s,s:s,s:I,s:s,s:o}", "id", a->model_name, "object", "model", "created",
                               (json_int_t)time(NULL), "owned_by", "simularity", "meta", meta);
-    respond_json(c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", entry));
+    api_respond_json(c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", entry));
 }
 
 static void h_health(void *ud, const http_req *rq, http_conn *c) {
@@ -399,7 +399,7 @@ static void h_health(void *ud, const http_req *rq, http_conn *c) {
     atomic_fetch_add(&a->n_requests[EP_HEALTH], 1);
     sched_stats st;
     sched_get_stats(a->s, &st);
-    respond_json(c, 200, json_pack("{s:s,s:i,s:i,s:i}", "status", "ok", "slots_idle", st.n_slots - st.n_busy,
+    api_respond_json(c, 200, json_pack("{s:s,s:i,s:i,s:i}", "status", "ok", "slots_idle", st.n_slots - st.n_busy,
                                    "slots_processing", st.n_busy, "queue", st.queue_len));
 }
 
@@ -523,7 +523,7 @@ static void h_tokenize(void *ud, const http_req *rq, http_conn *c) {
     }
     mem_free(toks);
     json_decref(j);
-    respond_json(c, 200, json_pack("{s:o}", "tokens", arr));
+    api_respond_json(c, 200, json_pack("{s:o}", "tokens", arr));
 }
 
 static void h_detokenize(void *ud, const http_req *rq, http_conn *c) {
@@ -552,7 +552,7 @@ static void h_detokenize(void *ud, const http_req *rq, http_conn *c) {
     if (bad) {
         atomic_fetch_add(&a->n_errors[EP_DETOKENIZE], 1);
         http_respond_error(c, 400, "invalid_request_error", "tokens", "%s", bad);
-    } else respond_json(c, 200, json_pack("{s:o}", "content", oai_text(text, (size_t)MAX(len, 0))));
+    } else api_respond_json(c, 200, json_pack("{s:o}", "content", oai_text(text, (size_t)MAX(len, 0))));
     mem_free(text);
     mem_free(toks);
     json_decref(j);
@@ -575,7 +575,7 @@ static void h_props(void *ud, const http_req *rq, http_conn *c) {
                           a->cfg.max_tokens, "chat_template", a->chat_template, "chat_template_fallback",
                           a->chat_template == NULL, "bos_token", a->bos, "eos_token", a->eos, "n_vocab",
                           a->m->hp.n_vocab, "build", SIM_VERSION_STRING, "default_generation_settings", defaults);
-    respond_json(c, 200, j);
+    api_respond_json(c, 200, j);
 }
 
 // --- setup -----------------------------------------------------------------------------
@@ -640,14 +640,14 @@ void api_free(api *a) {
 
 int api_routes(api *a, http_route *out) {
     const http_route r[API_N_ROUTES] = {
-        {"POST", "/v1/completions", h_completions, a, false},
-        {"POST", "/v1/chat/completions", h_chat, a, false},
-        {"GET", "/v1/models", h_models, a, false},
-        {"GET", "/health", h_health, a, true},
-        {"GET", "/metrics", h_metrics, a, false},
-        {"POST", "/api/tokenize", h_tokenize, a, false},
-        {"POST", "/api/detokenize", h_detokenize, a, false},
-        {"GET", "/api/props", h_props, a, false},
+        {"POST", "/v1/completions", h_completions, a, false, false},
+        {"POST", "/v1/chat/completions", h_chat, a, false, false},
+        {"GET", "/v1/models", h_models, a, false, false},
+        {"GET", "/health", h_health, a, true, false},
+        {"GET", "/metrics", h_metrics, a, false, false},
+        {"POST", "/api/tokenize", h_tokenize, a, false, false},
+        {"POST", "/api/detokenize", h_detokenize, a, false, false},
+        {"GET", "/api/props", h_props, a, false, false},
     };
     memcpy(out, r, sizeof r);
     return API_N_ROUTES;

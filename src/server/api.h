@@ -26,6 +26,8 @@
 #ifndef SIM_API_H
 #define SIM_API_H
 
+#include <jansson.h>
+
 #include "server/http.h"
 #include "server/sched.h"
 
@@ -47,6 +49,9 @@ sim_status api_new(api **out, const model *m, sched *s, const api_config *cfg, s
 // in full — after sched_shutdown, streams still send their last events.
 void api_drain(api *a, int timeout_ms);
 void api_free(api *a);
+// Answers with j as compact JSON (a 500 when j is NULL) and releases j.
+void api_respond_json(http_conn *c, int status, json_t *j);
+
 // Writes the routes (API_N_ROUTES of them) and returns their count.
 int api_routes(api *a, http_route *out);
 

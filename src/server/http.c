@@ -149,6 +149,14 @@ static void json_escape(char *out, size_t cap, size_t *len, const char *s, size_
     *len = o;
 }
 
+// A route path matches itself, and one ending in '*' matches every path
+// that starts with what precedes the '*' and goes on past it.
+static bool path_matches(const char *route, const char *path) {
+    size_t n = strlen(route);
+    if (n > 0 && route[n - 1] == '*') return strncmp(route, path, n - 1) == 0 && path[n - 1] != '\0';
+    return strcmp(route, path) == 0;
+}
+
 // The methods routed at path, joined by ", " with OPTIONS last, into out.
 // Returns false when no route has that path.
 static bool allowed_methods(const http_server *s, const char *path, char *out, size_t cap) {
@@ -157,11 +165,11 @@ static bool allowed_methods(const http_server *s, const char *path, char *out, s
     out[0] = '\0';
     for (int i = 0; i < s->n_routes; i++) {
         const http_route *r = &s->routes[i];
-        if (strcmp(r->path, path) != 0) continue;
+        if (!path_matches(r->path, path)) continue;
         any = true;
         bool dup = false;
         for (int j = 0; j < i; j++)
-            if (strcmp(s->routes[j].path, path) == 0 && strcmp(s->routes[j].method, r->method) == 0) dup = true;
+            if (path_matches(s->routes[j].path, path) && strcmp(s->routes[j].method, r->method) == 0) dup = true;
         if (dup) continue;
         if (strcmp(r->method, "OPTIONS") == 0) options = true;
         int k = snprintf(out + o, cap - o, "%s%s", o ? ", " : "", r->method);
@@ -173,9 +181,16 @@ static bool allowed_methods(const http_server *s, const char *path, char *out, s
 }
 
 static const http_route *find_route(const http_server *s, const char *method, const char *path) {
-    for (int i = 0; i < s->n_routes; i++)
-        if (strcmp(s->routes[i].method, method) == 0 && strcmp(s->routes[i].path, path) == 0) return &s->routes[i];
+    for (int pass = 0; pass < 2; pass++) // exact paths first, then prefixes
+        for (int i = 0; i < s->n_routes; i++)
+            if (strcmp(s->routes[i].method, method) == 0 &&
+                (pass == 0 ? strcmp(s->routes[i].path, path) == 0 : path_matches(s->routes[i].path, path)))
+                return &s->routes[i];
     return NULL;
+}
+
+const char *http_req_header(http_conn *c, const char *name) {
+    return MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, name);
 }
 
 bool http_secret_eq(const char *a, const char *b) {
@@ -197,12 +212,15 @@ bool http_secret_eq(const char *a, const char *b) {
 
 // The key index the request's Authorization header matches, or -1. Every
 // key is compared in full, whichever matches.
-static int match_key(const http_server *s, struct MHD_Connection *mc) {
+static int match_key(const http_server *s, struct MHD_Connection *mc, bool query) {
     const char *h = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h && query) h = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "key"); // decoded by MHD
+    else if (h) {
+        while (*h == ' ' || *h == '\t') h++;
+        if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) return -1;
+        h += 6;
+    }
     if (!h) return -1;
-    while (*h == ' ' || *h == '\t') h++;
-    if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) return -1;
-    h += 6;
     while (*h == ' ' || *h == '\t') h++;
     size_t n = strlen(h);
     while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t')) n--;
@@ -528,7 +546,7 @@ static enum MHD_Result begin(http_server *s, http_conn *c, const char *method) {
     }
 
     if (s->cfg.n_api_keys > 0 && !c->route->public_route) {
-        c->key_index = match_key(s, c->mc);
+        c->key_index = match_key(s, c->mc, c->route->key_in_query);
         if (c->key_index < 0) {
             http_add_header(c, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
             bool given = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION) != NULL;

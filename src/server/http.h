@@ -16,8 +16,9 @@
 //     if (http_start(&s, &cfg, routes, n_routes, &err) != SIM_OK) ...  // e.g. port in use
 //     ... http_stop(s);                                                   // waits for handlers
 //
-// Routes: exact method and path ("GET", "/v1/models"); the query string is
-// split off into http_req.query. An unknown path is 404, a known path with
+// Routes: exact method and path ("GET", "/v1/models"), or a path prefix
+// ending in '*' ("/api/stories/*" matches "/api/stories/3/say"; exact routes
+// win); the query string is split off into http_req.query. An unknown path is 404, a known path with
 // another method 405 (with Allow), OPTIONS is answered for CORS preflight.
 // All error responses of this module are JSON in OpenAI's shape:
 //     {"error":{"message":"...","type":"invalid_request_error","param":null,"code":null}}
@@ -83,6 +84,7 @@ typedef struct http_route {
     http_handler fn;
     void *ud;
     bool public_route; // reachable without an API key (e.g. /health)
+    bool key_in_query; // the key may also come as ?key=KEY (EventSource cannot send headers)
 } http_route;
 
 typedef struct http_config {
@@ -123,6 +125,9 @@ int http_port(const http_server *s);
 void http_stop(http_server *s);
 
 // --- responding (exactly one response per request) ---------------------------------
+
+// A request header (case-insensitive name), or NULL; valid while the handler runs.
+const char *http_req_header(http_conn *c, const char *name);
 
 // Adds a header to the response (any time before the handler returns; the
 // module adds Content-Type itself, and the CORS origin when configured).

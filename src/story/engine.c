@@ -636,7 +636,7 @@ sim_status eng_prepare(eng *e, sim_err *err) {
     return rc;
 }
 
-sim_status eng_save(eng *e, const char *name, int64_t *save_id, sim_err *err) {
+sim_status eng_save(eng *e, const char *name, const uint8_t *thumb, size_t n_thumb, int64_t *save_id, sim_err *err) {
     int64_t head = e->n_path ? e->path[e->n_path - 1].id : 0;
     char path[TREE_MAX_PATH] = "";
     sim_status rc;
@@ -646,7 +646,7 @@ sim_status eng_save(eng *e, const char *name, int64_t *save_id, sim_err *err) {
                  (long long)head, (unsigned long long)time_ns());
         if ((rc = sess_save(e->sess, path, err))) return rc;
     }
-    return tree_save_add(e->db, e->p.user, e->story, head, name, NULL, 0, path[0] ? path : NULL, save_id, err);
+    return tree_save_add(e->db, e->p.user, e->story, head, name, thumb, n_thumb, path[0] ? path : NULL, save_id, err);
 }
 
 // --- lifetime ----------------------------------------------------------------------------------
@@ -752,6 +752,11 @@ void eng_on_event(eng *e, eng_event_fn fn, void *ud) {
 sim_status eng_fork(eng *e, const char *title, int64_t *story, sim_err *err) {
     int64_t head = e->n_path ? e->path[e->n_path - 1].id : 0;
     return tree_story_fork(e->db, e->p.user, e->story, head, title, story, err);
+}
+
+void eng_set_sampling(eng *e, const smp_params *sp, int max_line_tokens) {
+    e->p.sampling = *sp;
+    if (max_line_tokens > 0) e->p.max_line_tokens = max_line_tokens;
 }
 
 int64_t eng_story(const eng *e) { return e->story; }

@@ -9,7 +9,7 @@
 //     eng_advance(e, &err);                 // the model writes the next line
 //     eng_say(e, "Hello, Edda.", &err);     // the player writes one
 //     eng_regenerate(e, &err);              // a new variant of the last model line
-//     eng_save(e, "before the storm", &id, &err);   // with a KV state file
+//     eng_save(e, "before the storm", NULL, 0, &id, &err);   // with a KV state file
 //     eng_free(e);
 //     ... later: eng_open(&e, scn, db, ctx, &p, story_id, &err) resumes with no prompt re-processing
 //
@@ -99,6 +99,8 @@ sim_status eng_open(eng **out, const scn_scenario *s, tree_db *db, fwd_ctx *ctx,
 void eng_free(eng *e);
 
 void eng_on_event(eng *e, eng_event_fn fn, void *ud);
+// The sampling of the next model turns and the most tokens of a line.
+void eng_set_sampling(eng *e, const smp_params *sp, int max_line_tokens);
 
 sim_status eng_advance(eng *e, sim_err *err);
 sim_status eng_say(eng *e, const char *text, sim_err *err);
@@ -110,7 +112,8 @@ sim_status eng_thumbs(eng *e, int64_t update, int thumbs, sim_err *err);
 // Processes the next turn's prompt now (what eng_advance would start with);
 // then saves with a state file when params.state_dir is set.
 sim_status eng_prepare(eng *e, sim_err *err);
-sim_status eng_save(eng *e, const char *name, int64_t *save_id, sim_err *err);
+// thumb: n_thumb bytes of an image (a PNG) shown with the save, or NULL.
+sim_status eng_save(eng *e, const char *name, const uint8_t *thumb, size_t n_thumb, int64_t *save_id, sim_err *err);
 // A new story (owned by the same user) whose path is a copy of this one's up
 // to the head; open it with eng_open.
 sim_status eng_fork(eng *e, const char *title, int64_t *story, sim_err *err);
