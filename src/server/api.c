@@ -458,18 +458,24 @@ static void h_metrics(void *ud, const http_req *rq, http_conn *c) {
     free(buf);
 }
 
-// Parses a JSON object body; on error answers 400 and returns NULL.
-static json_t *json_body(api *a, int ep, const http_req *rq, http_conn *c) {
+json_t *api_json_body(const http_req *rq, http_conn *c, bool empty_ok) {
+    if (empty_ok && rq->body_len == 0) return json_object();
     json_error_t je;
     json_t *j = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!j || !json_is_object(j)) {
-        atomic_fetch_add(&a->n_errors[ep], 1);
         if (j) http_respond_error(c, 400, "invalid_request_error", NULL, "the request body must be a JSON object");
         else http_respond_error(c, 400, "invalid_request_error", NULL, "invalid JSON at line %d, column %d: %s", je.line,
                                 je.column, je.text);
         json_decref(j);
         return NULL;
     }
+    return j;
+}
+
+// api_json_body, counting a refused body as an error of endpoint ep.
+static json_t *json_body(api *a, int ep, const http_req *rq, http_conn *c) {
+    json_t *j = api_json_body(rq, c, false);
+    if (!j) atomic_fetch_add(&a->n_errors[ep], 1);
     return j;
 }
 

@@ -49,6 +49,10 @@ sim_status api_new(api **out, const model *m, sched *s, const api_config *cfg, s
 // in full — after sched_shutdown, streams still send their last events.
 void api_drain(api *a, int timeout_ms);
 void api_free(api *a);
+// The request body as a JSON object (an empty body is {} when empty_ok), or
+// NULL after answering 400 with where the JSON is wrong.
+json_t *api_json_body(const http_req *rq, http_conn *c, bool empty_ok);
+
 // Answers with j as compact JSON (a 500 when j is NULL) and releases j.
 void api_respond_json(http_conn *c, int status, json_t *j);
 

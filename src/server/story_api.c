@@ -302,6 +302,16 @@ static bool story_path(const char *path, int64_t *id, const char **rest) {
     return true;
 }
 
+// story_path for a handler: want "" (the story itself), "/" (a sub-path) or
+// "any"; answers 404 and returns false otherwise.
+static bool story_target(const http_req *rq, http_conn *c, int64_t *id, const char **rest, const char *want) {
+    bool ok = story_path(rq->path, id, rest);
+    if (ok && !strcmp(want, "")) ok = !**rest;
+    else if (ok && !strcmp(want, "/")) ok = (*rest)[0] == '/';
+    if (!ok) http_respond_error(c, 404, "not_found_error", NULL, "no route for %s %.200s", rq->method, rq->path);
+    return ok;
+}
+
 static const scn_scenario *story_scn(const sapi *sa, const tree_story *ts) {
     return find_scn(sa, ts->scenario, strlen(ts->scenario));
 }
@@ -592,20 +602,6 @@ static void clear_busy(sapi *sa, int64_t id) {
 
 // --- request bodies -----------------------------------------------------------------------------
 
-static json_t *body(const http_req *rq, http_conn *c) {
-    if (rq->body_len == 0) return json_object();
-    json_error_t je;
-    json_t *j = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
-    if (!j || !json_is_object(j)) {
-        if (j) http_respond_error(c, 400, "invalid_request_error", NULL, "the request body must be a JSON object");
-        else http_respond_error(c, 400, "invalid_request_error", NULL, "invalid JSON at line %d, column %d: %s", je.line,
-                                je.column, je.text);
-        json_decref(j);
-        return NULL;
-    }
-    return j;
-}
-
 // An integer field (required); false after answering 400.
 static bool int_field(json_t *j, const char *key, int64_t lo, int64_t hi, int64_t *out, http_conn *c) {
     json_t *v = json_object_get(j, key);
@@ -670,7 +666,7 @@ static bool sampling(sapi *sa, json_t *j, http_conn *c) {
 
 static void h_story_create(void *ud, const http_req *rq, http_conn *c) {
     sapi *sa = ud;
-    json_t *j = body(rq, c);
+    json_t *j = api_json_body(rq, c, true);
     if (!j) return;
     const char *sid, *eid, *title;
     if (!str_field(j, "scenario", true, &sid, c) || !str_field(j, "episode", false, &eid, c) ||
@@ -824,10 +820,7 @@ static void h_story_get(void *ud, const http_req *rq, http_conn *c) {
     sapi *sa = ud;
     int64_t id;
     const char *rest;
-    if (!story_path(rq->path, &id, &rest)) {
-        http_respond_error(c, 404, "not_found_error", NULL, "no route for %.200s", rq->path);
-        return;
-    }
+    if (!story_target(rq, c, &id, &rest, "any")) return;
     const char *user = user_of(sa, rq);
     sim_err err;
     if (!*rest) {
@@ -844,10 +837,7 @@ static void h_story_delete(void *ud, const http_req *rq, http_conn *c) {
     sapi *sa = ud;
     int64_t id;
     const char *rest;
-    if (!story_path(rq->path, &id, &rest) || *rest) {
-        http_respond_error(c, 404, "not_found_error", NULL, "no route for DELETE %.200s", rq->path);
-        return;
-    }
+    if (!story_target(rq, c, &id, &rest, "")) return;
     if (!mark_busy(sa, id)) {
         http_respond_error(c, 409, "conflict_error", NULL, "story %lld is busy with another operation", (long long)id);
         return;
@@ -870,10 +860,7 @@ static void h_story_op(void *ud, const http_req *rq, http_conn *c) {
     sapi *sa = ud;
     int64_t id;
     const char *rest;
-    if (!story_path(rq->path, &id, &rest) || rest[0] != '/') {
-        http_respond_error(c, 404, "not_found_error", NULL, "no route for POST %.200s", rq->path);
-        return;
-    }
+    if (!story_target(rq, c, &id, &rest, "/")) return;
     const char *op = rest + 1;
     static const char *const ops[] = {"advance", "say", "regenerate", "choose", "edit", "rewind",
                                       "thumbs",  "save", "load",      "fork"};
@@ -886,7 +873,7 @@ static void h_story_op(void *ud, const http_req *rq, http_conn *c) {
                            op);
         return;
     }
-    json_t *j = body(rq, c);
+    json_t *j = api_json_body(rq, c, true);
     if (!j) return;
     const char *user = user_of(sa, rq);
     if (!mark_busy(sa, id)) {
