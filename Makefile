@@ -16,7 +16,7 @@ SAN      ?=
 # Sanitizers for the SIMD kernel files (the fuzz build leaves them out).
 KSAN     ?= $(SAN)
 PKGS     := libpcre2-8 jansson libmicrohttpd libzip sqlite3
-DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev libzip-dev libsqlite3-dev python3 python3-jinja2 python3-jsonschema
+DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev libzip-dev libsqlite3-dev python3 python3-jinja2 python3-jsonschema chromium
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -42,7 +42,7 @@ TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TOOLS    := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 BIN      := $(BUILD)/simularity
 
-.PHONY: all test debug bench fuzz deps clean tests-build
+.PHONY: all test debug bench fuzz deps clean tests-build e2e
 all: simularity
 
 simularity: $(BIN)
@@ -90,6 +90,13 @@ tests-build: $(BIN) $(TESTS) $(TOOLS)
 
 test: tests-build
 	@SIM_BIN=$(BIN) SIM_BUILD=$(BUILD) sh tests/run.sh $(TESTS)
+
+# The browser player end to end (tests/e2e/player.mjs): simularity serve on
+# the demo scenario with stories260K, driven through playwright-core and
+# Debian's chromium; screenshots in build/e2e/. Skips without the model.
+e2e: simularity
+	@if command -v node >/dev/null; then node tests/e2e/player.mjs; \
+	else echo "e2e: SKIPPED — node not found"; fi
 
 debug:
 	$(MAKE) BUILD=build/debug OPT="-O1 -fno-omit-frame-pointer" \
