@@ -94,8 +94,8 @@ test: tests-build
 # The browser player end to end (tests/e2e/player.mjs): simularity serve on
 # the demo scenario with stories260K, driven through playwright-core and
 # Debian's chromium; screenshots in build/e2e/. Skips without the model.
-e2e: simularity
-	@if command -v node >/dev/null; then node tests/e2e/player.mjs; \
+e2e: $(BIN)
+	@if command -v node >/dev/null; then SIM_BIN=$(BIN) node tests/e2e/player.mjs; \
 	else echo "e2e: SKIPPED — node not found"; fi
 
 debug:

@@ -236,6 +236,12 @@ try {
     await idle();
     await lineMatches(s);
     await stageMatches(s);
+    // The scene's ambience loops once the page had a gesture (the click).
+    const want = manifest.scenes.find((x) => x.id === s.stage.scene).ambience.map((a) => assetBase + a.path);
+    await poll(async () => {
+      const playing = (await page.locator('#stage').getAttribute('data-ambience') || '').split(' ').filter(Boolean);
+      return want.every((w) => playing.includes(w)) ? true : `playing ${JSON.stringify(playing)}, want ${JSON.stringify(want)}`;
+    }, 'the ambience is not playing', 10000);
   });
 
   for (let i = 1; i <= 3; i++) {

@@ -60,7 +60,8 @@ function toast(msg) {
 }
 
 // ---------------------------------------------------------------- API key
-onKeyNeeded((msg) => new Promise((resolve) => {
+let keyPrompt = null;   // one prompt for all the requests that got a 401
+onKeyNeeded((msg) => keyPrompt || (keyPrompt = new Promise((resolve) => {
   const d = $('panel-key');
   const p = d.querySelector('p');
   p.textContent = msg || 'This server asks for an API key. It is kept in this browser only.';
@@ -73,12 +74,13 @@ onKeyNeeded((msg) => new Promise((resolve) => {
     setKey(k);
     d.close();
     $('btn-forget-key').hidden = false;
+    keyPrompt = null;
     resolve(k);
   };
   d.oncancel = (ev) => ev.preventDefault();
   if (!d.open) d.showModal();
   $('key-input').focus();
-}));
+})));
 
 // ---------------------------------------------------------------- scenarios
 const scenarioCache = new Map();
@@ -317,6 +319,7 @@ function streamStatus(s) {
   } else if (s === 'open' && player.reconnecting) {
     player.reconnecting = false;
     hideBanner('stream');
+    hideBanner('network');
     toast('Reconnected');
     api.story(player.id).then(renderStory).catch(() => {});
   }

@@ -54,7 +54,7 @@ export class Stage {
     this.base = '';
     this.sceneId = null;
     this.sprites = new Map();  // character id -> {el, body, outfit, expression}
-    this.audio = new Ambience();
+    this.audio = new Ambience((playing) => { this.root.dataset.ambience = playing.join(' '); });
     this.speaker = null;
     this.gen = 0;
   }
@@ -266,7 +266,8 @@ function fadeOut(img) {
 // Looping ambience; starts on the first user gesture (autoplay rules) and
 // cross-fades between scenes.
 export class Ambience {
-  constructor() {
+  constructor(onchange) {
+    this.onchange = onchange || (() => {});
     this.volume = 0.6;
     this.unlocked = false;
     this.tracks = [];   // {url, el}
@@ -299,6 +300,7 @@ export class Ambience {
     this.tracks = keep;
     if (!this.unlocked || this.volume <= 0) {
       for (const t of this.tracks) t.el.pause();
+      this.report();
       return;
     }
     for (const url of this.wanted) {
@@ -313,10 +315,16 @@ export class Ambience {
         try { el.src = await assetSrc(url); } catch { continue; }
       }
       if (t.el.paused) {
-        t.el.play().catch(() => { /* not allowed yet or unsupported */ });
+        t.el.play().then(() => this.report()).catch(() => { /* not allowed yet or unsupported */ });
         this.fade(t.el, this.volume);
       }
     }
+    this.report();
+  }
+
+  // Tells the stage which loops are playing (data-ambience, for tests and tools).
+  report() {
+    this.onchange(this.tracks.filter((t) => !t.el.paused && this.wanted.includes(t.url)).map((t) => t.url));
   }
 
   fade(el, to, done) {
