@@ -15,8 +15,8 @@ OPT      ?= -O2
 SAN      ?=
 # Sanitizers for the SIMD kernel files (the fuzz build leaves them out).
 KSAN     ?= $(SAN)
-PKGS     := libpcre2-8 jansson libmicrohttpd libzip sqlite3
-DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev libzip-dev libsqlite3-dev python3 python3-jinja2 python3-jsonschema chromium
+PKGS     := libpcre2-8 jansson libmicrohttpd libzip sqlite3 zlib
+DEPS_DEB := build-essential pkg-config libpcre2-dev libjansson-dev libmicrohttpd-dev libzip-dev libsqlite3-dev zlib1g-dev python3 python3-jinja2 python3-jsonschema chromium
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

@@ -105,6 +105,158 @@ static bool col_str(sqlite3_stmt *st, int i, char **out) {
 
 static sim_status nomem(sim_err *err) { return err_set(err, SIM_ERR_NOMEM, "out of memory"); }
 
+// Grows *a (of elem bytes each) to hold n+1; false when memory ran out.
+static bool grow(void **a, int n, int *cap, size_t elem) {
+    if (n < *cap) return true;
+    int nc = *cap ? *cap * 2 : 8;
+    size_t bytes;
+    if (!size_mul((size_t)nc, elem, &bytes)) return false;
+    void *p = mem_realloc(*a, bytes);
+    if (!p) return false;
+    *a = p;
+    *cap = nc;
+    return true;
+}
+
+// --- statements ----------------------------------------------------------------------
+//
+// A statement is its SQL and its parameters ?1, ?2 ... in order, written as
+//
+//     run(db, "UPDATE upd SET thumbs = ?1 WHERE id = ?2", ARGS(ARG_INT(thumbs), ARG_INT(id)), NULL, err);
+//
+// run() steps a statement whose rows are not wanted, run_row() reads its
+// first row, run_list() reads every row into a new array. Each prepares,
+// binds, steps and finalizes, and reports SQLite failures as sql_fail does.
+
+typedef struct sql_arg {
+    enum { SQL_INT, SQL_ID, SQL_STR, SQL_REAL, SQL_BLOB } kind;
+    int64_t i;     // SQL_INT, SQL_ID (0 binds NULL)
+    double d;      // SQL_REAL
+    const void *p; // SQL_STR (NUL-terminated), SQL_BLOB (n bytes); NULL binds NULL
+    size_t n;
+} sql_arg;
+
+#define ARG_INT(v) {.kind = SQL_INT, .i = (v)}
+#define ARG_ID(v) {.kind = SQL_ID, .i = (v)}
+#define ARG_STR(v) {.kind = SQL_STR, .p = (v)}
+#define ARG_REAL(v) {.kind = SQL_REAL, .d = (v)}
+#define ARG_BLOB(v, len) {.kind = SQL_BLOB, .p = (v), .n = (len)}
+// The (array, count) pair the run functions take.
+#define ARGS(...) (const sql_arg[]){__VA_ARGS__}, (int)ARRAY_LEN(((const sql_arg[]){__VA_ARGS__}))
+
+// Reads the current row into out; false when memory ran out (out is then
+// left with nothing to free).
+typedef bool (*row_read_fn)(sqlite3_stmt *st, void *out);
+
+// How run_list reads rows into array elements.
+typedef struct row_kind {
+    size_t size;          // bytes of one element
+    row_read_fn read;
+    void (*free)(void *); // frees what read allocated in an element (not the element); NULL: nothing
+    const char *what;     // names a failed step in the message; NULL: "sqlite"
+} row_kind;
+
+// Prepares q and binds args[0..nargs); NULL (err set) on failure.
+static sqlite3_stmt *prep_args(tree_db *db, const char *q, const sql_arg *args, int nargs, sim_err *err) {
+    sqlite3_stmt *st = prep(db, q, err);
+    for (int i = 0; st && i < nargs; i++) {
+        const sql_arg *a = &args[i];
+        switch (a->kind) {
+        case SQL_INT: sqlite3_bind_int64(st, i + 1, a->i); break;
+        case SQL_ID: bind_id(st, i + 1, a->i); break;
+        case SQL_STR: bind_str(st, i + 1, a->p); break;
+        case SQL_REAL: sqlite3_bind_double(st, i + 1, a->d); break;
+        case SQL_BLOB:
+            if (a->p) sqlite3_bind_blob64(st, i + 1, a->p, a->n, SQLITE_STATIC);
+            else sqlite3_bind_null(st, i + 1);
+            break;
+        }
+    }
+    return st;
+}
+
+// Runs a statement whose rows (if any) are not wanted; *rowid (unless NULL)
+// gets the id of the row it inserted.
+static sim_status run(tree_db *db, const char *q, const sql_arg *args, int nargs, int64_t *rowid, sim_err *err) {
+    sqlite3_stmt *st = prep_args(db, q, args, nargs, err);
+    if (!st) return err->code;
+    sim_status s = step_done(db, st, err);
+    if (s == SIM_OK && rowid) *rowid = sqlite3_last_insert_rowid(db->sql);
+    sqlite3_finalize(st);
+    return s;
+}
+
+// Runs q and reads its first row with read into out. *found: there was a
+// row (when false, out is untouched).
+static sim_status run_row(tree_db *db, const char *q, const sql_arg *args, int nargs, row_read_fn read, void *out,
+                          bool *found, sim_err *err) {
+    *found = false;
+    sqlite3_stmt *st = prep_args(db, q, args, nargs, err);
+    if (!st) return err->code;
+    int rc = sqlite3_step(st);
+    sim_status s = SIM_OK;
+    if (rc == SQLITE_ROW) {
+        *found = true;
+        if (!read(st, out)) s = nomem(err);
+    } else if (rc != SQLITE_DONE) s = sql_fail(db->sql, err, "sqlite");
+    sqlite3_finalize(st);
+    return s;
+}
+
+// run_row of q with ?1 = id, which must find a row: otherwise SIM_ERR_ARG
+// "<what> <id> not found".
+static sim_status run_get(tree_db *db, const char *q, int64_t id, row_read_fn read, void *out, const char *what,
+                          sim_err *err) {
+    bool found;
+    sim_status s = run_row(db, q, ARGS(ARG_INT(id)), read, out, &found, err);
+    if (s == SIM_OK && !found) return err_set(err, SIM_ERR_ARG, "%s %lld not found", what, (long long)id);
+    return s;
+}
+
+// Runs q and reads every row into a new array of kind->size elements (q
+// carries its own LIMIT). On success *out (NULL when there are none) and
+// *n are the caller's; on error *out is NULL, *n 0 and nothing is kept.
+// Frees n elements of kind (what read allocated in each) and the array.
+static void rows_free(void *a, int n, const row_kind *kind) {
+    if (!a) return;
+    for (int i = 0; kind->free && i < n; i++) kind->free((char *)a + (size_t)i * kind->size);
+    mem_free(a);
+}
+
+static sim_status run_list(tree_db *db, const char *q, const sql_arg *args, int nargs, const row_kind *kind,
+                           void **out, int *n, sim_err *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = prep_args(db, q, args, nargs, err);
+    if (!st) return err->code;
+    void *a = NULL;
+    int cnt = 0, cap = 0, rc;
+    sim_status s = SIM_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (!grow(&a, cnt, &cap, kind->size) || !kind->read(st, (char *)a + (size_t)cnt * kind->size)) {
+            s = nomem(err);
+            break;
+        }
+        cnt++;
+    }
+    if (s == SIM_OK && rc != SQLITE_DONE) s = sql_fail(db->sql, err, kind->what ? kind->what : "sqlite");
+    sqlite3_finalize(st);
+    if (s != SIM_OK) {
+        rows_free(a, cnt, kind);
+        return s;
+    }
+    *out = a;
+    *n = cnt;
+    return SIM_OK;
+}
+
+static bool read_id(sqlite3_stmt *st, void *out) {
+    *(int64_t *)out = sqlite3_column_int64(st, 0);
+    return true;
+}
+
+static const row_kind ID_ROWS = {.size = sizeof(int64_t), .read = read_id};
+
 // Checks a string argument: present (unless optional), at most max bytes, UTF-8.
 static sim_status check_str(const char *s, size_t max, bool optional, bool nonempty, const char *what,
                             sim_err *err) {
@@ -130,6 +282,10 @@ static sim_status check_json(const char *s, bool want_array, const char *what, s
     return SIM_OK;
 }
 
+static sim_status check_user(const char *user, sim_err *err) {
+    return check_str(user, TREE_MAX_NAME, true, true, "user", err);
+}
+
 static void lock(tree_db *db) { ASSERT(pthread_mutex_lock(&db->mu) == 0); }
 static void unlock(tree_db *db) { ASSERT(pthread_mutex_unlock(&db->mu) == 0); }
 
@@ -145,28 +301,38 @@ static sim_status finish(tree_db *db, sim_status st, sim_err *err) {
     return st;
 }
 
-// SIM_OK when the owner in column i (NULL: none) lets user in, SIM_ERR_ARG
-// when not (the caller says "not found"); SIM_ERR_NOMEM when the owner
-// could not be read (never taken for "no owner").
-static sim_status owner_allows(sqlite3_stmt *st, int i, const char *user, sim_err *err) {
-    if (sqlite3_column_type(st, i) == SQLITE_NULL) return SIM_OK;
-    const char *owner = (const char *)sqlite3_column_text(st, i);
-    if (!owner) return nomem(err);
-    return user && strcmp(owner, user) == 0 ? SIM_OK : SIM_ERR_ARG;
+// What the access checks read: a row's story and parent (0 when the query
+// has none) and its story's owner (NULL: none).
+typedef struct owner_row {
+    int64_t story, parent;
+    char *owner;
+} owner_row;
+
+static bool read_owner_row(sqlite3_stmt *st, void *out) {
+    owner_row *r = out;
+    r->story = sqlite3_column_int64(st, 0);
+    r->parent = sqlite3_column_int64(st, 1); // NULL reads as 0
+    return col_str(st, 2, &r->owner);
+}
+
+// Reads the owner_row of q (?1 = id). SIM_OK when the row exists and its
+// owner lets user in, SIM_ERR_ARG when not (the caller says "not found");
+// SIM_ERR_NOMEM when the owner could not be read (never taken for "no owner").
+static sim_status access_row(tree_db *db, const char *q, int64_t id, const char *user, owner_row *r, sim_err *err) {
+    bool found;
+    sim_status s = run_row(db, q, ARGS(ARG_INT(id)), read_owner_row, r, &found, err);
+    if (s == SIM_OK && !found) s = SIM_ERR_ARG;
+    if (s == SIM_OK && r->owner && !(user && strcmp(r->owner, user) == 0)) s = SIM_ERR_ARG;
+    mem_free(r->owner);
+    r->owner = NULL;
+    return s;
 }
 
 // The story exists and user may see it.
 static sim_status story_access(tree_db *db, const char *user, int64_t story, sim_err *err) {
     if (story <= 0) return err_set(err, SIM_ERR_ARG, "story %lld not found", (long long)story);
-    sqlite3_stmt *st = prep(db, "SELECT owner FROM story WHERE id = ?1", err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, story);
-    int rc = sqlite3_step(st);
-    sim_status s = SIM_OK;
-    if (rc == SQLITE_ROW) s = owner_allows(st, 0, user, err);
-    else if (rc == SQLITE_DONE) s = SIM_ERR_ARG;
-    else s = sql_fail(db->sql, err, "sqlite");
-    sqlite3_finalize(st);
+    owner_row r = {0};
+    sim_status s = access_row(db, "SELECT id, NULL, owner FROM story WHERE id = ?1", story, user, &r, err);
     if (s == SIM_ERR_ARG) return err_set(err, s, "story %lld not found", (long long)story);
     return s;
 }
@@ -175,39 +341,52 @@ static sim_status story_access(tree_db *db, const char *user, int64_t story, sim
 static sim_status update_access(tree_db *db, const char *user, int64_t id, int64_t *story, int64_t *parent,
                                 sim_err *err) {
     if (id <= 0) return err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)id);
-    sqlite3_stmt *st =
-        prep(db, "SELECT u.story, u.parent, s.owner FROM upd u JOIN story s ON s.id = u.story WHERE u.id = ?1", err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sim_status s = SIM_OK;
-    if (rc == SQLITE_ROW) {
-        s = owner_allows(st, 2, user, err);
-        if (story) *story = sqlite3_column_int64(st, 0);
-        if (parent) *parent = sqlite3_column_int64(st, 1); // NULL reads as 0
-    } else if (rc == SQLITE_DONE) s = SIM_ERR_ARG;
-    else s = sql_fail(db->sql, err, "sqlite");
-    sqlite3_finalize(st);
+    owner_row r = {0};
+    sim_status s = access_row(
+        db, "SELECT u.story, u.parent, s.owner FROM upd u JOIN story s ON s.id = u.story WHERE u.id = ?1", id, user,
+        &r, err);
     if (s == SIM_ERR_ARG) return err_set(err, s, "update %lld not found", (long long)id);
+    if (story) *story = r.story;
+    if (parent) *parent = r.parent;
     return s;
 }
 
 // update (non-zero) belongs to story (which the caller already checked).
 static sim_status update_in_story(tree_db *db, int64_t story, int64_t update, sim_err *err) {
-    sqlite3_stmt *st = prep(db, "SELECT 1 FROM upd WHERE id = ?1 AND story = ?2", err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, update);
-    sqlite3_bind_int64(st, 2, story);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW) return SIM_OK;
-    if (rc == SQLITE_DONE)
+    int64_t one;
+    bool found;
+    sim_status s = run_row(db, "SELECT 1 FROM upd WHERE id = ?1 AND story = ?2",
+                           ARGS(ARG_INT(update), ARG_INT(story)), read_id, &one, &found, err);
+    if (s == SIM_OK && !found)
         return err_set(err, SIM_ERR_ARG, "update %lld not found in story %lld", (long long)update, (long long)story);
-    return sql_fail(db->sql, err, "sqlite");
+    return s;
 }
 
-static sim_status check_user(const char *user, sim_err *err) {
-    return check_str(user, TREE_MAX_NAME, true, true, "user", err);
+// Checks user, then under the lock: when user may see story, reads the
+// rows of q (NULL: none) as run_list does.
+static sim_status story_rows(tree_db *db, const char *user, int64_t story, const char *q, const sql_arg *args,
+                             int nargs, const row_kind *kind, void **out, int *n, sim_err *err) {
+    *out = NULL;
+    *n = 0;
+    sim_status s = check_user(user, err);
+    if (s) return s;
+    lock(db);
+    s = story_access(db, user, story, err);
+    if (s == SIM_OK && q) s = run_list(db, q, args, nargs, kind, out, n, err);
+    unlock(db);
+    return s;
+}
+
+// Under the lock: when user may see story and update (0: none) is one of
+// its updates, runs the insert q; *id (unless NULL) gets the new row's id.
+static sim_status story_insert(tree_db *db, const char *user, int64_t story, int64_t update, const char *q,
+                               const sql_arg *args, int nargs, int64_t *id, sim_err *err) {
+    lock(db);
+    sim_status s = story_access(db, user, story, err);
+    if (s == SIM_OK && update) s = update_in_story(db, story, update, err);
+    if (s == SIM_OK) s = run(db, q, args, nargs, id, err);
+    unlock(db);
+    return s;
 }
 
 // --- opening -------------------------------------------------------------------------
@@ -432,15 +611,10 @@ void tree_story_free(tree_story *s) {
     memset(s, 0, sizeof *s);
 }
 
-void tree_stories_free(tree_story *a, int n) {
-    if (!a) return;
-    for (int i = 0; i < n; i++) tree_story_free(&a[i]);
-    mem_free(a);
-}
-
 #define STORY_COLS "id, scenario, scenario_version, episode, owner, title, head, first_chosen, created, updated"
 
-static bool read_story(sqlite3_stmt *st, tree_story *s) {
+static bool read_story(sqlite3_stmt *st, void *out) {
+    tree_story *s = out;
     memset(s, 0, sizeof *s);
     s->id = sqlite3_column_int64(st, 0);
     s->head = sqlite3_column_int64(st, 6);
@@ -454,6 +628,12 @@ static bool read_story(sqlite3_stmt *st, tree_story *s) {
     return false;
 }
 
+static void story_free_v(void *s) { tree_story_free(s); }
+
+static const row_kind STORY_ROWS = {.size = sizeof(tree_story), .read = read_story, .free = story_free_v};
+
+void tree_stories_free(tree_story *a, int n) { rows_free(a, n, &STORY_ROWS); }
+
 sim_status tree_story_create(tree_db *db, const char *user, const char *scenario, const char *scenario_version,
                              const char *episode, const char *title, int64_t *id, sim_err *err) {
     ERR_LOCAL(err);
@@ -464,38 +644,18 @@ sim_status tree_story_create(tree_db *db, const char *user, const char *scenario
         (s = check_str(title, TREE_MAX_NAME, false, false, "title", err)))
         return s;
     lock(db);
-    sqlite3_stmt *st = prep(db,
-                            "INSERT INTO story(scenario, scenario_version, episode, owner, title, created, updated)"
-                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                            err);
-    if (!st) s = err->code;
-    else {
-        bind_str(st, 1, scenario);
-        bind_str(st, 2, scenario_version);
-        bind_str(st, 3, episode);
-        bind_str(st, 4, user);
-        bind_str(st, 5, title);
-        sqlite3_bind_int64(st, 6, now_ms());
-        s = step_done(db, st, err);
-        if (s == SIM_OK) *id = sqlite3_last_insert_rowid(db->sql);
-        sqlite3_finalize(st);
-    }
+    s = run(db,
+            "INSERT INTO story(scenario, scenario_version, episode, owner, title, created, updated)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            ARGS(ARG_STR(scenario), ARG_STR(scenario_version), ARG_STR(episode), ARG_STR(user), ARG_STR(title),
+                 ARG_INT(now_ms())),
+            id, err);
     unlock(db);
     return s;
 }
 
 static sim_status story_get_locked(tree_db *db, int64_t id, tree_story *out, sim_err *err) {
-    sqlite3_stmt *st = prep(db, "SELECT " STORY_COLS " FROM story WHERE id = ?1", err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sim_status s = SIM_OK;
-    if (rc == SQLITE_ROW) {
-        if (!read_story(st, out)) s = nomem(err);
-    } else if (rc == SQLITE_DONE) s = err_set(err, SIM_ERR_ARG, "story %lld not found", (long long)id);
-    else s = sql_fail(db->sql, err, "sqlite");
-    sqlite3_finalize(st);
-    return s;
+    return run_get(db, "SELECT " STORY_COLS " FROM story WHERE id = ?1", id, read_story, out, "story", err);
 }
 
 sim_status tree_story_get(tree_db *db, const char *user, int64_t id, tree_story *out, sim_err *err) {
@@ -510,19 +670,6 @@ sim_status tree_story_get(tree_db *db, const char *user, int64_t id, tree_story 
     return s;
 }
 
-// Grows *a (of elem bytes each) to hold n+1; false when memory ran out.
-static bool grow(void **a, int n, int *cap, size_t elem) {
-    if (n < *cap) return true;
-    int nc = *cap ? *cap * 2 : 8;
-    size_t bytes;
-    if (!size_mul((size_t)nc, elem, &bytes)) return false;
-    void *p = mem_realloc(*a, bytes);
-    if (!p) return false;
-    *a = p;
-    *cap = nc;
-    return true;
-}
-
 sim_status tree_story_list(tree_db *db, const char *user, const char *scenario, tree_story **out, int *n,
                            sim_err *err) {
     ERR_LOCAL(err);
@@ -531,37 +678,15 @@ sim_status tree_story_list(tree_db *db, const char *user, const char *scenario, 
     sim_status s;
     if ((s = check_user(user, err)) || (s = check_str(scenario, TREE_MAX_NAME, true, false, "scenario", err)))
         return s;
+    void *a = NULL;
     lock(db);
-    sqlite3_stmt *st = prep(db,
-                            "SELECT " STORY_COLS " FROM story WHERE owner IS ?1 AND (?2 IS NULL OR scenario = ?2)"
-                            " ORDER BY created DESC, id DESC LIMIT ?3",
-                            err);
-    tree_story *a = NULL;
-    int cnt = 0, cap = 0;
-    if (!st) s = err->code;
-    else {
-        bind_str(st, 1, user);
-        bind_str(st, 2, scenario);
-        sqlite3_bind_int(st, 3, TREE_MAX_LIST);
-        int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            if (!grow((void **)&a, cnt, &cap, sizeof *a) || !read_story(st, &a[cnt])) {
-                s = nomem(err);
-                break;
-            }
-            cnt++;
-        }
-        if (s == SIM_OK && rc != SQLITE_DONE) s = sql_fail(db->sql, err, "sqlite");
-        sqlite3_finalize(st);
-    }
+    s = run_list(db,
+                 "SELECT " STORY_COLS " FROM story WHERE owner IS ?1 AND (?2 IS NULL OR scenario = ?2)"
+                 " ORDER BY created DESC, id DESC LIMIT ?3",
+                 ARGS(ARG_STR(user), ARG_STR(scenario), ARG_INT(TREE_MAX_LIST)), &STORY_ROWS, &a, n, err);
     unlock(db);
-    if (s != SIM_OK) {
-        tree_stories_free(a, cnt);
-        return s;
-    }
     *out = a;
-    *n = cnt;
-    return SIM_OK;
+    return s;
 }
 
 sim_status tree_story_rename(tree_db *db, const char *user, int64_t id, const char *title, sim_err *err) {
@@ -570,28 +695,10 @@ sim_status tree_story_rename(tree_db *db, const char *user, int64_t id, const ch
     if ((s = check_user(user, err)) || (s = check_str(title, TREE_MAX_NAME, false, false, "title", err))) return s;
     lock(db);
     s = story_access(db, user, id, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db, "UPDATE story SET title = ?1, updated = ?2 WHERE id = ?3", err);
-        if (!st) s = err->code;
-        else {
-            bind_str(st, 1, title);
-            sqlite3_bind_int64(st, 2, now_ms());
-            sqlite3_bind_int64(st, 3, id);
-            s = step_done(db, st, err);
-            sqlite3_finalize(st);
-        }
-    }
+    if (s == SIM_OK)
+        s = run(db, "UPDATE story SET title = ?1, updated = ?2 WHERE id = ?3",
+                ARGS(ARG_STR(title), ARG_INT(now_ms()), ARG_INT(id)), NULL, err);
     unlock(db);
-    return s;
-}
-
-// Runs q with ?1 bound to id.
-static sim_status exec_id(tree_db *db, const char *q, int64_t id, sim_err *err) {
-    sqlite3_stmt *st = prep(db, q, err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
-    sim_status s = step_done(db, st, err);
-    sqlite3_finalize(st);
     return s;
 }
 
@@ -608,7 +715,7 @@ sim_status tree_story_delete(tree_db *db, const char *user, int64_t id, sim_err 
             "DELETE FROM upd WHERE story = ?1",         "DELETE FROM story WHERE id = ?1",
         };
         s = story_access(db, user, id, err);
-        for (size_t i = 0; s == SIM_OK && i < ARRAY_LEN(qs); i++) s = exec_id(db, qs[i], id, err);
+        for (size_t i = 0; s == SIM_OK && i < ARRAY_LEN(qs); i++) s = run(db, qs[i], ARGS(ARG_INT(id)), NULL, err);
         s = finish(db, s, err);
     }
     unlock(db);
@@ -632,18 +739,14 @@ void tree_update_free(tree_update *u) {
     memset(u, 0, sizeof *u);
 }
 
-void tree_updates_free(tree_update *a, int n) {
-    if (!a) return;
-    for (int i = 0; i < n; i++) tree_update_free(&a[i]);
-    mem_free(a);
-}
-
 void tree_ids_free(int64_t *ids) { mem_free(ids); }
 
 #define UPD_COLS "id, story, parent, speaker, commands, text, minutes, stage, source, edit_of, chosen, thumbs, created"
 #define UPD_COLS_U "u.id, u.story, u.parent, u.speaker, u.commands, u.text, u.minutes, u.stage, u.source, u.edit_of, u.chosen, u.thumbs, u.created"
 
-static bool read_update(sqlite3_stmt *st, int c, tree_update *u) {
+static bool read_update(sqlite3_stmt *st, void *out) {
+    const int c = 0; // the first column
+    tree_update *u = out;
     memset(u, 0, sizeof *u);
     u->id = sqlite3_column_int64(st, c + 0);
     u->story = sqlite3_column_int64(st, c + 1);
@@ -664,6 +767,12 @@ static bool read_update(sqlite3_stmt *st, int c, tree_update *u) {
     return false;
 }
 
+static void update_free_v(void *u) { tree_update_free(u); }
+
+static const row_kind UPDATE_ROWS = {.size = sizeof(tree_update), .read = read_update, .free = update_free_v};
+
+void tree_updates_free(tree_update *a, int n) { rows_free(a, n, &UPDATE_ROWS); }
+
 static sim_status check_update_in(const tree_update_in *in, sim_err *err) {
     if (!in) return err_set(err, SIM_ERR_ARG, "update: no fields");
     sim_status s;
@@ -680,61 +789,37 @@ static sim_status check_update_in(const tree_update_in *in, sim_err *err) {
 
 static sim_status insert_update(tree_db *db, int64_t story, int64_t parent, const tree_update_in *in, int64_t edit_of,
                                 int64_t created, int64_t *id, sim_err *err) {
-    sqlite3_stmt *st = prep(db,
-                            "INSERT INTO upd(story, parent, speaker, commands, text, minutes, stage, source, edit_of,"
-                            " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                            err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, story);
-    bind_id(st, 2, parent);
-    bind_str(st, 3, in->speaker);
-    bind_str(st, 4, in->commands);
-    bind_str(st, 5, in->text);
-    sqlite3_bind_int(st, 6, in->minutes);
-    bind_str(st, 7, in->stage);
-    bind_str(st, 8, SOURCE_NAMES[in->source]);
-    bind_id(st, 9, edit_of);
-    sqlite3_bind_int64(st, 10, created);
-    sim_status s = step_done(db, st, err);
-    if (s == SIM_OK) *id = sqlite3_last_insert_rowid(db->sql);
-    sqlite3_finalize(st);
-    return s;
+    return run(db,
+               "INSERT INTO upd(story, parent, speaker, commands, text, minutes, stage, source, edit_of,"
+               " created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+               ARGS(ARG_INT(story), ARG_ID(parent), ARG_STR(in->speaker), ARG_STR(in->commands), ARG_STR(in->text),
+                    ARG_INT(in->minutes), ARG_STR(in->stage), ARG_STR(SOURCE_NAMES[in->source]), ARG_ID(edit_of),
+                    ARG_INT(created)),
+               id, err);
 }
 
 static sim_status set_head(tree_db *db, int64_t story, int64_t head, sim_err *err) {
-    sqlite3_stmt *st = prep(db, "UPDATE story SET head = ?1, updated = ?2 WHERE id = ?3", err);
-    if (!st) return err->code;
-    bind_id(st, 1, head);
-    sqlite3_bind_int64(st, 2, now_ms());
-    sqlite3_bind_int64(st, 3, story);
-    sim_status s = step_done(db, st, err);
-    sqlite3_finalize(st);
-    return s;
+    return run(db, "UPDATE story SET head = ?1, updated = ?2 WHERE id = ?3",
+               ARGS(ARG_ID(head), ARG_INT(now_ms()), ARG_INT(story)), NULL, err);
 }
 
 // Every ancestor of id chooses the child on the way to id; the story's
 // first_chosen becomes id's root.
 static sim_status choose_path_to(tree_db *db, int64_t story, int64_t id, sim_err *err) {
-    sim_status s = exec_id(db,
-                           "WITH RECURSIVE a(id, parent) AS ("
-                           "  SELECT id, parent FROM upd WHERE id = ?1"
-                           "  UNION ALL SELECT u.id, u.parent FROM upd u JOIN a ON u.id = a.parent)"
-                           " UPDATE upd SET chosen = (SELECT a.id FROM a WHERE a.parent = upd.id)"
-                           " WHERE id IN (SELECT parent FROM a WHERE parent IS NOT NULL)",
-                           id, err);
+    sim_status s = run(db,
+                       "WITH RECURSIVE a(id, parent) AS ("
+                       "  SELECT id, parent FROM upd WHERE id = ?1"
+                       "  UNION ALL SELECT u.id, u.parent FROM upd u JOIN a ON u.id = a.parent)"
+                       " UPDATE upd SET chosen = (SELECT a.id FROM a WHERE a.parent = upd.id)"
+                       " WHERE id IN (SELECT parent FROM a WHERE parent IS NOT NULL)",
+                       ARGS(ARG_INT(id)), NULL, err);
     if (s) return s;
-    sqlite3_stmt *st = prep(db,
-                            "WITH RECURSIVE a(id, parent) AS ("
-                            "  SELECT id, parent FROM upd WHERE id = ?1"
-                            "  UNION ALL SELECT u.id, u.parent FROM upd u JOIN a ON u.id = a.parent)"
-                            " UPDATE story SET first_chosen = (SELECT id FROM a WHERE parent IS NULL) WHERE id = ?2",
-                            err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, story);
-    s = step_done(db, st, err);
-    sqlite3_finalize(st);
-    return s;
+    return run(db,
+               "WITH RECURSIVE a(id, parent) AS ("
+               "  SELECT id, parent FROM upd WHERE id = ?1"
+               "  UNION ALL SELECT u.id, u.parent FROM upd u JOIN a ON u.id = a.parent)"
+               " UPDATE story SET first_chosen = (SELECT id FROM a WHERE parent IS NULL) WHERE id = ?2",
+               ARGS(ARG_INT(id), ARG_INT(story)), NULL, err);
 }
 
 sim_status tree_update_add(tree_db *db, const char *user, int64_t story, int64_t parent, const tree_update_in *in,
@@ -760,17 +845,7 @@ sim_status tree_update_add(tree_db *db, const char *user, int64_t story, int64_t
 }
 
 static sim_status update_get_locked(tree_db *db, int64_t id, tree_update *out, sim_err *err) {
-    sqlite3_stmt *st = prep(db, "SELECT " UPD_COLS " FROM upd WHERE id = ?1", err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sim_status s = SIM_OK;
-    if (rc == SQLITE_ROW) {
-        if (!read_update(st, 0, out)) s = nomem(err);
-    } else if (rc == SQLITE_DONE) s = err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)id);
-    else s = sql_fail(db->sql, err, "sqlite");
-    sqlite3_finalize(st);
-    return s;
+    return run_get(db, "SELECT " UPD_COLS " FROM upd WHERE id = ?1", id, read_update, out, "update", err);
 }
 
 sim_status tree_update_get(tree_db *db, const char *user, int64_t id, tree_update *out, sim_err *err) {
@@ -795,78 +870,38 @@ sim_status tree_update_children(tree_db *db, const char *user, int64_t story, in
     if (s) return s;
     lock(db);
     int64_t want = 0; // the chosen child's id
+    bool found;
     if (id) {
         s = update_access(db, user, id, &story, NULL, err);
-        if (s == SIM_OK) {
-            sqlite3_stmt *st = prep(db, "SELECT chosen FROM upd WHERE id = ?1", err);
-            if (!st) s = err->code;
-            else {
-                sqlite3_bind_int64(st, 1, id);
-                if (sqlite3_step(st) == SQLITE_ROW) want = sqlite3_column_int64(st, 0);
-                sqlite3_finalize(st);
-            }
-        }
+        if (s == SIM_OK)
+            s = run_row(db, "SELECT chosen FROM upd WHERE id = ?1", ARGS(ARG_INT(id)), read_id, &want, &found, err);
     } else {
         s = story_access(db, user, story, err);
-        if (s == SIM_OK) {
-            sqlite3_stmt *st = prep(db, "SELECT first_chosen FROM story WHERE id = ?1", err);
-            if (!st) s = err->code;
-            else {
-                sqlite3_bind_int64(st, 1, story);
-                if (sqlite3_step(st) == SQLITE_ROW) want = sqlite3_column_int64(st, 0);
-                sqlite3_finalize(st);
-            }
-        }
+        if (s == SIM_OK)
+            s = run_row(db, "SELECT first_chosen FROM story WHERE id = ?1", ARGS(ARG_INT(story)), read_id, &want,
+                        &found, err);
     }
-    int64_t *a = NULL;
-    int cnt = 0, cap = 0;
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db, "SELECT id FROM upd WHERE story = ?1 AND parent IS ?2 ORDER BY id", err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            bind_id(st, 2, id);
-            int rc;
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (cnt >= TREE_MAX_LIST) break;
-                if (!grow((void **)&a, cnt, &cap, sizeof *a)) {
-                    s = nomem(err);
-                    break;
-                }
-                a[cnt] = sqlite3_column_int64(st, 0);
-                if (a[cnt] == want) *chosen = cnt;
-                cnt++;
-            }
-            if (s == SIM_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) s = sql_fail(db->sql, err, "sqlite");
-            sqlite3_finalize(st);
-        }
-    }
+    void *a = NULL;
+    if (s == SIM_OK)
+        s = run_list(db, "SELECT id FROM upd WHERE story = ?1 AND parent IS ?2 ORDER BY id LIMIT ?3",
+                     ARGS(ARG_INT(story), ARG_ID(id), ARG_INT(TREE_MAX_LIST)), &ID_ROWS, &a, n, err);
     unlock(db);
-    if (s != SIM_OK) {
-        mem_free(a);
-        *chosen = -1;
-        return s;
-    }
     *ids = a;
-    *n = cnt;
-    return SIM_OK;
+    for (int i = 0; i < *n; i++)
+        if ((*ids)[i] == want) *chosen = i;
+    return s;
 }
 
 // The end of the chosen chain that starts at id.
 static sim_status chain_end(tree_db *db, int64_t id, int64_t *end, sim_err *err) {
-    sqlite3_stmt *st = prep(db,
-                            "WITH RECURSIVE c(id, chosen, depth) AS ("
-                            "  SELECT id, chosen, 0 FROM upd WHERE id = ?1"
-                            "  UNION ALL SELECT u.id, u.chosen, c.depth + 1 FROM upd u JOIN c ON u.id = c.chosen)"
-                            " SELECT id FROM c ORDER BY depth DESC LIMIT 1",
-                            err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sim_status s = SIM_OK;
-    if (rc == SQLITE_ROW) *end = sqlite3_column_int64(st, 0);
-    else s = sql_fail(db->sql, err, "sqlite");
-    sqlite3_finalize(st);
+    bool found;
+    sim_status s = run_row(db,
+                           "WITH RECURSIVE c(id, chosen, depth) AS ("
+                           "  SELECT id, chosen, 0 FROM upd WHERE id = ?1"
+                           "  UNION ALL SELECT u.id, u.chosen, c.depth + 1 FROM upd u JOIN c ON u.id = c.chosen)"
+                           " SELECT id FROM c ORDER BY depth DESC LIMIT 1",
+                           ARGS(ARG_INT(id)), read_id, end, &found, err);
+    if (s == SIM_OK && !found) s = sql_fail(db->sql, err, "sqlite"); // id was checked: never
     return s;
 }
 
@@ -941,16 +976,8 @@ sim_status tree_update_thumbs(tree_db *db, const char *user, int64_t id, int thu
     if (thumbs < -1 || thumbs > 1) return err_set(err, SIM_ERR_RANGE, "thumbs %d outside -1..1", thumbs);
     lock(db);
     s = update_access(db, user, id, NULL, NULL, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db, "UPDATE upd SET thumbs = ?1 WHERE id = ?2", err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int(st, 1, thumbs);
-            sqlite3_bind_int64(st, 2, id);
-            s = step_done(db, st, err);
-            sqlite3_finalize(st);
-        }
-    }
+    if (s == SIM_OK)
+        s = run(db, "UPDATE upd SET thumbs = ?1 WHERE id = ?2", ARGS(ARG_INT(thumbs), ARG_INT(id)), NULL, err);
     unlock(db);
     return s;
 }
@@ -960,34 +987,15 @@ static sim_status path_locked(tree_db *db, int64_t story, int64_t head, tree_upd
     *out = NULL;
     *n = 0;
     if (!head) return SIM_OK;
-    sqlite3_stmt *st = prep(db,
+    void *a = NULL;
+    sim_status s = run_list(db,
                             "WITH RECURSIVE p(id, parent, depth) AS ("
                             "  SELECT id, parent, 0 FROM upd WHERE id = ?1 AND story = ?2"
                             "  UNION ALL SELECT u.id, u.parent, p.depth + 1 FROM upd u JOIN p ON u.id = p.parent)"
                             " SELECT " UPD_COLS_U " FROM p JOIN upd u ON u.id = p.id ORDER BY p.depth DESC",
-                            err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, head);
-    sqlite3_bind_int64(st, 2, story);
-    tree_update *a = NULL;
-    int cnt = 0, cap = 0, rc;
-    sim_status s = SIM_OK;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (!grow((void **)&a, cnt, &cap, sizeof *a) || !read_update(st, 0, &a[cnt])) {
-            s = nomem(err);
-            break;
-        }
-        cnt++;
-    }
-    if (s == SIM_OK && rc != SQLITE_DONE) s = sql_fail(db->sql, err, "sqlite");
-    sqlite3_finalize(st);
-    if (s != SIM_OK) {
-        tree_updates_free(a, cnt);
-        return s;
-    }
+                            ARGS(ARG_INT(head), ARG_INT(story)), &UPDATE_ROWS, &a, n, err);
     *out = a;
-    *n = cnt;
-    return SIM_OK;
+    return s;
 }
 
 sim_status tree_path_from(tree_db *db, const char *user, int64_t story, int64_t head, tree_update **out, int *n,
@@ -1041,24 +1049,13 @@ sim_status tree_story_fork(tree_db *db, const char *user, int64_t story, int64_t
         if (s == SIM_OK && update) s = update_in_story(db, story, update, err);
         if (s == SIM_OK) s = story_get_locked(db, story, &src, err);
         if (s == SIM_OK) s = path_locked(db, story, update, &path, &n, err);
-        if (s == SIM_OK) {
-            sqlite3_stmt *st = prep(db,
-                                    "INSERT INTO story(scenario, scenario_version, episode, owner, title, created,"
-                                    " updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                                    err);
-            if (!st) s = err->code;
-            else {
-                bind_str(st, 1, src.scenario);
-                bind_str(st, 2, src.scenario_version);
-                bind_str(st, 3, src.episode);
-                bind_str(st, 4, user);
-                bind_str(st, 5, title ? title : src.title);
-                sqlite3_bind_int64(st, 6, now_ms());
-                s = step_done(db, st, err);
-                nid = sqlite3_last_insert_rowid(db->sql);
-                sqlite3_finalize(st);
-            }
-        }
+        if (s == SIM_OK)
+            s = run(db,
+                    "INSERT INTO story(scenario, scenario_version, episode, owner, title, created,"
+                    " updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                    ARGS(ARG_STR(src.scenario), ARG_STR(src.scenario_version), ARG_STR(src.episode), ARG_STR(user),
+                         ARG_STR(title ? title : src.title), ARG_INT(now_ms())),
+                    &nid, err);
         for (int i = 0; s == SIM_OK && i < n; i++) {
             tree_update_in in = {.speaker = path[i].speaker, .commands = path[i].commands, .text = path[i].text,
                                  .minutes = path[i].minutes, .stage = path[i].stage, .source = path[i].source};
@@ -1096,29 +1093,23 @@ sim_status tree_checkpoint_add(tree_db *db, const char *user, int64_t story, int
         (s = check_str(state_path, TREE_MAX_PATH, true, true, "state path", err)))
         return s;
     if (update <= 0) return err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)update);
-    lock(db);
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK) s = update_in_story(db, story, update, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db,
-                                "INSERT INTO checkpoint(story, upd, summary, stage, state_path, created)"
-                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            sqlite3_bind_int64(st, 2, update);
-            bind_str(st, 3, summary);
-            bind_str(st, 4, stage);
-            bind_str(st, 5, state_path);
-            sqlite3_bind_int64(st, 6, now_ms());
-            s = step_done(db, st, err);
-            if (s == SIM_OK) *id = sqlite3_last_insert_rowid(db->sql);
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
-    return s;
+    return story_insert(db, user, story, update,
+                        "INSERT INTO checkpoint(story, upd, summary, stage, state_path, created)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        ARGS(ARG_INT(story), ARG_INT(update), ARG_STR(summary), ARG_STR(stage), ARG_STR(state_path),
+                             ARG_INT(now_ms())),
+                        id, err);
+}
+
+static bool read_checkpoint(sqlite3_stmt *st, void *out) {
+    tree_checkpoint *c = out;
+    c->id = sqlite3_column_int64(st, 0);
+    c->story = sqlite3_column_int64(st, 1);
+    c->update = sqlite3_column_int64(st, 2);
+    c->created = sqlite3_column_int64(st, 6);
+    if (col_str(st, 3, &c->summary) && col_str(st, 4, &c->stage) && col_str(st, 5, &c->state_path)) return true;
+    tree_checkpoint_free(c);
+    return false;
 }
 
 sim_status tree_checkpoint_latest_on_path(tree_db *db, const char *user, int64_t story, int64_t head,
@@ -1132,32 +1123,15 @@ sim_status tree_checkpoint_latest_on_path(tree_db *db, const char *user, int64_t
     s = story_access(db, user, story, err);
     if (s == SIM_OK && head) s = update_in_story(db, story, head, err);
     if (s == SIM_OK && head) {
-        sqlite3_stmt *st = prep(db,
-                                "WITH RECURSIVE p(id, parent, depth) AS ("
-                                "  SELECT id, parent, 0 FROM upd WHERE id = ?1"
-                                "  UNION ALL SELECT u.id, u.parent, p.depth + 1 FROM upd u JOIN p ON u.id = p.parent)"
-                                " SELECT c.id, c.story, c.upd, c.summary, c.stage, c.state_path, c.created"
-                                " FROM p JOIN checkpoint c ON c.upd = p.id AND c.story = ?2"
-                                " ORDER BY p.depth ASC, c.id DESC LIMIT 1",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, head);
-            sqlite3_bind_int64(st, 2, story);
-            int rc = sqlite3_step(st);
-            if (rc == SQLITE_ROW) {
-                out->id = sqlite3_column_int64(st, 0);
-                out->story = sqlite3_column_int64(st, 1);
-                out->update = sqlite3_column_int64(st, 2);
-                out->created = sqlite3_column_int64(st, 6);
-                if (!col_str(st, 3, &out->summary) || !col_str(st, 4, &out->stage) ||
-                    !col_str(st, 5, &out->state_path)) {
-                    tree_checkpoint_free(out);
-                    s = nomem(err);
-                }
-            } else if (rc != SQLITE_DONE) s = sql_fail(db->sql, err, "sqlite");
-            sqlite3_finalize(st);
-        }
+        bool found;
+        s = run_row(db,
+                    "WITH RECURSIVE p(id, parent, depth) AS ("
+                    "  SELECT id, parent, 0 FROM upd WHERE id = ?1"
+                    "  UNION ALL SELECT u.id, u.parent, p.depth + 1 FROM upd u JOIN p ON u.id = p.parent)"
+                    " SELECT c.id, c.story, c.upd, c.summary, c.stage, c.state_path, c.created"
+                    " FROM p JOIN checkpoint c ON c.upd = p.id AND c.story = ?2"
+                    " ORDER BY p.depth ASC, c.id DESC LIMIT 1",
+                    ARGS(ARG_INT(head), ARG_INT(story)), read_checkpoint, out, &found, err);
     }
     unlock(db);
     return s;
@@ -1173,12 +1147,6 @@ void tree_save_free(tree_save *s) {
     memset(s, 0, sizeof *s);
 }
 
-void tree_saves_free(tree_save *a, int n) {
-    if (!a) return;
-    for (int i = 0; i < n; i++) tree_save_free(&a[i]);
-    mem_free(a);
-}
-
 sim_status tree_save_add(tree_db *db, const char *user, int64_t story, int64_t update, const char *name,
                          const uint8_t *thumb, size_t n_thumb, const char *state_path, int64_t *id, sim_err *err) {
     ERR_LOCAL(err);
@@ -1189,30 +1157,12 @@ sim_status tree_save_add(tree_db *db, const char *user, int64_t story, int64_t u
     if (n_thumb > TREE_MAX_THUMB) return err_set(err, SIM_ERR_RANGE, "thumbnail is larger than %zu bytes", TREE_MAX_THUMB);
     if (n_thumb && !thumb) return err_set(err, SIM_ERR_ARG, "thumbnail: no bytes");
     if (update < 0) return err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)update);
-    lock(db);
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK && update) s = update_in_story(db, story, update, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db,
-                                "INSERT INTO save(story, upd, name, thumbnail, state_path, created)"
-                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            bind_id(st, 2, update);
-            bind_str(st, 3, name);
-            if (thumb) sqlite3_bind_blob64(st, 4, thumb, n_thumb, SQLITE_STATIC);
-            else sqlite3_bind_null(st, 4);
-            bind_str(st, 5, state_path);
-            sqlite3_bind_int64(st, 6, now_ms());
-            s = step_done(db, st, err);
-            if (s == SIM_OK) *id = sqlite3_last_insert_rowid(db->sql);
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
-    return s;
+    return story_insert(db, user, story, update,
+                        "INSERT INTO save(story, upd, name, thumbnail, state_path, created)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        ARGS(ARG_INT(story), ARG_ID(update), ARG_STR(name), ARG_BLOB(thumb, n_thumb),
+                             ARG_STR(state_path), ARG_INT(now_ms())),
+                        id, err);
 }
 
 // Columns: id, story, upd, name, state_path, created [, thumbnail].
@@ -1237,57 +1187,32 @@ fail:
     return false;
 }
 
+static bool read_save_listed(sqlite3_stmt *st, void *out) { return read_save(st, false, out); }
+static bool read_save_whole(sqlite3_stmt *st, void *out) { return read_save(st, true, out); }
+static void save_free_v(void *v) { tree_save_free(v); }
+
+static const row_kind SAVE_ROWS = {.size = sizeof(tree_save), .read = read_save_listed, .free = save_free_v};
+
+void tree_saves_free(tree_save *a, int n) { rows_free(a, n, &SAVE_ROWS); }
+
 sim_status tree_save_list(tree_db *db, const char *user, int64_t story, tree_save **out, int *n, sim_err *err) {
     ERR_LOCAL(err);
-    *out = NULL;
-    *n = 0;
-    sim_status s = check_user(user, err);
-    if (s) return s;
-    lock(db);
-    tree_save *a = NULL;
-    int cnt = 0, cap = 0;
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db,
-                                "SELECT id, story, upd, name, state_path, created FROM save WHERE story = ?1"
-                                " ORDER BY created DESC, id DESC LIMIT ?2",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            sqlite3_bind_int(st, 2, TREE_MAX_LIST);
-            int rc;
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (!grow((void **)&a, cnt, &cap, sizeof *a) || !read_save(st, false, &a[cnt])) {
-                    s = nomem(err);
-                    break;
-                }
-                cnt++;
-            }
-            if (s == SIM_OK && rc != SQLITE_DONE) s = sql_fail(db->sql, err, "sqlite");
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
-    if (s != SIM_OK) {
-        tree_saves_free(a, cnt);
-        return s;
-    }
+    void *a;
+    sim_status s = story_rows(db, user, story,
+                              "SELECT id, story, upd, name, state_path, created FROM save WHERE story = ?1"
+                              " ORDER BY created DESC, id DESC LIMIT ?2",
+                              ARGS(ARG_INT(story), ARG_INT(TREE_MAX_LIST)), &SAVE_ROWS, &a, n, err);
     *out = a;
-    *n = cnt;
-    return SIM_OK;
+    return s;
 }
 
 // The save exists and user may see its story.
 static sim_status save_access(tree_db *db, const char *user, int64_t id, sim_err *err) {
-    sqlite3_stmt *st = prep(db, "SELECT story FROM save WHERE id = ?1", err);
-    if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    int64_t story = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sql_fail(db->sql, err, "sqlite");
-    sim_status s = story ? story_access(db, user, story, err) : SIM_ERR_ARG;
+    int64_t story = 0;
+    bool found;
+    sim_status s = run_row(db, "SELECT story FROM save WHERE id = ?1", ARGS(ARG_INT(id)), read_id, &story, &found, err);
+    if (s) return s;
+    s = story ? story_access(db, user, story, err) : SIM_ERR_ARG;
     if (s == SIM_ERR_ARG) return err_set(err, SIM_ERR_ARG, "save %lld not found", (long long)id);
     return s;
 }
@@ -1300,17 +1225,10 @@ sim_status tree_save_get(tree_db *db, const char *user, int64_t id, tree_save *o
     lock(db);
     s = save_access(db, user, id, err);
     if (s == SIM_OK) {
-        sqlite3_stmt *st =
-            prep(db, "SELECT id, story, upd, name, state_path, created, thumbnail FROM save WHERE id = ?1", err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, id);
-            int rc = sqlite3_step(st);
-            if (rc == SQLITE_ROW) {
-                if (!read_save(st, true, out)) s = nomem(err);
-            } else s = sql_fail(db->sql, err, "sqlite");
-            sqlite3_finalize(st);
-        }
+        bool found;
+        s = run_row(db, "SELECT id, story, upd, name, state_path, created, thumbnail FROM save WHERE id = ?1",
+                    ARGS(ARG_INT(id)), read_save_whole, out, &found, err);
+        if (s == SIM_OK && !found) s = sql_fail(db->sql, err, "sqlite"); // save_access found it: never
     }
     unlock(db);
     return s;
@@ -1322,20 +1240,18 @@ sim_status tree_save_delete(tree_db *db, const char *user, int64_t id, sim_err *
     if (s) return s;
     lock(db);
     s = save_access(db, user, id, err);
-    if (s == SIM_OK) s = exec_id(db, "DELETE FROM save WHERE id = ?1", id, err);
+    if (s == SIM_OK) s = run(db, "DELETE FROM save WHERE id = ?1", ARGS(ARG_INT(id)), NULL, err);
     unlock(db);
     return s;
 }
 
 // --- completion log ------------------------------------------------------------------
 
-void tree_completions_free(tree_completion *a, int n) {
-    if (!a) return;
-    for (int i = 0; i < n; i++) {
-        mem_free(a[i].prompt_hash);
-        mem_free(a[i].options);
-    }
-    mem_free(a);
+static void completion_free_v(void *p) {
+    tree_completion *c = p;
+    mem_free(c->prompt_hash);
+    mem_free(c->options);
+    c->prompt_hash = c->options = NULL;
 }
 
 sim_status tree_completion_add(tree_db *db, const char *user, int64_t story, const tree_completion *c, int64_t *id,
@@ -1353,36 +1269,39 @@ sim_status tree_completion_add(tree_db *db, const char *user, int64_t story, con
         c->n_reused > c->n_prompt_tokens || !(c->ms_prompt >= 0) || !(c->ms_generate >= 0))
         return err_set(err, SIM_ERR_RANGE, "completion: negative or inconsistent counts");
     if (c->update < 0) return err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)c->update);
-    lock(db);
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK && c->update) s = update_in_story(db, story, c->update, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db,
-                                "INSERT INTO completion(story, upd, prompt_hash, options, n_prompt_tokens, n_reused,"
-                                " n_decoded, n_generated, ms_prompt, ms_generate, created)"
-                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            bind_id(st, 2, c->update);
-            bind_str(st, 3, c->prompt_hash);
-            bind_str(st, 4, c->options);
-            sqlite3_bind_int(st, 5, c->n_prompt_tokens);
-            sqlite3_bind_int(st, 6, c->n_reused);
-            sqlite3_bind_int(st, 7, c->n_decoded);
-            sqlite3_bind_int(st, 8, c->n_generated);
-            sqlite3_bind_double(st, 9, c->ms_prompt);
-            sqlite3_bind_double(st, 10, c->ms_generate);
-            sqlite3_bind_int64(st, 11, now_ms());
-            s = step_done(db, st, err);
-            if (s == SIM_OK) *id = sqlite3_last_insert_rowid(db->sql);
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
-    return s;
+    return story_insert(db, user, story, c->update,
+                        "INSERT INTO completion(story, upd, prompt_hash, options, n_prompt_tokens, n_reused,"
+                        " n_decoded, n_generated, ms_prompt, ms_generate, created)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                        ARGS(ARG_INT(story), ARG_ID(c->update), ARG_STR(c->prompt_hash), ARG_STR(c->options),
+                             ARG_INT(c->n_prompt_tokens), ARG_INT(c->n_reused), ARG_INT(c->n_decoded),
+                             ARG_INT(c->n_generated), ARG_REAL(c->ms_prompt), ARG_REAL(c->ms_generate),
+                             ARG_INT(now_ms())),
+                        id, err);
 }
+
+static bool read_completion(sqlite3_stmt *st, void *out) {
+    tree_completion *c = out;
+    memset(c, 0, sizeof *c);
+    c->id = sqlite3_column_int64(st, 0);
+    c->story = sqlite3_column_int64(st, 1);
+    c->update = sqlite3_column_int64(st, 2);
+    c->n_prompt_tokens = sqlite3_column_int(st, 5);
+    c->n_reused = sqlite3_column_int(st, 6);
+    c->n_decoded = sqlite3_column_int(st, 7);
+    c->n_generated = sqlite3_column_int(st, 8);
+    c->ms_prompt = sqlite3_column_double(st, 9);
+    c->ms_generate = sqlite3_column_double(st, 10);
+    c->created = sqlite3_column_int64(st, 11);
+    if (col_str(st, 3, &c->prompt_hash) && col_str(st, 4, &c->options)) return true;
+    completion_free_v(c);
+    return false;
+}
+
+static const row_kind COMPLETION_ROWS = {
+    .size = sizeof(tree_completion), .read = read_completion, .free = completion_free_v};
+
+void tree_completions_free(tree_completion *a, int n) { rows_free(a, n, &COMPLETION_ROWS); }
 
 sim_status tree_completion_list(tree_db *db, const char *user, int64_t story, int limit, tree_completion **out,
                                 int *n, sim_err *err) {
@@ -1393,65 +1312,31 @@ sim_status tree_completion_list(tree_db *db, const char *user, int64_t story, in
     if (s) return s;
     if (limit < 0) return err_set(err, SIM_ERR_ARG, "limit %d is negative", limit);
     if (limit > TREE_MAX_LIST) limit = TREE_MAX_LIST;
-    lock(db);
-    tree_completion *a = NULL;
-    int cnt = 0, cap = 0;
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db,
-                                "SELECT id, story, upd, prompt_hash, options, n_prompt_tokens, n_reused, n_decoded,"
-                                " n_generated, ms_prompt, ms_generate, created FROM completion WHERE story = ?1"
-                                " ORDER BY created DESC, id DESC LIMIT ?2",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            sqlite3_bind_int(st, 2, limit);
-            int rc;
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (!grow((void **)&a, cnt, &cap, sizeof *a)) {
-                    s = nomem(err);
-                    break;
-                }
-                tree_completion *c = &a[cnt];
-                memset(c, 0, sizeof *c);
-                c->id = sqlite3_column_int64(st, 0);
-                c->story = sqlite3_column_int64(st, 1);
-                c->update = sqlite3_column_int64(st, 2);
-                c->n_prompt_tokens = sqlite3_column_int(st, 5);
-                c->n_reused = sqlite3_column_int(st, 6);
-                c->n_decoded = sqlite3_column_int(st, 7);
-                c->n_generated = sqlite3_column_int(st, 8);
-                c->ms_prompt = sqlite3_column_double(st, 9);
-                c->ms_generate = sqlite3_column_double(st, 10);
-                c->created = sqlite3_column_int64(st, 11);
-                cnt++;
-                if (!col_str(st, 3, &c->prompt_hash) || !col_str(st, 4, &c->options)) {
-                    s = nomem(err);
-                    break;
-                }
-            }
-            if (s == SIM_OK && rc != SQLITE_DONE) s = sql_fail(db->sql, err, "sqlite");
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
-    if (s != SIM_OK) {
-        tree_completions_free(a, cnt);
-        return s;
-    }
+    void *a;
+    s = story_rows(db, user, story,
+                   "SELECT id, story, upd, prompt_hash, options, n_prompt_tokens, n_reused, n_decoded,"
+                   " n_generated, ms_prompt, ms_generate, created FROM completion WHERE story = ?1"
+                   " ORDER BY created DESC, id DESC LIMIT ?2",
+                   ARGS(ARG_INT(story), ARG_INT(limit)), &COMPLETION_ROWS, &a, n, err);
     *out = a;
-    *n = cnt;
-    return SIM_OK;
+    return s;
 }
 
 // --- achievements --------------------------------------------------------------------
 
-void tree_achievements_free(tree_achievement *a, int n) {
-    if (!a) return;
-    for (int i = 0; i < n; i++) mem_free(a[i].achievement);
-    mem_free(a);
+static bool read_achievement(sqlite3_stmt *st, void *out) {
+    tree_achievement *a = out;
+    a->update = sqlite3_column_int64(st, 1);
+    a->created = sqlite3_column_int64(st, 2);
+    return col_str(st, 0, &a->achievement);
 }
+
+static void achievement_free_v(void *a) { mem_free(((tree_achievement *)a)->achievement); }
+
+static const row_kind ACHIEVEMENT_ROWS = {
+    .size = sizeof(tree_achievement), .read = read_achievement, .free = achievement_free_v};
+
+void tree_achievements_free(tree_achievement *a, int n) { rows_free(a, n, &ACHIEVEMENT_ROWS); }
 
 sim_status tree_achievement_unlock(tree_db *db, const char *user, int64_t story, const char *achievement,
                                    int64_t update, sim_err *err) {
@@ -1460,83 +1345,39 @@ sim_status tree_achievement_unlock(tree_db *db, const char *user, int64_t story,
     if ((s = check_user(user, err)) || (s = check_str(achievement, TREE_MAX_NAME, false, true, "achievement", err)))
         return s;
     if (update < 0) return err_set(err, SIM_ERR_ARG, "update %lld not found", (long long)update);
-    lock(db);
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK && update) s = update_in_story(db, story, update, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db,
-                                "INSERT OR IGNORE INTO achievement(story, achievement, upd, created)"
-                                " VALUES (?1, ?2, ?3, ?4)",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            bind_str(st, 2, achievement);
-            bind_id(st, 3, update);
-            sqlite3_bind_int64(st, 4, now_ms());
-            s = step_done(db, st, err);
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
-    return s;
+    return story_insert(db, user, story, update,
+                        "INSERT OR IGNORE INTO achievement(story, achievement, upd, created)"
+                        " VALUES (?1, ?2, ?3, ?4)",
+                        ARGS(ARG_INT(story), ARG_STR(achievement), ARG_ID(update), ARG_INT(now_ms())), NULL, err);
 }
 
 sim_status tree_achievement_list(tree_db *db, const char *user, int64_t story, tree_achievement **out, int *n,
                                  sim_err *err) {
     ERR_LOCAL(err);
-    *out = NULL;
-    *n = 0;
-    sim_status s = check_user(user, err);
-    if (s) return s;
-    lock(db);
-    tree_achievement *a = NULL;
-    int cnt = 0, cap = 0;
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK) {
-        sqlite3_stmt *st = prep(db,
-                                "SELECT achievement, upd, created FROM achievement WHERE story = ?1"
-                                " ORDER BY created, rowid LIMIT ?2",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_int64(st, 1, story);
-            sqlite3_bind_int(st, 2, TREE_MAX_LIST);
-            int rc;
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (!grow((void **)&a, cnt, &cap, sizeof *a)) {
-                    s = nomem(err);
-                    break;
-                }
-                a[cnt].update = sqlite3_column_int64(st, 1);
-                a[cnt].created = sqlite3_column_int64(st, 2);
-                if (!col_str(st, 0, &a[cnt].achievement)) {
-                    s = nomem(err);
-                    break;
-                }
-                cnt++;
-            }
-            if (s == SIM_OK && rc != SQLITE_DONE) s = sql_fail(db->sql, err, "sqlite");
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
-    if (s != SIM_OK) {
-        tree_achievements_free(a, cnt);
-        return s;
-    }
+    void *a;
+    sim_status s = story_rows(db, user, story,
+                              "SELECT achievement, upd, created FROM achievement WHERE story = ?1"
+                              " ORDER BY created, rowid LIMIT ?2",
+                              ARGS(ARG_INT(story), ARG_INT(TREE_MAX_LIST)), &ACHIEVEMENT_ROWS, &a, n, err);
     *out = a;
-    *n = cnt;
-    return SIM_OK;
+    return s;
 }
 
 // --- long-term memory ----------------------------------------------------------------
 
-void tree_hits_free(tree_hit *a, int n) {
-    if (!a) return;
-    for (int i = 0; i < n; i++) mem_free(a[i].text);
-    mem_free(a);
+static bool read_hit(sqlite3_stmt *st, void *out) {
+    tree_hit *h = out;
+    h->id = sqlite3_column_int64(st, 0);
+    h->score = -sqlite3_column_double(st, 1);
+    return col_str(st, 2, &h->text);
 }
+
+static void hit_free_v(void *h) { mem_free(((tree_hit *)h)->text); }
+
+static const row_kind HIT_ROWS = {
+    .size = sizeof(tree_hit), .read = read_hit, .free = hit_free_v, .what = "memory search"};
+
+void tree_hits_free(tree_hit *a, int n) { rows_free(a, n, &HIT_ROWS); }
 
 static bool is_word_byte(unsigned char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -1646,49 +1487,17 @@ sim_status tree_memory_search(tree_db *db, const char *user, int64_t story, cons
     ids[il++] = ']';
     ids[il] = 0;
 
-    lock(db);
-    tree_hit *a = NULL;
-    int cnt = 0, cap = 0;
-    s = story_access(db, user, story, err);
-    if (s == SIM_OK && qlen > 0 && n_allowed > 0 && limit > 0) {
-        sqlite3_stmt *st = prep(db,
-                                "SELECT upd_fts.rowid, bm25(upd_fts) AS r, u.text FROM upd_fts JOIN upd u ON u.id = upd_fts.rowid"
-                                " WHERE upd_fts MATCH ?1 AND u.story = ?2"
-                                "   AND upd_fts.rowid IN (SELECT value FROM json_each(?3))"
-                                " ORDER BY r, upd_fts.rowid LIMIT ?4",
-                                err);
-        if (!st) s = err->code;
-        else {
-            sqlite3_bind_text(st, 1, fq, qlen, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 2, story);
-            sqlite3_bind_text(st, 3, ids, (int)il, SQLITE_STATIC);
-            sqlite3_bind_int(st, 4, limit);
-            int rc;
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (!grow((void **)&a, cnt, &cap, sizeof *a)) {
-                    s = nomem(err);
-                    break;
-                }
-                a[cnt].id = sqlite3_column_int64(st, 0);
-                a[cnt].score = -sqlite3_column_double(st, 1);
-                if (!col_str(st, 2, &a[cnt].text)) {
-                    s = nomem(err);
-                    break;
-                }
-                cnt++;
-            }
-            if (s == SIM_OK && rc != SQLITE_DONE) s = sql_fail(db->sql, err, "memory search");
-            sqlite3_finalize(st);
-        }
-    }
-    unlock(db);
+    static const char *const q =
+        "SELECT upd_fts.rowid, bm25(upd_fts) AS r, u.text FROM upd_fts JOIN upd u ON u.id = upd_fts.rowid"
+        " WHERE upd_fts MATCH ?1 AND u.story = ?2"
+        "   AND upd_fts.rowid IN (SELECT value FROM json_each(?3))"
+        " ORDER BY r, upd_fts.rowid LIMIT ?4";
+    bool search = qlen > 0 && n_allowed > 0 && limit > 0; // else only the access check
+    void *a;
+    s = story_rows(db, user, story, search ? q : NULL,
+                   ARGS(ARG_STR(fq), ARG_INT(story), ARG_STR(ids), ARG_INT(limit)), &HIT_ROWS, &a, n, err);
     mem_free(fq);
     mem_free(ids);
-    if (s != SIM_OK) {
-        tree_hits_free(a, cnt);
-        return s;
-    }
     *out = a;
-    *n = cnt;
-    return SIM_OK;
+    return s;
 }
