@@ -63,3 +63,77 @@ const char *test_shared_path(char *buf, size_t cap, const char *rel) {
     }
     return buf;
 }
+
+// --- PNG fixtures --------------------------------------------------------------------
+
+const uint8_t test_png_ihdr_1x1[13] = {0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0};
+// zlib: CMF/FLG 78 01, one final stored block of 5 bytes (filter 0 + RGBA 0000), Adler-32 00050001.
+const uint8_t test_png_idat_1x1[16] = {0x78, 0x01, 0x01, 0x05, 0x00, 0xfa, 0xff, 0,
+                                       0,    0,    0,    0,    0x00, 0x05, 0x00, 0x01};
+
+void test_put(test_buf *b, const void *p, size_t n) {
+    if (n > sizeof b->d - b->n) {
+        fprintf(stderr, "test_put: fixture over %zu bytes\n", sizeof b->d);
+        abort();
+    }
+    if (n) memcpy(b->d + b->n, p, n);
+    b->n += n;
+}
+
+void test_put32(test_buf *b, uint32_t v) {
+    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    test_put(b, x, 4);
+}
+
+uint32_t test_png_crc32(const void *p, size_t n) {
+    const uint8_t *u = p;
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= u[i];
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+void test_png_chunk(test_buf *b, const char *type, const void *data, size_t n) {
+    test_put32(b, (uint32_t)n);
+    size_t at = b->n;
+    test_put(b, type, 4);
+    test_put(b, data, n);
+    test_put32(b, test_png_crc32(b->d + at, 4 + n));
+}
+
+size_t test_b64enc(const char *s, char *out) {
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(s), o = 0;
+    const uint8_t *u = (const uint8_t *)s;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) | (i + 2 < n ? u[i + 2] : 0);
+        out[o++] = a[v >> 18 & 63];
+        out[o++] = a[v >> 12 & 63];
+        out[o++] = i + 1 < n ? a[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? a[v & 63] : '=';
+    }
+    out[o] = 0;
+    return o;
+}
+
+void test_png_begin(test_buf *b) {
+    b->n = 0;
+    test_put(b, "\x89PNG\r\n\x1a\n", 8);
+    test_png_chunk(b, "IHDR", test_png_ihdr_1x1, sizeof test_png_ihdr_1x1);
+}
+
+void test_png_end(test_buf *b) {
+    test_png_chunk(b, "IDAT", test_png_idat_1x1, sizeof test_png_idat_1x1);
+    test_png_chunk(b, "IEND", NULL, 0);
+}
+
+void test_png_card(test_buf *b, const char *json) {
+    static char tmp[1 << 15];
+    test_png_begin(b);
+    memcpy(tmp, "chara", 6);
+    size_t k = 6 + test_b64enc(json, tmp + 6);
+    test_png_chunk(b, "tEXt", tmp, k);
+    test_png_end(b);
+}

@@ -17,6 +17,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,5 +93,38 @@ const char *test_shared_dir(void);
 // Builds "<shared>/<rel>" into buf; returns NULL (and skips the current test
 // with a visible message) when the shared folder or that file is absent.
 const char *test_shared_path(char *buf, size_t cap, const char *rel);
+
+// --- PNG fixtures --------------------------------------------------------------------
+//
+// Byte-level PNG builders for the card and import tests, independent of the
+// code under test (the chunk CRC is computed here):
+//
+//     static test_buf png;
+//     test_png_begin(&png);                       // signature, IHDR (1x1 RGBA)
+//     test_png_chunk(&png, "tEXt", "Comment\0hi", 10);
+//     test_png_end(&png);                         // IDAT, IEND
+//
+// test_png_card(&png, json) is the whole V2 card: a tEXt "chara" chunk of
+// base64(json) between the two.
+
+typedef struct test_buf {
+    uint8_t d[1 << 16];
+    size_t n;
+} test_buf;
+
+extern const uint8_t test_png_ihdr_1x1[13]; // IHDR data: 1x1, 8-bit RGBA
+extern const uint8_t test_png_idat_1x1[16]; // IDAT data: a stored zlib block of one RGBA 0000 row
+
+// Appends n bytes (aborts past the buffer's end: a bug in the test).
+void test_put(test_buf *b, const void *p, size_t n);
+void test_put32(test_buf *b, uint32_t v); // big-endian
+uint32_t test_png_crc32(const void *p, size_t n); // CRC-32/ISO-HDLC, as PNG uses
+// One chunk: length, type (4 bytes), data, CRC-32 of type and data.
+void test_png_chunk(test_buf *b, const char *type, const void *data, size_t n);
+// base64 (with padding) of the string s into out, NUL-terminated; returns its length.
+size_t test_b64enc(const char *s, char *out);
+void test_png_begin(test_buf *b); // empties b, then the signature and IHDR
+void test_png_end(test_buf *b);   // IDAT and IEND
+void test_png_card(test_buf *b, const char *json);
 
 #endif

@@ -1,5 +1,5 @@
 // test_card.c — character cards: CRC-32 and base64 against known vectors,
-// V1/V2/V3 JSON with every field, PNG fixtures built here (IHDR 1x1, IDAT
+// V1/V2/V3 JSON with every field, PNG fixtures built with test.h (IHDR 1x1, IDAT
 // with a stored zlib block, IEND, tEXt/iTXt card chunks), precise errors on
 // hostile input, macro expansion, and every allocation failing in turn.
 #include "test.h"
@@ -7,47 +7,10 @@
 #include "base/file.h"
 #include "story/card.h"
 
-// --- fixture builders (independent of the code under test, except the CRC,
-// which is first checked against published values) ------------------------------
-
-typedef struct buf {
-    uint8_t d[1 << 16];
-    size_t n;
-} buf;
-
-static void put(buf *b, const void *p, size_t n) {
-    if (n) memcpy(b->d + b->n, p, n);
-    b->n += n;
-}
-static void put32(buf *b, uint32_t v) {
-    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    put(b, x, 4);
-}
-static void chunk(buf *b, const char *type, const void *data, size_t n) {
-    put32(b, (uint32_t)n);
-    size_t at = b->n;
-    put(b, type, 4);
-    put(b, data, n);
-    put32(b, card_crc32(0, b->d + at, 4 + n));
-}
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static size_t b64enc(const char *s, char *out) {
-    size_t n = strlen(s), o = 0;
-    const uint8_t *u = (const uint8_t *)s;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) | (i + 2 < n ? u[i + 2] : 0);
-        out[o++] = b64chars[v >> 18 & 63];
-        out[o++] = b64chars[v >> 12 & 63];
-        out[o++] = i + 1 < n ? b64chars[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? b64chars[v & 63] : '=';
-    }
-    out[o] = 0;
-    return o;
-}
+// --- fixture builders (test.h's PNG fixtures, independent of the code under test) ----
 
 // A text chunk "keyword\0base64(json)" (tEXt), or the iTXt layout when itxt.
-static void card_chunk(buf *b, const char *type, const char *kw, const char *json) {
+static void card_chunk(test_buf *b, const char *type, const char *kw, const char *json) {
     static char tmp[1 << 15];
     size_t k = strlen(kw) + 1;
     memcpy(tmp, kw, k);
@@ -55,23 +18,8 @@ static void card_chunk(buf *b, const char *type, const char *kw, const char *jso
         memcpy(tmp + k, "\0\0en\0\0", 6); // not compressed, method 0, language "en", no translated keyword
         k += 6;
     }
-    k += b64enc(json, tmp + k);
-    chunk(b, type, tmp, k);
-}
-
-// 1x1 RGBA PNG: IHDR, [card chunks], IDAT, IEND.
-static const uint8_t ihdr_1x1[13] = {0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0};
-// zlib: CMF/FLG 78 01, one final stored block of 5 bytes (filter 0 + RGBA 0000), Adler-32 00050001.
-static const uint8_t idat_1x1[] = {0x78, 0x01, 0x01, 0x05, 0x00, 0xfa, 0xff, 0, 0, 0, 0, 0, 0x00, 0x05, 0x00, 0x01};
-
-static void png_begin(buf *b) {
-    b->n = 0;
-    put(b, "\x89PNG\r\n\x1a\n", 8);
-    chunk(b, "IHDR", ihdr_1x1, 13);
-}
-static void png_end(buf *b) {
-    chunk(b, "IDAT", idat_1x1, sizeof idat_1x1);
-    chunk(b, "IEND", NULL, 0);
+    k += test_b64enc(json, tmp + k);
+    test_png_chunk(b, type, tmp, k);
 }
 
 static card *parse_ok(const void *d, size_t n) {
@@ -102,7 +50,7 @@ static void test_crc32(void) {
     CHECK_EQ_INT(card_crc32(0, "123456789", 9), 0xCBF43926u); // the CRC-32/ISO-HDLC check value
     CHECK_EQ_INT(card_crc32(0, "", 0), 0);
     uint8_t ih[17] = {'I', 'H', 'D', 'R'};
-    memcpy(ih + 4, ihdr_1x1, 13);
+    memcpy(ih + 4, test_png_ihdr_1x1, 13);
     CHECK_EQ_INT(card_crc32(0, ih, 17), 0x1F15C489u); // as in every 1x1 RGBA PNG
     CHECK_EQ_INT(card_crc32(0, "IEND", 4), 0xAE426082u);
     CHECK_EQ_INT(card_crc32(card_crc32(0, "12345", 5), "6789", 4), 0xCBF43926u); // continues
@@ -297,13 +245,13 @@ static void test_v3(void) {
 
 // --- PNG cards ----------------------------------------------------------------------------
 
-static buf pb;
+static test_buf pb;
 
 static void test_png(void) {
     // chara only (V2)
-    png_begin(&pb);
+    test_png_begin(&pb);
     card_chunk(&pb, "tEXt", "chara", v2_json);
-    png_end(&pb);
+    test_png_end(&pb);
     card *c = parse_ok(pb.d, pb.n);
     if (c) {
         CHECK_STR(c->name, "Seraphina");
@@ -312,34 +260,34 @@ static void test_png(void) {
     }
     card_free(c);
     // ccv3 only, after IDAT and an unrelated tEXt
-    png_begin(&pb);
-    chunk(&pb, "IDAT", idat_1x1, sizeof idat_1x1);
-    chunk(&pb, "tEXt", "Comment\0hello", 13);
+    test_png_begin(&pb);
+    test_png_chunk(&pb, "IDAT", test_png_idat_1x1, sizeof test_png_idat_1x1);
+    test_png_chunk(&pb, "tEXt", "Comment\0hello", 13);
     card_chunk(&pb, "tEXt", "ccv3", v3_json);
-    chunk(&pb, "IEND", NULL, 0);
+    test_png_chunk(&pb, "IEND", NULL, 0);
     c = parse_ok(pb.d, pb.n);
     if (c) check_v3(c);
     card_free(c);
     // both: ccv3 wins whatever the order
-    png_begin(&pb);
+    test_png_begin(&pb);
     card_chunk(&pb, "tEXt", "chara", v2_json);
     card_chunk(&pb, "tEXt", "ccv3", v3_json);
-    png_end(&pb);
+    test_png_end(&pb);
     c = parse_ok(pb.d, pb.n);
     if (c) CHECK_STR(c->name, "Kai");
     card_free(c);
     // uncompressed iTXt
-    png_begin(&pb);
+    test_png_begin(&pb);
     card_chunk(&pb, "iTXt", "chara", v2_json);
-    png_end(&pb);
+    test_png_end(&pb);
     c = parse_ok(pb.d, pb.n);
     if (c) CHECK_STR(c->name, "Seraphina");
     card_free(c);
     // trailing bytes after IEND are ignored
-    png_begin(&pb);
+    test_png_begin(&pb);
     card_chunk(&pb, "tEXt", "chara", "{\"name\":\"V1 in PNG\"}");
-    png_end(&pb);
-    put(&pb, "junk", 4);
+    test_png_end(&pb);
+    test_put(&pb, "junk", 4);
     c = parse_ok(pb.d, pb.n);
     if (c) {
         CHECK_STR(c->name, "V1 in PNG");
@@ -370,10 +318,10 @@ static void test_png_python(void) {
 }
 
 static void test_png_errors(void) {
-    buf *b = &pb;
-    png_begin(b);
+    test_buf *b = &pb;
+    test_png_begin(b);
     card_chunk(b, "tEXt", "chara", v2_json);
-    png_end(b);
+    test_png_end(b);
     size_t good = b->n;
     // corrupted CRC: flip a byte inside the tEXt data (offset 8 + 25 header + 8 into tEXt)
     b->d[8 + 25 + 8 + 10] ^= 1;
@@ -393,43 +341,43 @@ static void test_png_errors(void) {
     EXPECT_ERR(b->d, good, SIM_ERR_FORMAT, "over 2^31-1");
     memcpy(b->d + 33, save, 4);
     // IHDR not first
-    png_begin(b);
+    test_png_begin(b);
     b->n = 8;
-    chunk(b, "tEXt", "Comment\0x", 9);
-    png_end(b);
+    test_png_chunk(b, "tEXt", "Comment\0x", 9);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_FORMAT, "does not start with a 13-byte IHDR");
     // no card
-    png_begin(b);
-    png_end(b);
+    test_png_begin(b);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_FORMAT, "PNG has no character card");
     // bad base64
-    png_begin(b);
-    chunk(b, "tEXt", "chara\0eyJu!!", 12);
-    png_end(b);
+    test_png_begin(b);
+    test_png_chunk(b, "tEXt", "chara\0eyJu!!", 12);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_FORMAT, "tEXt chunk chara: invalid base64: byte 0x21 at offset 4");
     // base64 of something that is not JSON
-    png_begin(b);
+    test_png_begin(b);
     card_chunk(b, "tEXt", "ccv3", "not json");
-    png_end(b);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_FORMAT, "(tEXt chunk ccv3): invalid JSON at line 1");
     // a card error names the chunk and the field
-    png_begin(b);
+    test_png_begin(b);
     card_chunk(b, "tEXt", "ccv3", "{\"spec\":\"chara_card_v3\",\"data\":{\"name\":\"x\",\"tags\":[1]}}");
-    png_end(b);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_FORMAT, "t.card (tEXt chunk ccv3): data.tags[0] must be a string");
     // compressed text
-    png_begin(b);
-    chunk(b, "zTXt", "chara\0\0x\x9c", 9);
-    png_end(b);
+    test_png_begin(b);
+    test_png_chunk(b, "zTXt", "chara\0\0x\x9c", 9);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_UNSUPPORTED, "compressed (zTXt)");
-    png_begin(b);
-    chunk(b, "iTXt", "ccv3\0\1\0\0\0x", 10);
-    png_end(b);
+    test_png_begin(b);
+    test_png_chunk(b, "iTXt", "ccv3\0\1\0\0\0x", 10);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_UNSUPPORTED, "compressed (iTXt)");
     // a bad chunk type
-    png_begin(b);
-    chunk(b, "tE1t", "a", 1);
-    png_end(b);
+    test_png_begin(b);
+    test_png_chunk(b, "tE1t", "a", 1);
+    test_png_end(b);
     EXPECT_ERR(b->d, b->n, SIM_ERR_FORMAT, "invalid type");
 }
 
@@ -565,9 +513,9 @@ static void alloc_loop(const void *d, size_t len) {
 static void test_alloc_failures(void) {
     alloc_loop(v2_json, strlen(v2_json));
     alloc_loop(v3_json, strlen(v3_json));
-    png_begin(&pb);
+    test_png_begin(&pb);
     card_chunk(&pb, "tEXt", "ccv3", v3_json);
-    png_end(&pb);
+    test_png_end(&pb);
     alloc_loop(pb.d, pb.n);
 }
 

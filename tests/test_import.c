@@ -16,57 +16,9 @@
 
 static char g_tmp[256];
 
-// --- a PNG card (built as tests/test_card.c does: IHDR 1x1, tEXt chara, IDAT, IEND) ----------------
+// --- a PNG card (test.h: IHDR 1x1, tEXt chara, IDAT, IEND) -----------------------------
 
-typedef struct buf {
-    uint8_t d[1 << 16];
-    size_t n;
-} buf;
-
-static void put(buf *b, const void *p, size_t n) {
-    if (n) memcpy(b->d + b->n, p, n);
-    b->n += n;
-}
-static void put32(buf *b, uint32_t v) {
-    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    put(b, x, 4);
-}
-static void chunk(buf *b, const char *type, const void *data, size_t n) {
-    put32(b, (uint32_t)n);
-    size_t at = b->n;
-    put(b, type, 4);
-    put(b, data, n);
-    put32(b, card_crc32(0, b->d + at, 4 + n));
-}
-static size_t b64enc(const char *s, char *out) {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = strlen(s), o = 0;
-    const uint8_t *u = (const uint8_t *)s;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) | (i + 2 < n ? u[i + 2] : 0);
-        out[o++] = a[v >> 18 & 63];
-        out[o++] = a[v >> 12 & 63];
-        out[o++] = i + 1 < n ? a[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? a[v & 63] : '=';
-    }
-    return o;
-}
-
-static buf g_png;
-
-static void png_card(const char *json) {
-    static const uint8_t ihdr[13] = {0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0};
-    static const uint8_t idat[] = {0x78, 0x01, 0x01, 0x05, 0x00, 0xfa, 0xff, 0, 0, 0, 0, 0, 0x00, 0x05, 0x00, 0x01};
-    static char tmp[1 << 15];
-    g_png.n = 0;
-    put(&g_png, "\x89PNG\r\n\x1a\n", 8);
-    chunk(&g_png, "IHDR", ihdr, 13);
-    memcpy(tmp, "chara", 6);
-    size_t k = 6 + b64enc(json, tmp + 6);
-    chunk(&g_png, "tEXt", tmp, k);
-    chunk(&g_png, "IDAT", idat, sizeof idat);
-    chunk(&g_png, "IEND", NULL, 0);
-}
+static test_buf g_png;
 
 static const char *V2 =
     "{\"spec\":\"chara_card_v2\",\"spec_version\":\"2.0\",\"data\":{"
@@ -148,7 +100,7 @@ static void test_slug(void) {
 static void test_new_and_add(void) {
     char dir[512], card_path[600], card2[600];
     snprintf(dir, sizeof dir, "%s/lighthouse", g_tmp);
-    png_card(V2);
+    test_png_card(&g_png, V2);
     put_file("mira.png", g_png.d, g_png.n, card_path, sizeof card_path);
     imp_result r;
     sim_err err;
