@@ -81,6 +81,8 @@ int cmd_synth(int argc, char **argv);
 int cmd_play(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_import_card(int argc, char **argv);
+int cmd_loom(int argc, char **argv);
+int cmd_mix(int argc, char **argv);
 
 // bench --runtime (bench_runtime.c): the runtime's savings on a model.
 int bench_runtime(model *m, int n_threads, int n_prompt);

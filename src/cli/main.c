@@ -20,6 +20,8 @@ static const struct {
     {"check", cmd_check, "validate a scenario folder: every problem with its JSON path"},
     {"play", cmd_play, "play a scenario in the terminal (the story engine; --script --json for tests)"},
     {"import-card", cmd_import_card, "import a SillyTavern character card into a scenario folder"},
+    {"loom", cmd_loom, "the tree of likely continuations of a prompt (LLooM)"},
+    {"mix", cmd_mix, "several models write one text together, token by token"},
 };
 
 static int usage(FILE *f) {
