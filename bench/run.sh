@@ -49,3 +49,16 @@ if [ "${BENCH_STORY:-1}" != 0 ] && [ -f $DIR/llama-1.1b.q4_k_m.gguf ]; then
     echo
     python3 bench/story.py $DIR/llama-1.1b.q4_k_m.gguf
 fi
+# The LLooM (issue 7): a depth-12 tree (cutoff 0.2, split 3) grown with one
+# batched decode per depth vs one node per decode call, in the same run (wall
+# times and ratio on stderr; BENCH_LOOM=0 skips it). The random-weight
+# model's distributions are nearly flat (no token reaches 0.2, so that tree
+# is one chain), so a second tree branches at every node: cutoff 0, split 3,
+# depth 5 (363 nodes; its last frontier of 81 needs two batches).
+if [ "${BENCH_LOOM:-1}" != 0 ] && [ -f $DIR/llama-1.1b.q4_k_m.gguf ]; then
+    echo
+    echo "loom, depth 12, cutoff 0.2, split 3:"
+    $BIN loom -m $DIR/llama-1.1b.q4_k_m.gguf -p "Once upon a time" --depth 12 --cutoff 0.2 --split 3 -t 2 --compare >/dev/null
+    echo "loom, depth 5, cutoff 0, split 3:"
+    $BIN loom -m $DIR/llama-1.1b.q4_k_m.gguf -p "Once upon a time" --depth 5 --cutoff 0 --split 3 -t 2 --compare >/dev/null
+fi

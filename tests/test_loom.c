@@ -465,6 +465,14 @@ static void test_determinism_and_naive(void) {
     CHECK(a.truncated);
     CHECK(a.n_suggestions <= 6);
     loom_result_free(&a);
+    lp.max_frontier = 4096;
+    lp.max_nodes = 61; // one short of the tree
+    CHECK(loom_expand(root, &lp, &a, &err) == SIM_ERR_RANGE);
+    CHECK(a.n_nodes == 0 && !a.nodes);
+    CHECK_EQ_INT(fwd_kv(c)->n_used, np);
+    lp.max_nodes = 62;
+    CHECK_MSG(loom_expand(root, &lp, &a, &err) == SIM_OK, "%s", err.msg);
+    loom_result_free(&a);
     sess_free(root);
     sess_free(root2);
     fwd_free(c);

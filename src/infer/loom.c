@@ -7,7 +7,7 @@
 
 loom_params loom_default_params(void) {
     return (loom_params){.depth = 12, .max = 25, .cutoff = 0.2f, .multiplier = 1.0f, .split = 3, .autostop = true,
-                         .logprob = false, .seqs = 0, .max_frontier = 4096};
+                         .logprob = false, .seqs = 0, .max_frontier = 4096, .max_nodes = 1 << 20};
 }
 
 size_t loom_trim_prompt(const char *text, size_t len) { return len > 0 && text[len - 1] == ' ' ? len - 1 : len; }
@@ -134,6 +134,9 @@ static sim_status push_next(loom *L, int node, sess *s) {
 }
 
 static sim_status add_node(loom *L, loom_node nd, bool content) {
+    if (L->n_nodes >= L->p->max_nodes)
+        return err_set(L->err, SIM_ERR_RANGE, "loom: the tree grows past %d nodes (raise the cutoff or lower split)",
+                       L->p->max_nodes);
     if (L->n_nodes == L->cap_nodes) {
         int cap = MAX(256, L->cap_nodes * 2);
         loom_node *nn = mem_realloc(L->nodes, (size_t)cap * sizeof *nn);
@@ -433,7 +436,7 @@ static sim_status check_params(sess *root, const loom_params *p, sim_err *err) {
     if (!(p->cutoff >= 0 && p->cutoff <= 1)) return err_set(err, SIM_ERR_ARG, "loom: cutoff must be between 0 and 1");
     if (!(p->multiplier >= 0 && p->multiplier <= 1e6f)) return err_set(err, SIM_ERR_ARG, "loom: multiplier must be between 0 and 1e6");
     if (p->split < 0) return err_set(err, SIM_ERR_ARG, "loom: split must not be negative");
-    if (p->max_frontier < 1) return err_set(err, SIM_ERR_ARG, "loom: max_frontier must be at least 1");
+    if (p->max_frontier < 1 || p->max_nodes < 1) return err_set(err, SIM_ERR_ARG, "loom: max_frontier and max_nodes must be at least 1");
     if (p->depth > fwd_n_batch(sess_ctx(root)))
         return err_set(err, SIM_ERR_RANGE, "loom: depth %d exceeds the context's batch size %d", p->depth,
                        fwd_n_batch(sess_ctx(root)));

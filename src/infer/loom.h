@@ -43,8 +43,9 @@
 // later from a fork of the root, its whole suggestion at once (still in a
 // batch), and if no id is free then, one from the next depth's branches is
 // taken back (that branch turns cold). Results do not depend on this.
-// A frontier above max_frontier keeps its best-scored branches (result
-// .truncated): a bound for hostile parameters (cutoff 0, split 0).
+// Bounds for hostile parameters (cutoff 0, split 0): a frontier above
+// max_frontier keeps its best-scored branches (result .truncated), and a
+// tree of more than max_nodes nodes is refused with SIM_ERR_RANGE.
 //
 //     sess *root;   // holds the prompt, fresh logits (sess_set_prompt)
 //     loom_params lp = loom_default_params();
@@ -107,6 +108,7 @@ typedef struct loom_params {
     bool logprob;       // score with the sum of log-probabilities [false]
     kv_seq_mask seqs;   // sequence ids the tree may use (0: all but the root's)
     int max_frontier;   // most open branches per depth [4096]
+    int max_nodes;      // a larger tree is an error (SIM_ERR_RANGE) [1 << 20]
     bool naive;         // one node per decode call (the reference for tests and benchmarks)
     // Called with each node as it is made; false stops the expansion (SIM_ERR_ABORTED).
     bool (*on_node)(void *ud, const loom_node *node);
