@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "server/api.h"
 #include "server/http.h"
+#include "server/loom_api.h"
 #include "server/sched.h"
 #include "server/story_api.h"
 
@@ -44,7 +45,8 @@ int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *keys_file = NULL, *cors = NULL, *alias = NULL;
     const char *template_file = NULL, *kv_type = "f16";
     const char *scenarios = NULL, *db_path = "stories.db", *web_dir = NULL;
-    int story_ctx = 0;
+    int story_ctx = 0, loom_ctx = 0;
+    cli_list mix_models = {0};
     int port = 8080, n_ctx = 0, n_slots = 4, n_threads = 0, n_batch = 512, queue = 64, max_body_kb = 8192;
     cli_list keys_arg = {0};
     api_config acfg = api_default_config();
@@ -70,6 +72,8 @@ int cmd_serve(int argc, char **argv) {
         {"--db", OPT_STR, &db_path, "the story database (with --scenarios) [stories.db]"},
         {"--story-ctx", OPT_INT, &story_ctx, "context of the story engine (0: the model's, at most 8192)"},
         {"--web-dir", OPT_STR, &web_dir, "serve the player's files from DIR instead of the built-in copy"},
+        {"--mix-model", OPT_LIST, &mix_models, "another model for the LLooM's mixing (repeatable, up to 3)"},
+        {"--loom-ctx", OPT_INT, &loom_ctx, "context of each LLooM model [4096]"},
     };
     int n_pos, rc;
     if ((rc = cli_parse("serve -m MODEL [options]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos))) return rc;
@@ -113,6 +117,8 @@ int cmd_serve(int argc, char **argv) {
     sched *sch = NULL;
     api *a = NULL;
     sapi *sa = NULL;
+    lapi *la = NULL;
+    model *extra[3] = {0};
     http_server *srv = NULL;
     if (!m) goto done;
     fwd_params fp = fwd_default_params();
@@ -129,8 +135,25 @@ int cmd_serve(int argc, char **argv) {
         cli_fail("serve: %s", err.msg);
         goto done;
     }
-    http_route routes[API_N_ROUTES + SAPI_N_ROUTES];
+    if (mix_models.n > 3) {
+        cli_fail("serve: at most 3 --mix-model");
+        goto done;
+    }
+    const model *lm[4] = {m};
+    const char *ln[4] = {acfg.model_name};
+    for (int i = 0; i < mix_models.n; i++) {
+        if (!(extra[i] = cli_load_model(mix_models.items[i], NULL))) goto done;
+        lm[i + 1] = extra[i];
+        ln[i + 1] = cli_basename(mix_models.items[i]);
+    }
+    lapi_config lcfg = {.n_ctx = loom_ctx, .n_threads = n_threads};
+    if (lapi_new(&la, lm, ln, 1 + mix_models.n, &lcfg, &err) != SIM_OK) {
+        cli_fail("serve: %s", err.msg);
+        goto done;
+    }
+    http_route routes[API_N_ROUTES + SAPI_N_ROUTES + LAPI_N_ROUTES];
     int n_routes = api_routes(a, routes);
+    n_routes += lapi_routes(la, routes + n_routes);
     if (scenarios) {
         sapi_config scfg2 = {.scenarios = scenarios, .db = db_path, .web_dir = web_dir, .n_ctx = story_ctx,
                              .n_threads = n_threads, .api_keys = n_keys ? keys : NULL, .n_api_keys = n_keys,
@@ -168,6 +191,8 @@ done:
     sapi_shutdown(sa); // event streams end
     if (srv) http_stop(srv);
     sapi_free(sa);
+    lapi_free(la);
+    for (int i = 0; i < 3; i++) model_free(extra[i]);
     api_free(a);
     sched_free(sch);
     fwd_free(c);
