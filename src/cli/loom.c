@@ -1,7 +1,9 @@
 // loom.c — `simularity loom`: the tree of likely continuations of a prompt
 // (src/infer/loom.h), one suggestion per line with its score, or as JSON:
 //   {"suggestions":[{"text":" there was","score":1.53,"tokens":[727,471]}, ...]}
-// sorted by score. One trailing space of the prompt is dropped before
+// sorted by score (a text that is not valid UTF-8 — a suggestion ending
+// inside a character — shows U+FFFD for the stray bytes; the token ids are
+// exact). One trailing space of the prompt is dropped before
 // tokenizing (the suggestions start with their own space). --compare also
 // runs the naive expansion (one node per decode call) and prints both wall
 // times and their ratio to stderr, and checks that they agree.
