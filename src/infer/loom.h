@@ -42,7 +42,11 @@
 // batches; a branch that found no free sequence (a "cold" branch) is decoded
 // later from a fork of the root, its whole suggestion at once (still in a
 // batch), and if no id is free then, one from the next depth's branches is
-// taken back (that branch turns cold). Results do not depend on this.
+// taken back (that branch turns cold). The tree does not depend on this
+// split — except through rounding: a decode of many tokens runs other
+// kernels (gemm) than one of a single token (gemv), so logits differ in the
+// last bits, and two probabilities that close may rank differently in the
+// batched and the naive expansion (seen only on flat random-weight models).
 // Bounds for hostile parameters (cutoff 0, split 0): a frontier above
 // max_frontier keeps its best-scored branches (result .truncated), and a
 // tree of more than max_nodes nodes is refused with SIM_ERR_RANGE.
@@ -106,7 +110,8 @@ typedef struct loom_params {
     int split;          // most children per node (0: no limit) [3]
     bool autostop;      // end a branch at '.' or ',' [true]
     bool logprob;       // score with the sum of log-probabilities [false]
-    kv_seq_mask seqs;   // sequence ids the tree may use (0: all but the root's)
+    kv_seq_mask seqs;   // sequence ids the tree may use (0: every id but the root's — only when
+                        // no other session uses the context: the ids are emptied)
     int max_frontier;   // most open branches per depth [4096]
     int max_nodes;      // a larger tree is an error (SIM_ERR_RANGE) [1 << 20]
     bool naive;         // one node per decode call (the reference for tests and benchmarks)

@@ -36,7 +36,7 @@ assert len({tuple(x["tokens"]) for x in s}) == len(s)  # texts: invalid UTF-8 by
 ' "$T/l.json"; then ok loom_json; else bad loom_json "$(head -c 300 "$T/err")"; fi
 if $BIN loom -m "$T/a.gguf" -p "ab cd" --cutoff 0 --split 3 --depth 5 --compare >"$T/out" 2>"$T/err" &&
     grep -q "^batched: .* (5 decode calls" "$T/err" && grep -q "^naive: .* (120 decode calls" "$T/err" &&
-    grep -q "^ratio: " "$T/err"; then ok loom_compare; else bad loom_compare "$(head -c 400 "$T/err")"; fi
+    grep -q "^ratio: " "$T/err" && grep -q "^agree:   25 of 25 suggestions$" "$T/err"; then ok loom_compare; else bad loom_compare "$(head -c 400 "$T/err")"; fi
 n=$($BIN loom -m "$T/a.gguf" -p "ab cd" --cutoff 0 --split 3 --depth 3 --max 7 2>/dev/null | wc -l)
 [ "$n" -eq 7 ] && ok loom_plain_max || bad loom_plain_max "$n lines"
 expect_error loom_bad_cutoff "cutoff must be between 0 and 1" $BIN loom -m "$T/a.gguf" -p hi --cutoff 2
