@@ -95,7 +95,7 @@ test: tests-build
 # the demo scenario with stories260K, driven through playwright-core and
 # Debian's chromium; screenshots in build/e2e/. Skips without the model.
 e2e: $(BIN)
-	@if command -v node >/dev/null; then SIM_BIN=$(BIN) node tests/e2e/player.mjs; \
+	@if command -v node >/dev/null; then SIM_BIN=$(BIN) node tests/e2e/player.mjs && SIM_BIN=$(BIN) node tests/e2e/loom.mjs; \
 	else echo "e2e: SKIPPED — node not found"; fi
 
 debug:

@@ -1,0 +1,345 @@
+// End-to-end test of the LLooM page (make e2e, after the player's test):
+// starts `simularity serve` with stories260K twice (the model and a mix
+// model), drives Debian's chromium through playwright-core, and checks the
+// page against direct calls of POST /api/loom and /api/mix. Screenshots go
+// to build/e2e/loom-*.png. Prints "e2e-loom: N passed, M failed".
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const MODEL = resolve(ROOT, process.env.E2E_MODEL || '../shared/models/stories260K.gguf');
+const MIX_MODEL = resolve(ROOT, process.env.E2E_MIX_MODEL || MODEL);
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUT = join(ROOT, 'build/e2e');
+const STEP_TIMEOUT = 60000;
+const TAG = 'e2e-loom';
+
+if (!existsSync(MODEL)) {
+  console.log(`${TAG}: SKIPPED — the model ${MODEL} is absent (put stories260K.gguf there to run the LLooM browser test)`);
+  console.log(`${TAG}: 0 passed, 0 failed (skipped)`);
+  process.exit(0);
+}
+if (!existsSync(CHROMIUM)) {
+  console.log(`${TAG}: FAILED — no browser at ${CHROMIUM} (apt-get install chromium; make deps does)`);
+  console.log(`${TAG}: 0 passed, 1 failed`);
+  process.exit(1);
+}
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch {
+  console.log(`${TAG}: FAILED — playwright-core is not installed (npm ci)`);
+  console.log(`${TAG}: 0 passed, 1 failed`);
+  process.exit(1);
+}
+
+mkdirSync(OUT, { recursive: true });
+for (const f of readdirSync(OUT)) if (f.startsWith('loom-') && (f.endsWith('.png') || f.endsWith('.svg'))) rmSync(join(OUT, f));
+const tmp = mkdtempSync(join(tmpdir(), 'simularity-e2e-loom-'));
+
+// ------------------------------------------------------------ the server
+// The page is served by the story API (/web/*), so --scenarios is given too.
+function startServer() {
+  return new Promise((res, rej) => {
+    const args = ['serve', '-m', MODEL, '--mix-model', MIX_MODEL, '--scenarios', join(ROOT, 'scenarios'),
+      '--db', join(tmp, 'stories.db'), '--port', '0'];
+    if (process.env.E2E_WEB_DIR) args.push('--web-dir', resolve(process.env.E2E_WEB_DIR));   // iterate without rebuilding
+    const srv = spawn(process.env.SIM_BIN ? resolve(process.env.SIM_BIN) : join(ROOT, 'simularity'), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = createWriteStream(join(OUT, 'loom-server.log'));
+    let buf = '';
+    const timer = setTimeout(() => rej(new Error(`the server did not start in 30 s:\n${buf}`)), 30000);
+    srv.stdout.pipe(log);
+    srv.stderr.on('data', (d) => {
+      log.write(d);
+      buf += d;
+      const m = buf.match(/listening on (http:\/\/[^\s]+)/);
+      if (m && !srv.base) { srv.base = m[1]; clearTimeout(timer); res(srv); }
+    });
+    srv.on('exit', (code) => { clearTimeout(timer); if (!srv.base) rej(new Error(`the server exited (${code}):\n${buf}`)); });
+  });
+}
+
+let server, browser, page, base, shot = 0;
+const results = [];
+const consoleErrors = [];
+let expectErrors = false;   // a step that makes the browser log a failed request on purpose
+
+async function screenshot(name) {
+  shot += 1;
+  await page.screenshot({ path: join(OUT, `loom-${String(shot).padStart(2, '0')}-${name}.png`), fullPage: true });
+}
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await Promise.race([fn(), new Promise((_, rej) => setTimeout(() => rej(new Error('timed out')), STEP_TIMEOUT))]);
+    results.push({ name, ok: true });
+    console.log(`  ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`  FAIL ${name}: ${e && e.message ? e.message.split('\n').slice(0, 8).join('\n       ') : e}`);
+  }
+  try { await screenshot(name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()); } catch { /* page gone */ }
+}
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+const eq = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+async function poll(fn, what, ms = 20000) {
+  const t0 = Date.now();
+  let last;
+  for (;;) {
+    try { last = await fn(); if (last === true) return; } catch (e) { last = e.message; }
+    if (Date.now() - t0 > ms) throw new Error(`${what}${last && last !== false ? `: ${last}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// A direct POST that reads the whole SSE answer: [{event, data}].
+async function sse(path, body) {
+  const r = await fetch(base + path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  if (!r.ok) throw new Error(`POST ${path}: ${r.status} ${await r.text()}`);
+  const text = (await r.text()).replace(/\r\n?/g, '\n');
+  const events = [];
+  for (const block of text.split('\n\n')) {
+    let event = 'message';
+    const data = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    if (data.length) events.push({ event, data: JSON.parse(data.join('\n')) });
+  }
+  return events;
+}
+
+const idle = () => page.waitForFunction(() => !document.body.classList.contains('is-busy'), null, { timeout: STEP_TIMEOUT });
+const story = () => page.inputValue('#story');
+async function setSettings(s) {
+  if (!(await page.locator('#settings').evaluate((d) => d.open))) await page.click('#settings summary');
+  for (const [k, v] of Object.entries(s)) {
+    const input = page.locator(`#settings-form [name=${k}]`);
+    if (typeof v === 'boolean') await input.setChecked(v);
+    else await input.fill(String(v));
+  }
+}
+const suggestionTexts = () => page.$$eval('#sugg-list .sugg-words', (ns) => ns.map((n) => n.textContent));
+
+const TEXT = 'Lily saw a';
+const PARAMS = { depth: 6, max: 12, cutoff: 0.1, multiplier: 1, split: 3, autostop: true, logprob: false };
+
+// ------------------------------------------------------------ the run
+try {
+  server = await startServer();
+  base = server.base.replace(/\/$/, '');
+  console.log(`${TAG}: server at ${base}, chromium ${CHROMIUM}, screenshots in build/e2e/loom-*.png`);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
+  page = await context.newPage();
+  page.on('console', (m) => { if (m.type() === 'error' && !expectErrors) consoleErrors.push(`console: ${m.text()} (${(m.location() || {}).url || ''})`); });
+  page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+
+  let direct;   // the direct /api/loom answer for TEXT and PARAMS
+
+  await step('the page loads and lists the models', async () => {
+    await page.goto(base + '/web/loom.html');
+    await page.locator('#mix-body').waitFor({ state: 'visible', timeout: 15000 });
+    const legend = await page.$$eval('#mix-legend li', (ls) => ls.map((l) => l.getAttribute('data-model')));
+    assert(eq(legend, ['0', '1']), `legend: ${JSON.stringify(legend)}`);
+    const models = await (await fetch(base + '/api/loom/models')).json();
+    assert(models.models.length === 2, `GET /api/loom/models: ${JSON.stringify(models)}`);
+  });
+
+  await step('the player links to the LLooM', async () => {
+    await page.goto(base + '/');
+    const link = page.locator('a[href="/web/loom.html"]');
+    await link.first().waitFor({ timeout: 10000 });
+    await link.first().click();
+    await page.waitForURL('**/web/loom.html');
+    await page.locator('#mix-body').waitFor({ state: 'visible', timeout: 15000 });
+  });
+
+  await step('suggest: the suggestions match a direct POST /api/loom', async () => {
+    direct = await sse('/api/loom', { text: TEXT, ...PARAMS });
+    const done = direct.find((e) => e.event === 'done');
+    assert(done && done.data.suggestions.length > 1, `direct answer: ${JSON.stringify(direct.slice(-1))}`);
+    await page.fill('#story', TEXT);
+    await setSettings(PARAMS);
+    await page.click('#btn-suggest');
+    await idle();
+    await page.locator('#sugg-list li').first().waitFor();
+    const texts = await suggestionTexts();
+    const want = done.data.suggestions.map((s) => s.text);
+    assert(eq(texts, want), `page: ${JSON.stringify(texts)}\n       api:  ${JSON.stringify(want)}`);
+    const scores = await page.$$eval('#sugg-list .sugg-score', (ns) => ns.map((n) => n.textContent));
+    assert(eq(scores, done.data.suggestions.map((s) => s.score.toFixed(2))), `scores ${scores}`);
+    const widths = await page.$$eval('#sugg-list .sugg-fill', (ns) => ns.map((n) => parseFloat(n.style.width)));
+    assert(widths[0] === 100 && widths.every((w, i) => i === 0 || w <= widths[i - 1] + 1e-9), `bars ${widths}`);
+  });
+
+  await step('the SVG has one node per node event, leaves highlighted', async () => {
+    const nodes = direct.filter((e) => e.event === 'node');
+    const n = await page.locator('#tree svg g.node').count();
+    assert(n === nodes.length, `${n} <g class=node>, ${nodes.length} node events`);
+    const leaves = await page.locator('#tree svg g.node.leaf').count();
+    assert(leaves === nodes.filter((e) => e.data.leaf).length, `${leaves} leaves`);
+    const edges = await page.locator('#tree svg path.edge').count();
+    assert(edges === nodes.length, `${edges} edges`);
+    // The best suggestion's path is highlighted: one node per token.
+    const done = direct.find((e) => e.event === 'done').data;
+    const onPath = await page.locator('#tree svg g.node.on-path').count();
+    assert(onPath === done.suggestions[0].tokens.length, `${onPath} nodes on the path, ${done.suggestions[0].tokens.length} tokens`);
+    // Hovering another suggestion highlights its path.
+    await page.hover('#sugg-list li:nth-child(2) .sugg-text');
+    const leaf = await page.locator('#tree svg g.node.leaf.on-path').getAttribute('data-id');
+    assert(+leaf === done.suggestions[1].node, `hovered leaf ${leaf}, want ${done.suggestions[1].node}`);
+  });
+
+  await step('download the SVG', async () => {
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#btn-download')]);
+    const file = join(OUT, 'loom-tree.svg');
+    await dl.saveAs(file);
+    const svg = readFileSync(file, 'utf8');
+    assert(/^(<\?xml[^>]*>\s*)?<svg[\s>]/.test(svg), `not an SVG: ${svg.slice(0, 80)}`);
+    assert(svg.includes('xmlns="http://www.w3.org/2000/svg"') && svg.includes('<style'), 'not standalone');
+    const n = (svg.match(/<g class="node[ "]/g) || []).length;
+    assert(n === direct.filter((e) => e.event === 'node').length, `${n} nodes in the file`);
+    assert(dl.suggestedFilename().endsWith('.svg'), dl.suggestedFilename());
+  });
+
+  await step('accept a suggestion: the story grows by it and is kept', async () => {
+    const before = await story();
+    const s = (await suggestionTexts())[1];
+    await page.click('#sugg-list li:nth-child(2) .sugg-text');
+    const after = await story();
+    assert(after === before + s, `story ${JSON.stringify(after)}, want ${JSON.stringify(before + s)}`);
+    assert(await page.locator('#sugg-list li').count() === 0, 'the suggestions stay');
+    await page.reload();
+    await page.locator('#mix-body').waitFor({ state: 'visible', timeout: 15000 });
+    assert(await story() === after, 'the story was not kept in localStorage');
+    const depth = await page.inputValue('#settings-form [name=depth]');
+    assert(depth === String(PARAMS.depth), `settings not kept: depth ${depth}`);
+  });
+
+  await step('Ctrl+Enter suggests; edit a suggestion and continue', async () => {
+    await page.focus('#story');
+    const before = await story();
+    const want = (await sse('/api/loom', { text: before, ...PARAMS })).find((e) => e.event === 'done').data.suggestions.map((s) => s.text);
+    await page.keyboard.press('Control+Enter');
+    await page.locator('#sugg-list li').first().waitFor();
+    await idle();
+    assert(eq(await suggestionTexts(), want), 'Ctrl+Enter suggestions differ from the API');
+    await page.click('#sugg-list li:nth-child(1) .sugg-edit');
+    const input = page.locator('#sugg-list .sugg-input');
+    await input.fill(' and a cat');
+    await input.press('Control+Enter');   // accept the edited text and suggest again
+    await poll(async () => (await story()) === before + ' and a cat', 'the edited text was not appended');
+    await page.locator('#sugg-list li').first().waitFor();
+    await idle();
+    const again = (await sse('/api/loom', { text: before + ' and a cat', ...PARAMS })).find((e) => e.event === 'done').data.suggestions.map((s) => s.text);
+    assert(eq(await suggestionTexts(), again), 'the continued round differs from the API');
+    // "Suggest again" repeats the same request.
+    await page.click('#btn-again');
+    await idle();
+    assert(eq(await suggestionTexts(), again), 'suggest again differs');
+  });
+
+  await step('a 400 from the API is shown', async () => {
+    expectErrors = true;   // chromium logs the 400 response
+    await setSettings({ cutoff: 5 });
+    await page.click('#btn-suggest');
+    await page.locator('#banner').waitFor({ state: 'visible' });
+    const msg = await page.textContent('#banner-text');
+    assert(/cutoff/.test(msg) && /400/.test(msg), `banner: ${msg}`);
+    await page.click('#banner-close');
+    expectErrors = false;
+    await page.click('#btn-defaults');
+    assert(await page.inputValue('#settings-form [name=cutoff]') === '0.2', 'defaults not restored');
+    await setSettings(PARAMS);
+  });
+
+  await step('an unreachable server is shown', async () => {
+    expectErrors = true;
+    await page.route('**/api/loom', (r) => r.abort('connectionrefused'));
+    await page.click('#btn-suggest');
+    await page.locator('#banner').waitFor({ state: 'visible' });
+    const msg = await page.textContent('#banner-text');
+    assert(/cannot be reached/.test(msg), `banner: ${msg}`);
+    await page.unroute('**/api/loom');
+    await idle();
+    await page.click('#banner-close');
+    expectErrors = false;
+  });
+
+  await step('mix in reference mode: tokens coloured by model', async () => {
+    const text = await story();
+    const done = (await sse('/api/mix', { text, mode: 'reference', turn: 1, n: 16 })).find((e) => e.event === 'done').data;
+    await page.selectOption('#mix-form [name=mode]', 'reference');
+    await page.fill('#mix-form [name=n]', '16');
+    await page.click('#btn-mix');
+    await idle();
+    const toks = await page.$$eval('#mix-out .tok', (ns) => ns.map((n) => ({ m: n.getAttribute('data-model'), t: n.textContent, c: getComputedStyle(n).color, title: n.title })));
+    assert(toks.length === 16, `${toks.length} tokens`);
+    assert(toks.every((t) => t.m === '0'), `reference mode credits model 0: ${toks.map((t) => t.m)}`);
+    assert(toks.map((t) => t.t).join('') === done.text, `mixed ${JSON.stringify(toks.map((t) => t.t).join(''))}, api ${JSON.stringify(done.text)}`);
+    const legend = await page.$eval('#mix-legend li[data-model="0"] .swatch', (s) => getComputedStyle(s).backgroundColor);
+    assert(toks.every((t) => t.c === legend), `colour ${toks[0].c} vs legend ${legend}`);
+    assert(toks.every((t) => /stories260K/.test(t.title) && /%/.test(t.title)), `tooltip: ${toks[0].title}`);
+    await page.click('#btn-mix-accept');
+    assert(await story() === text + done.text, 'the mixed text was not appended');
+  });
+
+  await step('mix round-robin credits both models; Stop aborts', async () => {
+    await page.selectOption('#mix-form [name=mode]', 'round-robin');
+    await page.fill('#mix-form [name=turn]', '2');
+    await page.fill('#mix-form [name=n]', '8');
+    await page.click('#btn-mix');
+    await idle();
+    const ms = await page.$$eval('#mix-out .tok', (ns) => ns.map((n) => n.getAttribute('data-model')).join(''));
+    assert(ms === '00110011', `round-robin credits ${ms}`);
+    await page.fill('#mix-form [name=n]', '512');
+    await page.fill('#mix-form [name=turn]', '1');
+    await page.click('#btn-mix');
+    await poll(async () => (await page.locator('#mix-out .tok').count()) >= 3, 'no tokens streamed');
+    await page.keyboard.press('Escape');
+    await idle();
+    const n = await page.locator('#mix-out .tok').count();
+    assert(n < 512, `${n} tokens: Stop did not stop`);
+    assert(/stopped/i.test(await page.textContent('#status')), `status: ${await page.textContent('#status')}`);
+    assert(await page.locator('#banner').isHidden(), 'an error was shown for Stop');
+    // The server is free again: a new tree is answered.
+    const r = await sse('/api/loom', { text: TEXT, depth: 2 });
+    assert(r.some((e) => e.event === 'done'), 'the server did not recover');
+    await page.fill('#mix-form [name=n]', '16');
+  });
+
+  await step('responsive: no horizontal overflow on a phone', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.click('#btn-suggest');
+    await idle();
+    const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(over <= 1, `the page is ${over}px wider than the screen`);
+    await page.setViewportSize({ width: 1280, height: 860 });
+  });
+
+  await step('no console errors', async () => {
+    assert(consoleErrors.length === 0, consoleErrors.join('\n'));
+  });
+} catch (e) {
+  results.push({ name: 'setup', ok: false });
+  console.log(`  FAIL setup: ${e && e.stack ? e.stack : e}`);
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  if (server) {
+    server.kill('SIGTERM');
+    await new Promise((r) => { server.on('exit', r); setTimeout(r, 5000); });
+  }
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed;
+console.log(`${TAG}: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
