@@ -1,0 +1,52 @@
+// wts.c — two-pass weight binding into a float32 arena (see wts.h).
+#include "image/wts.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void wts_begin(wts_loader *L, const st_file *f, const char *prefix, sim_err *err) {
+    memset(L, 0, sizeof *L);
+    L->f = f;
+    snprintf(L->prefix, sizeof L->prefix, "%s", prefix);
+    L->counting = true;
+    L->err = err;
+}
+
+sim_status wts_alloc(wts_loader *L) {
+    if (L->st != SIM_OK) return L->st;
+    L->counting = false;
+    L->arena = L->next = mem_alloc((L->count ? L->count : 1) * sizeof(float));
+    if (!L->arena) L->st = err_set(L->err, SIM_ERR_NOMEM, "%s: out of memory for %zu weights", L->f->path, L->count);
+    return L->st;
+}
+
+float *wts_arena(wts_loader *L) {
+    return L->st == SIM_OK ? L->arena : NULL;
+}
+
+void wts_abort(wts_loader *L) {
+    mem_free(L->arena);
+    L->arena = L->next = NULL;
+}
+
+void wts_take(wts_loader *L, float **out, int nd, const int64_t *d, const char *fmt, ...) {
+    if (L->st != SIM_OK) return;
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)d[i];
+    if (L->counting) {
+        L->count += n;
+        *out = NULL;
+        return;
+    }
+    char name[256];
+    int k = snprintf(name, sizeof name, "%s", L->prefix);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name + k, sizeof name - (size_t)k, fmt, ap);
+    va_end(ap);
+    ASSERT(L->next + n <= L->arena + L->count); // pass 2 takes what pass 1 counted
+    L->st = st_read_f32(L->f, name, d, nd, L->next, L->err);
+    *out = L->next;
+    L->next += n;
+}
