@@ -182,6 +182,7 @@ try {
   await step('the SVG has one node per node event, leaves highlighted', async () => {
     const nodes = direct.filter((e) => e.event === 'node');
     const n = await page.locator('#tree svg g.node').count();
+    assert((await page.textContent('#tree-meta')).startsWith(`${nodes.length} node`), `tree meta: ${await page.textContent('#tree-meta')}`);
     assert(n === nodes.length, `${n} <g class=node>, ${nodes.length} node events`);
     const leaves = await page.locator('#tree svg g.node.leaf').count();
     assert(leaves === nodes.filter((e) => e.data.leaf).length, `${leaves} leaves`);
@@ -273,6 +274,20 @@ try {
     expectErrors = false;
   });
 
+  await step('an error event is shown', async () => {
+    const body = 'event: node\ndata: {"id":0,"parent":-1,"depth":1,"token":5,"text":" a","prob":0.5,"score":0.5,"leaf":false}\n\n'
+      + 'event: error\ndata: {"message":"the context is full"}\n\n';
+    await page.route('**/api/loom', (r) => r.fulfill({ status: 200, headers: { 'Content-Type': 'text/event-stream' }, body }));
+    await page.click('#btn-suggest');
+    await page.locator('#banner').waitFor({ state: 'visible' });
+    await page.unroute('**/api/loom');
+    await idle();
+    const msg = await page.textContent('#banner-text');
+    assert(msg.includes('the context is full'), `banner: ${msg}`);
+    assert(await page.locator('#tree svg g.node').count() === 1, 'the partial tree is not drawn');
+    await page.click('#banner-close');
+  });
+
   await step('mix in reference mode: tokens coloured by model', async () => {
     const text = await story();
     const done = (await sse('/api/mix', { text, mode: 'reference', turn: 1, n: 16 })).find((e) => e.event === 'done').data;
@@ -289,6 +304,27 @@ try {
     assert(toks.every((t) => /stories260K/.test(t.title) && /%/.test(t.title)), `tooltip: ${toks[0].title}`);
     await page.click('#btn-mix-accept');
     assert(await story() === text + done.text, 'the mixed text was not appended');
+  });
+
+  // Two copies of one model never disagree: a recorded-style stream shows how disagreements look.
+  await step('mix disagreements are underlined with every model\'s probability', async () => {
+    const ev = (name, d) => `event: ${name}\ndata: ${JSON.stringify(d)}\n\n`;
+    const body = ev('token', { index: 0, text: ' The', model: 0, probs: [0.5, 0.25], disagree: false })
+      + ev('token', { index: 1, text: ' dog', model: 0, probs: [0.4, 0.1], disagree: true })
+      + ev('token', { index: 2, text: ' ran', model: 1, probs: [0.3, 0.6], disagree: false })
+      + ev('done', { text: ' The dog ran', tokens: 3, ms: 1 });
+    await page.route('**/api/mix', (r) => r.fulfill({ status: 200, headers: { 'Content-Type': 'text/event-stream' }, body }));
+    await page.click('#btn-mix');
+    await idle();
+    await page.unroute('**/api/mix');
+    const toks = await page.$$eval('#mix-out .tok', (ns) => ns.map((n) => ({ m: n.dataset.model, d: n.classList.contains('disagree'), title: n.title, line: getComputedStyle(n).textDecorationLine, c: getComputedStyle(n).color })));
+    assert(eq(toks.map((t) => [t.m, t.d]), [['0', false], ['0', true], ['1', false]]), JSON.stringify(toks));
+    assert(toks[1].line.includes('underline') && !toks[0].line.includes('underline'), `decoration ${toks[1].line}`);
+    assert(/40\.0%/.test(toks[1].title) && /10\.0%/.test(toks[1].title), `tooltip ${toks[1].title}`);
+    assert(toks[0].c !== toks[2].c, 'both models have the same colour');
+    await page.focus('#mix-out .tok.disagree');   // keyboard: the tooltip shows on focus
+    const tip = await page.$eval('#mix-out .tok.disagree', (n) => getComputedStyle(n, '::after').content);
+    assert(/40\.0%/.test(tip), `focus tooltip ${tip}`);
   });
 
   await step('mix round-robin credits both models; Stop aborts', async () => {

@@ -38,6 +38,7 @@ const svgEl = (tag, attrs = {}, text) => {
 // What a token shows: its bytes with line breaks and tabs made visible.
 export function tokenLabel(text) {
   if (!text) return '∅';
+  if (/^ +$/.test(text)) return text.replace(/ /g, '␣');
   return text.replace(/\n/g, '⏎').replace(/\t/g, '⇥');
 }
 const pct = (p) => (p >= 0.995 ? '100%' : p < 0.001 ? '<0.1%' : p < 0.1 ? `${(p * 100).toFixed(1)}%` : `${Math.round(p * 100)}%`);
@@ -82,7 +83,10 @@ export class LoomTree {
 
   layout() {
     const colW = [];
-    const rootLabel = '… ' + tokenLabel(this.prompt.slice(-14).replace(/^\s+/, ''));
+    // The prompt's last words (from a word boundary when there is one).
+    let tail = this.prompt.slice(-18);
+    if (this.prompt.length > 18 && /\s/.test(tail.slice(0, -1))) tail = tail.replace(/^\S*\s+/, '');
+    const rootLabel = '… ' + tokenLabel(tail.trim()).replace(/ +/g, ' ');
     colW[0] = Math.max(40, rootLabel.length * 7 + 16);
     for (const n of this.nodes.values()) {
       const w = Math.max(40, tokenLabel(n.text).length * CHAR_W + 16);
@@ -110,6 +114,12 @@ export class LoomTree {
   }
 
   render() {
+    if (!this.prompt && !this.nodes.size) {
+      this.svg = null;
+      this.els = new Map();
+      this.container.replaceChildren(Object.assign(document.createElement('p'), { className: 'loom-tree-empty muted small', textContent: 'The tree grows here: a box per token with its probability, a branch where the model hesitates.' }));
+      return;
+    }
     const L = this.layout();
     const svg = svgEl('svg', {
       xmlns: NS, class: 'loom-svg', width: Math.ceil(L.width), height: Math.ceil(L.height),
@@ -166,6 +176,17 @@ export class LoomTree {
       if (e) { e.g.classList.add('on-path'); e.edge.classList.add('on-path'); }
       n = n.parent >= 0 ? this.nodes.get(n.parent) : null;
     }
+  }
+
+  // Scrolls the container so that node id is in view (centred when it was not).
+  reveal(id) {
+    const n = this.nodes.get(id);
+    if (!n || n.x == null) return;
+    const c = this.container;
+    const inX = n.x >= c.scrollLeft && n.x + n.w <= c.scrollLeft + c.clientWidth;
+    const inY = n.y >= c.scrollTop && n.y + NODE_H <= c.scrollTop + c.clientHeight;
+    if (inX && inY) return;
+    c.scrollTo({ left: Math.max(0, n.x + n.w - c.clientWidth + PAD), top: Math.max(0, n.y - c.clientHeight / 2), behavior: matchMedia('(prefers-reduced-motion: reduce)').matches ? 'auto' : 'smooth' });
   }
 
   // The graph as a standalone SVG document.

@@ -167,7 +167,7 @@ async function suggest(body) {
     await postStream('/api/loom', body, (name, d) => {
       if (name === 'node') {
         tree.add(d);
-        ui.treeMeta.textContent = `${tree.size} nodes`;
+        ui.treeMeta.textContent = `${tree.size} node${tree.size === 1 ? '' : 's'}`;
       } else if (name === 'depth') {
         depth = d.depth; open = d.open;
         setStatus(`Depth ${depth}: ${open} branch${open === 1 ? '' : 'es'} open, ${tree.size} nodes`);
@@ -226,7 +226,7 @@ function showSuggestions(d) {
     li.querySelector('.sugg-text').addEventListener('click', () => accept(i, false));
     li.querySelector('.sugg-continue').addEventListener('click', () => accept(i, true));
     li.querySelector('.sugg-edit').addEventListener('click', () => editSuggestion(li, i));
-    const on = () => { for (const o of ui.list.children) o.classList.toggle('selected', o === li); tree.highlight(s.node); };
+    const on = () => { for (const o of ui.list.children) o.classList.toggle('selected', o === li); tree.highlight(s.node); tree.reveal(s.node); };
     li.addEventListener('mouseenter', () => tree.highlight(s.node));
     li.addEventListener('mouseleave', () => tree.highlight(selectedNode()));
     li.addEventListener('focusin', on);
@@ -235,6 +235,7 @@ function showSuggestions(d) {
   if (suggestions.length) {
     ui.list.firstChild.classList.add('selected');
     tree.highlight(suggestions[0].node);
+    tree.reveal(suggestions[0].node);
   }
 }
 
@@ -368,6 +369,8 @@ async function mix() {
         const span = el('span', {
           class: d.disagree ? 'tok disagree' : 'tok', 'data-model': d.model, 'data-index': d.index,
           title: tokenTitle(d), style: `color:${modelColor(d.model)}`,
+          // Disagreements are reachable from the keyboard; focus shows the probabilities.
+          tabindex: d.disagree ? 0 : null, 'data-tip': d.disagree ? tokenTitle(d) : null,
         }, d.text);
         ui.mixOut.append(span);
       } else if (name === 'done') done = d;
