@@ -17,6 +17,7 @@
 #include "server/loom_api.h"
 #include "server/sched.h"
 #include "server/story_api.h"
+#include "server/web.h"
 
 #define MAX_KEYS 1024
 
@@ -151,11 +152,12 @@ int cmd_serve(int argc, char **argv) {
         cli_fail("serve: %s", err.msg);
         goto done;
     }
-    http_route routes[API_N_ROUTES + SAPI_N_ROUTES + LAPI_N_ROUTES];
+    http_route routes[API_N_ROUTES + SAPI_N_ROUTES + LAPI_N_ROUTES + WEB_N_ROUTES];
     int n_routes = api_routes(a, routes);
+    n_routes += web_routes(web_dir, routes + n_routes);
     n_routes += lapi_routes(la, routes + n_routes);
     if (scenarios) {
-        sapi_config scfg2 = {.scenarios = scenarios, .db = db_path, .web_dir = web_dir, .n_ctx = story_ctx,
+        sapi_config scfg2 = {.scenarios = scenarios, .db = db_path, .n_ctx = story_ctx,
                              .n_threads = n_threads, .api_keys = n_keys ? keys : NULL, .n_api_keys = n_keys,
                              .log = serve_log};
         if (sapi_new(&sa, m, &scfg2, &err) != SIM_OK) {

@@ -11,7 +11,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "base/file.h"
 #include "base/sha256.h"
 #include "base/strbuf.h"
 #include "server/api.h"
@@ -38,7 +37,7 @@ typedef struct sub {
 struct sapi {
     const model *m;
     sapi_config cfg;
-    char *db_path, *state_dir, *web_dir;
+    char *db_path, *state_dir;
     scn_scenario *scn[SAPI_MAX_SCENARIOS];
     int n_scn;
     char **users; // (cfg.n_api_keys) "key-<16 hex>"
@@ -177,20 +176,6 @@ static const scn_asset *find_asset(const scn_scenario *s, const char *rel) {
     return NULL;
 }
 
-static const char *mime_of(const char *path) {
-    static const char *const map[][2] = {
-        {".svg", "image/svg+xml"}, {".png", "image/png"},  {".jpg", "image/jpeg"},     {".jpeg", "image/jpeg"},
-        {".webp", "image/webp"},   {".gif", "image/gif"},  {".wav", "audio/wav"},      {".ogg", "audio/ogg"},
-        {".mp3", "audio/mpeg"},    {".opus", "audio/ogg"}, {".flac", "audio/flac"},    {".json", "application/json"},
-        {".txt", "text/plain; charset=utf-8"}, {".html", "text/html; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-        {".js", "text/javascript; charset=utf-8"}, {".mjs", "text/javascript; charset=utf-8"}, {".ico", "image/x-icon"},
-    };
-    const char *dot = strrchr(path, '.');
-    for (size_t i = 0; dot && i < ARRAY_LEN(map); i++)
-        if (strcasecmp(dot, map[i][0]) == 0) return map[i][1];
-    return "application/octet-stream";
-}
-
 static void h_scenario(void *ud, const http_req *rq, http_conn *c) {
     sapi *sa = ud;
     const char *rest = rq->path + strlen("/api/scenarios/");
@@ -241,48 +226,9 @@ static void h_scenario(void *ud, const http_req *rq, http_conn *c) {
     pack_close(p);
     http_add_header(c, "ETag", etag);
     http_add_header(c, "Cache-Control", "public, max-age=86400");
-    http_respond(c, 200, mime_of(a->path), data, len);
+    http_respond(c, 200, web_mime(a->path), data, len);
     mem_free(data);
 }
-
-// --- the player's files -----------------------------------------------------------------
-
-static void serve_file(sapi *sa, const char *rel, http_conn *c) {
-    if (pack_path_problem(rel, &(const char *){NULL})) {
-        http_respond_error(c, 404, "not_found_error", NULL, "no file '%.200s'", rel);
-        return;
-    }
-    if (sa->web_dir) {
-        char path[4096], *data = NULL;
-        size_t len;
-        sim_err err;
-        snprintf(path, sizeof path, "%s/%s", sa->web_dir, rel);
-        if (file_read_all(path, (size_t)64 << 20, &data, &len, &err) != SIM_OK) {
-            http_respond_error(c, 404, "not_found_error", NULL, "no file '%.200s'", rel);
-            return;
-        }
-        http_add_header(c, "Cache-Control", "no-cache");
-        http_respond(c, 200, mime_of(rel), data, len);
-        mem_free(data);
-        return;
-    }
-    for (int i = 0; i < web_n_files; i++)
-        if (strcmp(web_files[i].path, rel) == 0) {
-            http_add_header(c, "Cache-Control", "no-cache");
-            http_respond(c, 200, mime_of(rel), (const char *)web_files[i].data, web_files[i].len);
-            return;
-        }
-    if (strcmp(rel, "index.html") == 0) {
-        static const char page[] = "<!doctype html><title>Simularity</title><p>This build has no web player "
-                                   "(the web/ folder was empty when it was built). The API is at /api/.</p>";
-        http_respond(c, 200, "text/html; charset=utf-8", page, sizeof page - 1);
-        return;
-    }
-    http_respond_error(c, 404, "not_found_error", NULL, "no file '%.200s'", rel);
-}
-
-static void h_index(void *ud, const http_req *rq, http_conn *c) { serve_file(ud, "index.html", c); }
-static void h_web(void *ud, const http_req *rq, http_conn *c) { serve_file(ud, rq->path + strlen("/web/"), c); }
 
 // --- users and ids ------------------------------------------------------------------------
 
@@ -979,9 +925,8 @@ sim_status sapi_new(sapi **out, const model *m, const sapi_config *cfg, sim_err 
     snprintf(states, sizeof states, "%s.states", cfg->db);
     sa->db_path = mem_strdup(cfg->db);
     sa->state_dir = mem_strdup(cfg->state_dir ? cfg->state_dir : states);
-    sa->web_dir = cfg->web_dir ? mem_strdup(cfg->web_dir) : NULL;
     sa->users = cfg->n_api_keys ? mem_calloc((size_t)cfg->n_api_keys, sizeof *sa->users) : NULL;
-    if (!sa->db_path || !sa->state_dir || (cfg->web_dir && !sa->web_dir) || (cfg->n_api_keys && !sa->users)) {
+    if (!sa->db_path || !sa->state_dir || (cfg->n_api_keys && !sa->users)) {
         rc = err_set(err, SIM_ERR_NOMEM, "out of memory");
         goto fail;
     }
@@ -1039,7 +984,6 @@ void sapi_free(sapi *sa) {
     tree_close(sa->db);
     mem_free(sa->db_path);
     mem_free(sa->state_dir);
-    mem_free(sa->web_dir);
     pthread_mutex_destroy(&sa->mu);
     pthread_mutex_destroy(&sa->eng_mu);
     pthread_cond_destroy(&sa->cv);
@@ -1050,8 +994,6 @@ int sapi_n_scenarios(const sapi *sa) { return sa->n_scn; }
 
 int sapi_routes(sapi *sa, http_route *out) {
     const http_route r[] = {
-        {"GET", "/", h_index, sa, true, false},
-        {"GET", "/web/*", h_web, sa, true, false},
         {"GET", "/api/scenarios", h_scenarios, sa, false, false},
         {"GET", "/api/scenarios/*", h_scenario, sa, false, true}, // assets load from <img>/<audio>: ?key= allowed
         {"POST", "/api/stories", h_story_create, sa, false, false},

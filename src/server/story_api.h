@@ -1,11 +1,10 @@
-// story_api.h — the native story API (docs/story-api.md) and the web player's
-// files, on the HTTP layer.
+// story_api.h — the native story API (docs/story-api.md) on the HTTP layer
+// (the player's own files are served by server/web.h).
 //
 //   GET  /api/scenarios, /api/scenarios/{id}, /api/scenarios/{id}/assets/{path}
 //   POST /api/stories          GET /api/stories          GET|DELETE /api/stories/{id}
 //   GET  /api/stories/{id}/tree, /events (SSE), /saves/{save}/thumbnail
 //   POST /api/stories/{id}/advance|say|regenerate|choose|edit|rewind|thumbs|save|load|fork
-//   GET  /, /web/{path}        the player (embedded, or from cfg.web_dir)
 //
 //     sapi *sa;
 //     if (sapi_new(&sa, m, &cfg, &err) != SIM_OK) ...   // loads every pack in cfg.scenarios, opens cfg.db
@@ -28,7 +27,7 @@
 #include "model/model.h"
 #include "server/http.h"
 
-#define SAPI_N_ROUTES 9
+#define SAPI_N_ROUTES 7
 #define SAPI_MAX_SCENARIOS 256
 
 typedef struct sapi sapi;
@@ -37,7 +36,6 @@ typedef struct sapi_config {
     const char *scenarios;       // a folder of scenario packs (subfolders with manifest.json, or .zip files)
     const char *db;              // the story database (created if missing)
     const char *state_dir;       // KV state files (NULL: DB + ".states")
-    const char *web_dir;         // serve the player from this folder instead of the embedded copy (NULL)
     int n_ctx;                   // the story context's cells (0: the model's training context, at most 8192)
     int n_threads;               // 0: all CPUs
     const char *const *api_keys; // the server's keys (for story owners); n_api_keys of them
