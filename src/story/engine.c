@@ -16,7 +16,7 @@
 
 #define ENG_MAX_SAY 4000          // bytes of a line the player writes
 #define ENG_SUMMARY_TOKENS 120    // most tokens of a consolidation summary
-#define ENG_MAX_STAGE_TEXT 256    // bytes of the short command texts
+#define ENG_MAX_SPEAKER 256       // bytes of a speaker id
 
 struct eng {
     const scn_scenario *s;
@@ -430,7 +430,6 @@ static sim_status model_turn(eng *e, sim_err *err) {
     e->last.n_reused = ps.n_reused;
     e->last.n_decoded = e->last.n_prompt_decoded = ps.n_decoded;
     sb_str(&b, prompt);
-    size_t turn_start = b.n;
 
     // Open: commands or a speaker.
     g = dir_open_grammar(&st, e->s);
@@ -480,7 +479,7 @@ static sim_status model_turn(eng *e, sim_err *err) {
         goto done;
     }
     out[ol - 1] = 0;
-    char speaker[ENG_MAX_STAGE_TEXT];
+    char speaker[ENG_MAX_SPEAKER];
     snprintf(speaker, sizeof speaker, "%s", out + 1);
     mem_free(out);
     out = NULL;
@@ -512,7 +511,6 @@ static sim_status model_turn(eng *e, sim_err *err) {
         mem_free(out);
         out = mem_strdup("…");
     }
-    (void)turn_start;
     int64_t id;
     stage before = e->st;
     if ((rc = store(e, speaker, cmds.s, out, &st, TREE_SOURCE_MODEL, &id, err))) {
