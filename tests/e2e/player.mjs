@@ -67,6 +67,7 @@ let server, browser;
 const results = [];
 const consoleErrors = [];
 let page, base, storyId = 0, shot = 0;
+const inflight = new Map();   // request -> start time (printed when a step fails)
 
 async function apiGet(path) {
   const r = await fetch(base + path);
@@ -90,6 +91,7 @@ async function step(name, fn) {
   } catch (e) {
     results.push({ name, ok: false });
     console.log(`  FAIL ${name}: ${e && e.message ? e.message.split('\n').slice(0, 6).join('\n       ') : e}`);
+    for (const [r, t] of inflight) if (!r.url().includes('/events')) console.log(`       pending for ${Date.now() - t} ms: ${r.method()} ${r.url()}`);
   }
   try { await screenshot(name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()); } catch { /* page gone */ }
 }
@@ -211,6 +213,9 @@ try {
   page = await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`console: ${m.text()} (${(m.location() || {}).url || ''})`); });
   page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+  page.on('request', (r) => inflight.set(r, Date.now()));
+  page.on('requestfinished', (r) => inflight.delete(r));
+  page.on('requestfailed', (r) => inflight.delete(r));
   page.on('requestfailed', (r) => { if (!r.url().includes('/events')) consoleErrors.push(`request failed: ${r.url()} ${r.failure() && r.failure().errorText}`); });
 
   await step('library lists the demo scenario', async () => {
@@ -361,6 +366,26 @@ try {
     await stageMatches(s2);
   });
 
+  await step('load the save', async () => {
+    await page.locator('#btn-saves').click();
+    const load = page.locator('#saves-list .save-item button', { hasText: 'Load' }).first();
+    await load.waitFor();
+    const s = await pressAndWait(() => load.click(), (b, a) => head(a).id === rewoundTo, 'the save was not loaded');
+    await poll(() => page.locator('#panel-saves').isHidden(), 'the saves panel stayed open');
+    await lineMatches(s);
+    await stageMatches(s);
+  });
+
+  await step('thumbs up a line in the history', async () => {
+    await page.keyboard.press('h');
+    const h = head(await story());
+    const up = page.locator(`#history-list .h-item[data-update="${h.id}"] button[aria-label="Good line"]`);
+    await up.waitFor();
+    await pressAndWait(() => up.click(), (b, a) => head(a).thumbs === 1, 'the thumbs were not stored');
+    await poll(async () => (await up.getAttribute('aria-pressed')) === 'true', 'the button is not pressed');
+    await page.keyboard.press('Escape');
+  });
+
   await step('help overlay and keyboard focus', async () => {
     await page.locator('#btn-advance').focus();
     await page.keyboard.press('?');
@@ -396,6 +421,23 @@ try {
     const s = await story();
     await lineMatches(s);
     await stageMatches(s);
+  });
+
+  await step('delete a story from the library', async () => {
+    const r = await fetch(base + '/api/stories', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ scenario: 'lighthouse-night', title: 'to delete' }) });
+    assert(r.status === 201, `POST /api/stories: ${r.status}`);
+    const doomed = (await r.json()).id;
+    await page.goto(base + '/#/');
+    const item = page.locator(`#story-list .story-item[data-story="${doomed}"]`);
+    await item.waitFor({ timeout: 10000 });
+    const del = item.locator('button', { hasText: 'Delete' });
+    await del.click();
+    await poll(async () => (await del.innerText()).includes('Really'), 'no confirmation asked');
+    await del.click();
+    await item.waitFor({ state: 'detached' });
+    const g = await fetch(`${base}/api/stories/${doomed}`);
+    assert(g.status === 404, `the deleted story answers ${g.status}`);
+    assert(await page.locator(`#story-list .story-item[data-story="${storyId}"]`).count() === 1, 'the other story is gone too');
   });
 
   await step('no console errors', async () => {

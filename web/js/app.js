@@ -367,7 +367,10 @@ function renderStory(story) {
   }
   renderHead();
   renderMeters();
-  setBusy(player.busy || !!story.busy);
+  // Only this page's own operation disables the controls: the stream's
+  // state may be sent while the server still counts its operation as busy,
+  // and another client's operation is answered with a clear 409.
+  setBusy(player.busy);
   if ($('panel-history').open) renderHistory();
   if ($('panel-saves').open) renderSaves();
 }
@@ -508,6 +511,8 @@ const eventHandlers = {
       if (story && story.id === player.id) { player.story = story; renderMeters(); }
       return;
     }
+    // A late state from before the story's last change is stale.
+    if (!story || (player.story && story.updated < player.story.updated)) return;
     player.live = null;
     renderStory(story);
   },
@@ -733,6 +738,23 @@ function renderSaves() {
       load);
   }));
   if (!saves.length) $('saves-list').append(el('li', { class: 'muted' }, 'No saves yet.'));
+  const vars = player.scenario ? (player.scenario.manifest.variables || []).filter((v) => !v.hidden) : [];
+  const values = (story && story.stage && story.stage.variables) || {};
+  $('status').replaceChildren(...(vars.length ? [
+    el('h3', {}, 'Status'),
+    el('ul', { class: 'status-list' }, ...vars.map((v) => {
+      const val = values[v.id] ?? v.default;
+      let shown;
+      if (v.type === 'integer' && typeof val === 'number') {
+        const pct = v.max > v.min ? clamp((val - v.min) * 100 / (v.max - v.min), 0, 100) : 100;
+        shown = el('span', { class: 'status-val' },
+          el('span', { class: 'gauge', role: 'meter', 'aria-label': tx(v.name), 'aria-valuemin': v.min, 'aria-valuemax': v.max, 'aria-valuenow': val },
+            el('span', { class: 'gauge-fill', style: `width:${pct}%` })), ` ${val}/${v.max}`);
+      } else if (v.type === 'boolean') shown = el('span', { class: 'status-val' }, val ? 'yes' : 'no');
+      else shown = el('span', { class: 'status-val' }, String(val ?? '—'));
+      return el('li', { 'data-variable': v.id }, el('span', {}, tx(v.name)), shown);
+    })),
+  ] : []));
   const ach = (story && story.achievements) || [];
   const defs = player.scenario ? player.scenario.manifest.achievements || [] : [];
   $('achievements').replaceChildren(...(defs.length ? [
