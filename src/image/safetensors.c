@@ -237,9 +237,37 @@ sim_status st_open(st_file **out, const char *path, sim_err *err) {
     return open_common(out, f, err);
 }
 
+sim_status st_from_parts(st_file **out, const char *path, st_tensor *tensors, int n, char *names, uint8_t *data,
+                         size_t size, sim_err *err) {
+    *out = NULL;
+    st_file *f = mem_calloc(1, sizeof *f);
+    char *p = mem_strdup(path);
+    if (!f || !p) {
+        mem_free(f), mem_free(p), mem_free(tensors), mem_free(names), mem_free(data);
+        return err_set(err, SIM_ERR_NOMEM, "out of memory opening %s", path);
+    }
+    f->path = p;
+    f->tensors = tensors;
+    f->n_tensors = n;
+    f->names = names;
+    f->owned = data;
+    f->base = data;
+    f->file_size = size;
+    qsort(f->tensors, (size_t)n, sizeof *f->tensors, cmp_name);
+    for (int i = 1; i < n; i++)
+        if (strcmp(f->tensors[i - 1].name, f->tensors[i].name) == 0) {
+            sim_status st = err_set(err, SIM_ERR_FORMAT, "%s: tensor '%s' appears twice", path, f->tensors[i].name);
+            st_close(f);
+            return st;
+        }
+    *out = f;
+    return SIM_OK;
+}
+
 void st_close(st_file *f) {
     if (!f) return;
     file_map_close(&f->map);
+    mem_free(f->owned);
     mem_free(f->tensors);
     mem_free(f->names);
     mem_free(f->path);

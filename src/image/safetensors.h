@@ -72,6 +72,7 @@ typedef struct st_file {
     st_tensor *tensors;  // sorted by name
     char *names;         // all names, NUL-terminated, back to back
     char *path;          // for messages
+    uint8_t *owned;      // data owned by the file (st_from_parts), or NULL
 } st_file;
 
 const char *st_dtype_name(st_dtype t);
@@ -84,6 +85,13 @@ sim_status st_open(st_file **out, const char *path, sim_err *err);
 sim_status st_open_memory(st_file **out, const uint8_t *data, size_t size, const char *name,
                           sim_err *err);
 void st_close(st_file *f);
+
+// Wraps tensors assembled by another reader (PyTorch .pth archives) as an
+// st_file, taking ownership of tensors[0..n) (whose names point into
+// `names`), `names` and `data` (their bytes) — also on error. Names must be
+// unique (SIM_ERR_FORMAT naming the duplicate otherwise).
+sim_status st_from_parts(st_file **out, const char *path, st_tensor *tensors, int n, char *names, uint8_t *data,
+                         size_t size, sim_err *err);
 
 // The tensor called name, or NULL.
 const st_tensor *st_find(const st_file *f, const char *name);

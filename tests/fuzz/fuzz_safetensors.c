@@ -1,15 +1,21 @@
-// fuzz_safetensors.c — libFuzzer target: arbitrary bytes as a .safetensors
-// file. Opening must fail with a message or succeed; a file that opens has
-// every tensor inside the buffer, and each F32/F16/BF16 tensor converts.
+// fuzz_safetensors.c — libFuzzer target for the image weight parsers:
+// arbitrary bytes as a .safetensors file, as a pickle for the safe
+// unpickler, and as a PyTorch zip checkpoint. Opening must fail with a
+// message or succeed; a safetensors file that opens has every tensor inside
+// the buffer, and each F32/F16/BF16 tensor converts.
 // Build and run: make fuzz && build/fuzz/fuzz_safetensors DIR
 #include <stddef.h>
 #include <stdint.h>
 
+#include "image/pth.h"
 #include "image/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     st_file *f;
     sim_err err;
+    int nt;
+    pth_check_pickle(data, size, &nt, &err);
+    if (size > 4 && data[0] == 'P' && data[1] == 'K' && pth_open_memory(&f, data, size, "fuzz.pth", &err) == SIM_OK) st_close(f);
     if (st_open_memory(&f, data, size, "fuzz.safetensors", &err) != SIM_OK) return 0;
     for (int i = 0; i < f->n_tensors; i++) {
         const st_tensor *t = &f->tensors[i];
