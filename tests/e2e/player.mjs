@@ -1,7 +1,8 @@
 // End-to-end test of the browser player (make e2e): starts `simularity
 // serve` on the demo scenario with stories260K, drives Debian's chromium
 // through playwright-core, and checks the page against the story API.
-// Screenshots of every step go to build/e2e/. Prints "e2e: N passed, M failed".
+// Screenshots of every step go to build/e2e/player-NN-step.png, the
+// server's log to build/e2e/player-server.log. Prints "e2e: N passed, M failed".
 
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, createWriteStream, readdirSync } from 'node:fs';
@@ -36,7 +37,7 @@ try {
 }
 
 mkdirSync(OUT, { recursive: true });
-for (const f of readdirSync(OUT)) if (f.endsWith('.png')) rmSync(join(OUT, f));
+for (const f of readdirSync(OUT)) if (/^player-.*\.png$/.test(f)) rmSync(join(OUT, f));
 const tmp = mkdtempSync(join(tmpdir(), 'simularity-e2e-'));
 
 // ------------------------------------------------------------ the server
@@ -45,7 +46,7 @@ function startServer() {
     const args = ['serve', '-m', MODEL, '--scenarios', join(ROOT, 'scenarios'), '--db', join(tmp, 'stories.db'),
       '--port', '0', '-c', '8192', '--story-ctx', '8192'];
     const srv = spawn(process.env.SIM_BIN ? resolve(process.env.SIM_BIN) : join(ROOT, 'simularity'), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(join(OUT, 'server.log'));
+    const log = createWriteStream(join(OUT, 'player-server.log'));
     let buf = '';
     const timer = setTimeout(() => rej(new Error(`the server did not start in 30 s:\n${buf}`)), 30000);
     srv.stdout.pipe(log);
@@ -79,7 +80,7 @@ const head = (s) => s.path[s.path.length - 1];
 
 async function screenshot(name) {
   shot += 1;
-  await page.screenshot({ path: join(OUT, `${String(shot).padStart(2, '0')}-${name}.png`) });
+  await page.screenshot({ path: join(OUT, `player-${String(shot).padStart(2, '0')}-${name}.png`) });
 }
 
 async function step(name, fn) {
@@ -252,6 +253,14 @@ try {
   for (let i = 1; i <= 3; i++) {
     await step(`advance line ${i}`, async () => {
       const useKey = i === 2;
+      // Watch the line: while the model writes it shows the streamed text.
+      await page.evaluate(() => {
+        window.__streamed = [];
+        const line = document.getElementById('line');
+        new MutationObserver(() => {
+          if (line.dataset.update === 'live') window.__streamed.push(line.querySelector('.text').textContent);
+        }).observe(line, { subtree: true, childList: true, characterData: true, attributes: true });
+      });
       const s = await pressAndWait(
         async () => {
           if (useKey) { await page.locator('#stage').focus().catch(() => {}); await page.keyboard.press('Enter'); }
@@ -261,6 +270,9 @@ try {
       assert(head(s).source !== 'script' || s.path.length, 'the head is not a model line');
       await lineMatches(s);
       await stageMatches(s);
+      const streamed = await page.evaluate(() => window.__streamed);
+      assert(streamed.length > 1 && head(s).text.startsWith(streamed[Math.floor(streamed.length / 2)]),
+        `the line did not stream in (${streamed.length} partial texts seen)`);
       const speed = await page.locator('#speed-text').innerText();
       assert(/tok\/s/.test(speed), `no generation speed shown (${speed})`);
       const ctx = await page.locator('#ctx-text').innerText();
@@ -313,7 +325,14 @@ try {
     assert(n === tree.updates.length, `${n} nodes shown, the tree has ${tree.updates.length} updates`);
     assert(await page.locator(`#panel-tree .t-node.head[data-update="${tree.head}"]`).count() === 1, 'the head is not marked');
     await screenshot('branches');
+    // Pick a line of another branch: the story follows it.
+    const other = page.locator('#panel-tree .t-node:not(.on-path)').first();
+    const otherId = +(await other.getAttribute('data-update'));
+    const s = await pressAndWait(() => other.click(), (b, a) => a.path.some((u) => u.id === otherId), 'choosing a branch did not follow it');
+    await poll(async () => (await page.locator(`#panel-tree .t-node.on-path[data-update="${otherId}"]`).count()) === 1, 'the branch view does not show the new path');
     await page.keyboard.press('Escape');
+    await lineMatches(s);
+    await stageMatches(s);
     await poll(() => page.locator('#panel-tree').isHidden(), 'Esc did not close the branch view');
   });
 
@@ -415,6 +434,7 @@ try {
     await page.goto(base + '/#/');
     const item = page.locator(`#story-list .story-item[data-story="${storyId}"]`);
     await item.waitFor({ timeout: 10000 });
+    await screenshot('library-continue');
     await item.locator('a.btn', { hasText: 'Continue' }).click();
     await page.waitForURL(new RegExp(`#/story/${storyId}$`));
     await idle();

@@ -342,7 +342,7 @@ function setNameplate(speaker) {
   np.dataset.speaker = speaker || 'narrator';
   if (s.color) {
     np.style.setProperty('--c', s.color);
-    np.style.setProperty('--c-text', readableOn(s.color, '#161b26'));
+    np.style.setProperty('--c-text', readableOn(s.color, '#1f2430'));
   }
   $('dialogue').dataset.speaker = s.kind;
   $('dialogue').style.setProperty('--c', s.color || 'transparent');
