@@ -405,6 +405,23 @@ try {
     await page.keyboard.press('Escape');
   });
 
+  await step('fork: continue in a copy', async () => {
+    const src = await story();
+    await page.locator('#btn-saves').click();
+    await page.locator('#btn-fork').click();
+    await page.waitForURL((u) => /#\/story\/\d+$/.test(u.hash) && !u.hash.endsWith(`/${storyId}`), { timeout: 15000 });
+    const copyId = +page.url().match(/story\/(\d+)/)[1];
+    const copy = await apiGet(`/api/stories/${copyId}`);
+    assert(copy.path.map((u) => u.text).join('\n') === src.path.map((u) => u.text).join('\n'), 'the copy has another branch');
+    await idle();
+    await lineMatches(copy);
+    await stageMatches(copy);
+    await page.goto(`${base}/#/story/${storyId}`);
+    await page.locator('#player').waitFor();
+    await idle();
+    await lineMatches(await story());
+  });
+
   await step('help overlay and keyboard focus', async () => {
     await page.locator('#btn-advance').focus();
     await page.keyboard.press('?');

@@ -208,7 +208,7 @@ function renderStories(stories) {
     const li = el('li', { class: 'story-item', 'data-story': st.id },
       el('a', { class: 'story-link', href: `#/story/${st.id}` },
         el('span', { class: 'story-name' }, st.title || `Story ${st.id}`),
-        el('span', { class: 'muted small' }, [sc ? sc.name : st.scenario, ep ? ep.name : st.episode].filter(Boolean).join(' · ') + ` · ${relTime(st.updated)}`)),
+        el('span', { class: 'muted small' }, [`#${st.id}`, sc ? sc.name : st.scenario, ep ? ep.name : st.episode].filter(Boolean).join(' · ') + ` · ${relTime(st.updated)}`)),
       el('a', { class: 'btn primary small-btn', href: `#/story/${st.id}`, 'aria-label': `Continue “${st.title || 'story'}”` }, 'Continue'),
       del);
     return li;
@@ -765,6 +765,16 @@ function renderSaves() {
     })),
   ] : []));
 }
+
+$('btn-fork').addEventListener('click', async () => {
+  const cur = player.story;
+  if (!cur) return;
+  const copy = await op((id) => api.fork(id, `${cur.title || 'Story'} (copy)`));
+  if (copy && copy.id) {
+    location.hash = `#/story/${copy.id}`;
+    toast('Continuing in a copy of this story');
+  }
+});
 
 $('save-form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
