@@ -71,7 +71,7 @@ int cmd_serve(int argc, char **argv) {
         {"--max-body-kb", OPT_INT, &max_body_kb, "largest request body, KiB [8192]"},
         {"--scenarios", OPT_STR, &scenarios, "serve the web player and the story API for the scenario packs in DIR"},
         {"--db", OPT_STR, &db_path, "the story database (with --scenarios) [stories.db]"},
-        {"--story-ctx", OPT_INT, &story_ctx, "context of the story engine (0: the model's, at most 8192)"},
+        {"--story-ctx", OPT_INT, &story_ctx, "context of the story engine (0: the scenarios' largest recommended size, or 8192)"},
         {"--web-dir", OPT_STR, &web_dir, "serve the player's files from DIR instead of the built-in copy"},
         {"--mix-model", OPT_LIST, &mix_models, "another model for the LLooM's mixing (repeatable, up to 3)"},
         {"--loom-ctx", OPT_INT, &loom_ctx, "context of each LLooM model [4096]"},

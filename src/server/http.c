@@ -181,6 +181,7 @@ static bool allowed_methods(const http_server *s, const char *path, char *out, s
 }
 
 static const http_route *find_route(const http_server *s, const char *method, const char *path) {
+    if (strcmp(method, "HEAD") == 0) method = "GET"; // libmicrohttpd sends the headers only
     for (int pass = 0; pass < 2; pass++) // exact paths first, then prefixes
         for (int i = 0; i < s->n_routes; i++)
             if (strcmp(s->routes[i].method, method) == 0 &&

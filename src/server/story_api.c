@@ -299,10 +299,14 @@ static json_t *story_json(sapi *sa, const char *user, int64_t id, sim_err *err) 
         int nv = 0, chosen = -1;
         if (tree_update_children(sa->db, user, id, path[i].parent, &ids, &nv, &chosen, err) == SIM_OK) {
             int at = 1;
-            for (int k = 0; k < nv; k++)
+            json_t *sib = json_array();
+            for (int k = 0; k < nv; k++) {
                 if (ids[k] == path[i].id) at = k + 1;
+                json_array_append_new(sib, json_integer(ids[k]));
+            }
             json_object_set_new(u, "variant", json_integer(at));
             json_object_set_new(u, "variants", json_integer(nv));
+            json_object_set_new(u, "siblings", sib);
         }
         tree_ids_free(ids);
         json_array_append_new(pj, u);
@@ -896,6 +900,7 @@ static void h_story_op(void *ud, const http_req *rq, http_conn *c) {
         } else {
             out = story_json(sa, user, !strcmp(op, "fork") ? new_id : id, &err);
         }
+        clear_busy(sa, id); // the state sent says what a client may do now
         json_t *state = story_json(sa, user, id, &err);
         if (state) broadcast(sa, id, "state", state);
     } else if (!answered) {
@@ -948,11 +953,15 @@ sim_status sapi_new(sapi **out, const model *m, const sapi_config *cfg, sim_err 
         goto fail;
     }
     if ((rc = tree_open(&sa->db, cfg->db, err))) goto fail;
+    if (cfg->scenarios) load_scenarios(sa);
+    // The context: what the scenarios recommend (the largest), 8192 when none does.
     fwd_params fp = fwd_default_params();
-    fp.n_ctx = cfg->n_ctx > 0 ? cfg->n_ctx : (m->hp.n_ctx_train > 0 && m->hp.n_ctx_train < 8192 ? m->hp.n_ctx_train : 8192);
+    fp.n_ctx = 0;
+    for (int i = 0; i < sa->n_scn; i++) fp.n_ctx = sa->scn[i]->context_size > fp.n_ctx ? sa->scn[i]->context_size : fp.n_ctx;
+    if (cfg->n_ctx > 0) fp.n_ctx = cfg->n_ctx;
+    else if (fp.n_ctx == 0) fp.n_ctx = 8192;
     fp.n_threads = cfg->n_threads;
     if ((rc = fwd_new(&sa->ctx, m, &fp, err))) goto fail;
-    if (cfg->scenarios) load_scenarios(sa);
     *out = sa;
     return SIM_OK;
 fail:

@@ -36,7 +36,7 @@ typedef struct sapi_config {
     const char *scenarios;       // a folder of scenario packs (subfolders with manifest.json, or .zip files)
     const char *db;              // the story database (created if missing)
     const char *state_dir;       // KV state files (NULL: DB + ".states")
-    int n_ctx;                   // the story context's cells (0: the model's training context, at most 8192)
+    int n_ctx;                   // the story context's cells (0: the largest recommendedContextSize, or 8192)
     int n_threads;               // 0: all CPUs
     const char *const *api_keys; // the server's keys (for story owners); n_api_keys of them
     int n_api_keys;

@@ -83,6 +83,11 @@ def test_scenarios(s):
     check("scenario_unknown_404", st == 404 and "no scenario 'nope'" in j["error"]["message"], f"{st} {j}")
     st, _, text, r = s.request("GET", "/")
     check("player_index", st == 200 and r.getheader("Content-Type").startswith("text/html"), f"{st}")
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    c.request("HEAD", "/")
+    r = c.getresponse()
+    check("head_index", r.status == 200 and r.read() == b"", f"{r.status}")
+    c.close()
 
 
 def test_story_ops(s):
@@ -104,6 +109,8 @@ def test_story_ops(s):
     names = [e[0] for e in evs]
     check("events_stream_order", names[0] == "status" and evs[0][1] == 200 and "progress" in names and "speaker" in names
           and names.index("speaker") < names.index("line") < names.index("state"), f"{names[:12]}")
+    states = [e[1] for e in evs if e[0] == "state"]
+    check("state_event_not_busy", states and states[-1]["busy"] is False and len(states[-1]["path"]) == 5, f"{states[-1:]}")
     line = [e[1] for e in evs if e[0] == "line"]
     text = "".join(e[1]["text"] for e in evs if e[0] == "text")
     check("events_text_is_the_line", line and text.rstrip("\n").rstrip() == line[0]["update"]["text"] and
@@ -115,7 +122,7 @@ def test_story_ops(s):
     first = j["path"][-1]["id"] if st == 200 else 0
     st, j, _, _ = s.request("POST", base + "/regenerate", {"sampling": {"seed": 99}})
     check("regenerate_variant", st == 200 and j["path"][-1]["variant"] == 2 and j["path"][-1]["variants"] == 2 and
-          j["path"][-1]["id"] != first, f"{st} {str(j)[-300:]}")
+          j["path"][-1]["id"] != first and j["path"][-1]["siblings"] == [first, j["path"][-1]["id"]], f"{st} {str(j)[-300:]}")
     st, j, _, _ = s.request("POST", base + "/choose", {"update": first})
     check("choose", st == 200 and j["path"][-1]["id"] == first and j["path"][-1]["variant"] == 1, f"{st}")
     st, j, _, _ = s.request("POST", base + "/edit", {"update": first, "text": "Edited."})
