@@ -88,11 +88,37 @@ typedef struct loom {
     int n_next, cap_next;
     int32_t *toks; // (n_root + depth + 1) scratch: a branch's full token list
     loom_cand *cands; // (LOOM_MAX_CHILDREN)
+    // Sequences of finished branches, kept (with their cells) until an id is
+    // needed: a cold branch takes the one sharing the longest prefix with it
+    // and decodes only the rest.
+    sess *spare[KV_MAX_SEQ];
+    int n_spare;
     loom_result *r;
     sim_err *err;
 } loom;
 
+static void release(loom *L, sess *s);
+
+static void drop_spare(loom *L, int i) {
+    sess *s = L->spare[i];
+    L->spare[i] = L->spare[--L->n_spare];
+    release(L, s);
+}
+
+static void drop_spares(loom *L) {
+    while (L->n_spare > 0) drop_spare(L, L->n_spare - 1);
+}
+
+// A finished branch's sequence becomes a spare.
+static void retire(loom *L, sess *s) {
+    if (!s) return;
+    ASSERT(L->n_spare < KV_MAX_SEQ);
+    L->spare[L->n_spare++] = s;
+}
+
+// A free sequence id (a spare is given up for it when none is); -1: none.
 static int acquire(loom *L) {
+    if (!L->free_ids && L->n_spare > 0) drop_spare(L, 0);
     if (!L->free_ids) return -1;
     int id = __builtin_ctzll(L->free_ids);
     L->free_ids &= ~((kv_seq_mask)1 << id);
@@ -112,13 +138,22 @@ static int path(const loom *L, int node, int32_t *out) {
     return d;
 }
 
-// Makes s hold root's tokens + node's path with the path's tokens after
-// `held` queued.
+// sess_queue_prompt, giving up the spares' cells when the cache is short of them.
+static sim_status queue_tokens(loom *L, sess *s, const int32_t *toks, int n) {
+    sim_status st = sess_queue_prompt(s, toks, n, NULL, L->err);
+    if (st == SIM_ERR_RANGE && L->n_spare > 0) {
+        drop_spares(L);
+        st = sess_queue_prompt(s, toks, n, NULL, L->err);
+    }
+    return st;
+}
+
+// Makes s hold root's tokens + node's path, queueing the tokens it lacks.
 static sim_status queue_path(loom *L, sess *s, int node) {
     int nr = sess_n_tokens(L->root);
     memcpy(L->toks, sess_tokens(L->root), (size_t)nr * sizeof *L->toks);
     int d = path(L, node, L->toks + nr);
-    return sess_queue_prompt(s, L->toks, nr + d, NULL, L->err);
+    return queue_tokens(L, s, L->toks, nr + d);
 }
 
 static sim_status push_next(loom *L, int node, sess *s) {
@@ -195,21 +230,70 @@ static sim_status expand(loom *L, int parent, const float *logits, sess *ps) {
         }
         if ((st = push_next(L, id, s)) != SIM_OK) release(L, s);
     }
-    if (!took) release(L, ps);
+    if (!took) retire(L, ps);
     return st;
 }
 
-// A sequence id for a cold branch: a free one, or one taken back from the
-// last live branch of the next depth (which turns cold). -1: none.
-static int acquire_or_evict(loom *L) {
-    int id = acquire(L);
-    for (int i = L->n_next - 1; id < 0 && i >= 0; i--)
-        if (L->next[i].s) {
-            release(L, L->next[i].s);
-            L->next[i].s = NULL;
-            id = acquire(L);
+// How many of toks[0..n) s holds at its start.
+static int common_prefix(const sess *s, const int32_t *toks, int n) {
+    const int32_t *t = sess_tokens(s);
+    int k = 0, ns = sess_n_tokens(s);
+    while (k < ns && k < n && t[k] == toks[k]) k++;
+    return k;
+}
+
+// Gives a cold branch a sequence holding as much of its path as can be had,
+// so it decodes only the rest: the held sequence (a spare, a pending
+// branch's, a next-depth branch's, the root) sharing the longest prefix
+// with it is taken when it is a spare and forked otherwise. Without a free
+// id, a spare is given up, else the last live branch of the next depth is
+// taken back (it turns cold). b->s stays NULL when no sequence can be had.
+static sim_status attach_cold(loom *L, branch *cur, int n_cur, branch *b) {
+    int nr = sess_n_tokens(L->root);
+    memcpy(L->toks, sess_tokens(L->root), (size_t)nr * sizeof *L->toks);
+    int n = nr + path(L, b->node, L->toks + nr);
+    sess *donor = L->root;
+    int lcp = nr, spare = -1, next = -1;
+    for (int i = 0; i < L->n_spare; i++) {
+        int k = common_prefix(L->spare[i], L->toks, n);
+        if (k > lcp) donor = L->spare[i], lcp = k, spare = i;
+    }
+    for (int i = 0; i < n_cur; i++) {
+        int k = cur[i].s ? common_prefix(cur[i].s, L->toks, n) : -1;
+        if (k > lcp) donor = cur[i].s, lcp = k, spare = -1, next = -1;
+    }
+    for (int i = 0; i < L->n_next; i++) {
+        int k = L->next[i].s ? common_prefix(L->next[i].s, L->toks, n) : -1;
+        if (k > lcp) donor = L->next[i].s, lcp = k, spare = -1, next = i;
+    }
+    sess *s = NULL;
+    if (spare >= 0) { // reuse it as it is
+        s = L->spare[spare];
+        L->spare[spare] = L->spare[--L->n_spare];
+    } else {
+        int id = acquire(L); // the donor is no spare: giving one up is fine
+        for (int i = L->n_next - 1; id < 0 && i >= 0; i--)
+            if (L->next[i].s && i != next) {
+                retire(L, L->next[i].s);
+                L->next[i].s = NULL;
+                id = acquire(L);
+            }
+        if (id < 0 && next >= 0) { // the donor is the only one: take it over
+            s = donor;
+            L->next[next].s = NULL;
+        } else if (id < 0) {
+            return SIM_OK;
+        } else {
+            sim_status st = sess_fork(donor, id, &s, L->err);
+            if (st != SIM_OK) {
+                L->free_ids |= (kv_seq_mask)1 << id;
+                return st;
+            }
+            sess_set_shift(s, false, 0);
         }
-    return id;
+    }
+    b->s = s;
+    return queue_tokens(L, s, L->toks, n);
 }
 
 static int by_score(const void *ctx, int32_t a, int32_t b) {
@@ -237,7 +321,7 @@ static sim_status cut_frontier(loom *L) {
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (kept[i]) L->next[k++] = L->next[i];
-        else release(L, L->next[i].s);
+        else retire(L, L->next[i].s);
     }
     L->n_next = k;
     L->r->truncated = true;
@@ -258,30 +342,24 @@ static sim_status decode_depth(loom *L, branch *cur, int n_cur) {
     if (!done || !pick || !take || !ss) st = err_set(L->err, SIM_ERR_NOMEM, "out of memory");
     for (int left = n_cur; st == SIM_OK && left > 0;) {
         int k = 0, ntok = 0;
-        for (int pass = 0; pass < 2; pass++) // live branches first, then cold ones
-            for (int i = 0; i < n_cur && k < cap_out && st == SIM_OK; i++) {
-                branch *b = &cur[i];
-                if (done[i] || (pass == 0) != (b->s != NULL) || (pass == 1 && b->s)) continue;
-                int need = b->s ? 1 : L->nodes[b->node].depth;
-                if (ntok + need > n_batch) continue;
-                if (!b->s) {
-                    int id = acquire_or_evict(L);
-                    if (id < 0) break;
-                    if ((st = sess_fork(L->root, id, &b->s, L->err)) != SIM_OK) {
-                        L->free_ids |= (kv_seq_mask)1 << id;
-                        break;
-                    }
-                    sess_set_shift(b->s, false, 0);
-                    if ((st = queue_path(L, b->s, b->node)) != SIM_OK) break;
-                }
-                ASSERT(sess_n_queued(b->s) == need);
-                pick[k] = i;
-                ss[k] = b->s;
-                take[k++] = need;
-                ntok += need;
-            }
+        // In frontier order, so siblings go together and a cold one finds
+        // its parent's path in a sibling's sequence.
+        for (int i = 0; i < n_cur && k < cap_out && ntok < n_batch && st == SIM_OK; i++) {
+            branch *b = &cur[i];
+            if (done[i]) continue;
+            if (!b->s && ((st = attach_cold(L, cur, n_cur, b)) != SIM_OK || !b->s)) continue;
+            int need = sess_n_queued(b->s); // 1, or what a cold branch's sequence lacks
+            ASSERT(need >= 1 && need <= n_batch);
+            if (ntok + need > n_batch) continue; // keeps its sequence for the next batch
+            pick[k] = i;
+            ss[k] = b->s;
+            take[k++] = need;
+            ntok += need;
+        }
         if (st != SIM_OK) break;
         ASSERT(k > 0);
+        const kv_cache *kv = fwd_kv(c);
+        if (kv->n_ctx - kv->n_used < ntok) drop_spares(L); // their cells are needed
         if ((st = sess_decode_many(ss, take, k, L->err)) != SIM_OK) break;
         L->r->n_decodes++;
         L->r->n_decoded += ntok;
@@ -475,6 +553,7 @@ sim_status loom_expand(sess *root, const loom_params *p, loom_result *r, sim_err
     if (st == SIM_OK) st = collect(&L);
     for (int i = 0; i < n_cur; i++) release(&L, cur[i].s);
     for (int i = 0; i < L.n_next; i++) release(&L, L.next[i].s);
+    drop_spares(&L);
     mem_free(cur);
     mem_free(L.next);
     mem_free(L.toks);

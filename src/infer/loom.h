@@ -39,10 +39,15 @@
 // ids the caller lends (params.seqs, at most KV_MAX_SEQ - 1 besides the
 // root's), and one decode takes at most min(n_batch, n_outputs) branches of
 // the context. When a depth's frontier is larger, it is decoded in several
-// batches; a branch that found no free sequence (a "cold" branch) is decoded
-// later from a fork of the root, its whole suggestion at once (still in a
-// batch), and if no id is free then, one from the next depth's branches is
-// taken back (that branch turns cold). The tree does not depend on this
+// batches (in frontier order, so siblings go together). A branch that found
+// no free sequence (a "cold" branch) later takes the held sequence sharing
+// the longest prefix with its path — a finished branch's (kept as a spare
+// until its id is needed), a sibling's, the root's — reusing or forking it,
+// and decodes only the tokens it lacks (still in the batch); without a free
+// id one is taken back from the next depth's branches (that branch turns
+// cold). Beyond ~63 open branches paths get lost and re-decoded: cutoff 0,
+// split 3, depth 7 (1092 expanded nodes) decodes ~4100 tokens in 21 batches
+// where the naive expansion decodes ~1300 in 1092 calls. The tree does not depend on this
 // split — except through rounding: a decode of many tokens runs other
 // kernels (gemm) than one of a single token (gemv), so logits differ in the
 // last bits, and two probabilities that close may rank differently in the
