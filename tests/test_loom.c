@@ -479,6 +479,36 @@ static void test_determinism_and_naive(void) {
     fwd_free(small);
 }
 
+static void test_wide_frontier(void) {
+    // Frontiers of 81 and 243 branches: more than the 63 sequences a context
+    // lends, so branches go cold and find their paths again in held sequences.
+    fwd_ctx *c = ctx_for(m, 4096, 512, 64);
+    int32_t pt[64];
+    int np;
+    sess *root = root_for(c, "a b c", pt, &np);
+    loom_params lp = loom_default_params();
+    lp.cutoff = 0;
+    lp.split = 3;
+    lp.depth = 6;
+    lp.max = 2000;
+    lp.autostop = false;
+    loom_result a, nv;
+    sim_err err;
+    CHECK_MSG(loom_expand(root, &lp, &a, &err) == SIM_OK, "%s", err.msg);
+    CHECK_MSG(loom_expand_naive(root, &lp, &nv, &err) == SIM_OK, "%s", err.msg);
+    CHECK_EQ_INT(a.n_nodes, 3 + 9 + 27 + 81 + 243 + 729);
+    CHECK_EQ_INT(nv.n_decodes, 1 + 3 + 9 + 27 + 81 + 243 - 1);
+    CHECK(a.n_decodes < 20);
+    CHECK(same_results(&a, &nv, 1e-5));
+    CHECK_EQ_INT(verify_tree(m, &a, &lp, pt, np), 1 + 3 + 9 + 27 + 81 + 243);
+    verify_suggestions(&a);
+    CHECK_EQ_INT(fwd_kv(c)->n_used, np);
+    loom_result_free(&a);
+    loom_result_free(&nv);
+    sess_free(root);
+    fwd_free(c);
+}
+
 typedef struct counter {
     int nodes, depths, stop_at;
     int last_id;
@@ -645,6 +675,7 @@ int main(int argc, char **argv) {
         TEST_RUN(test_split_multiplier);
         TEST_RUN(test_dedup_and_max);
         TEST_RUN(test_determinism_and_naive);
+        TEST_RUN(test_wide_frontier);
         TEST_RUN(test_errors_and_callbacks);
     }
     TEST_RUN(test_story_stops);
