@@ -1,0 +1,154 @@
+// test_image_unet.c — the U-Net (src/image/unet.h) and the whole micro-sd15
+// pipeline: one U-Net evaluation at t = 500 and a 4-step DDIM run with
+// classifier-free guidance 7.5 followed by the VAE decode match the golden
+// arrays of an independent PyTorch implementation (max |Δ| ≤ 1e-3 × max
+// |reference|).
+#include <stdio.h>
+#include <string.h>
+
+#include "base/file.h"
+#include "image/clip_text.h"
+#include "image/clip_tok.h"
+#include "image/unet.h"
+#include "image/vae.h"
+#include "test.h"
+
+static bool golden(const char *rel, float *out, size_t n) {
+    char path[1024];
+    if (!test_shared_path(path, sizeof path, rel)) return false;
+    char *d;
+    size_t len;
+    sim_err err;
+    if (file_read_all(path, 1 << 28, &d, &len, &err) != SIM_OK) {
+        CHECK_MSG(0, "%s", err.msg);
+        return false;
+    }
+    CHECK_MSG(len == n * 4, "%s: %zu bytes, expected %zu", rel, len, n * 4);
+    if (len == n * 4) memcpy(out, d, len);
+    mem_free(d);
+    return len == n * 4;
+}
+
+static double compare(const char *what, const float *a, const float *ref, size_t n) {
+    double md = 0, mr = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) md = d, at = i;
+        mr = fmax(mr, fabs(ref[i]));
+    }
+    fprintf(stderr, "  %s: max |d| = %.3g (%.3g of max |ref| %.3g)\n", what, md, md / mr, mr);
+    CHECK_MSG(md <= 1e-3 * mr, "%s: at %zu: %g vs %g", what, at, (double)a[at], (double)ref[at]);
+    return md / mr;
+}
+
+static dif_pipeline g_p;
+static unet *g_u;
+static unet_work *g_w;
+static pool *g_pool;
+static float g_ctx[2][77 * 32]; // prompt, negative (golden CLIP states)
+
+static void test_load(void) {
+    char dir[1024], path[1200];
+    if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return;
+    sim_err err = {0};
+    if (dif_open(&g_p, dir, &err) != SIM_OK) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    dif_path(&g_p, "unet/diffusion_pytorch_model.safetensors", path, sizeof path, &err);
+    st_file *f = NULL;
+    CHECK_MSG(st_open(&f, path, &err) == SIM_OK, "%s", err.msg);
+    if (f) CHECK_MSG(unet_load(&g_u, &g_p.unet, f, &err) == SIM_OK, "%s", err.msg);
+    dif_unet_config bad = g_p.unet;
+    bad.cross_dim = 48;
+    unet *ub = NULL;
+    if (f) {
+        CHECK_EQ_INT(unet_load(&ub, &bad, f, &err), SIM_ERR_FORMAT);
+        CHECK_MSG(strstr(err.msg, "attn2.to_k.weight' has shape [32, 32], expected [32, 48]") != NULL, "%s", err.msg);
+    }
+    st_close(f);
+    if (g_u) CHECK_MSG(unet_work_new(&g_w, g_u, 8, 8, 77, &err) == SIM_OK, "%s", err.msg);
+    unet_work *wb = NULL;
+    if (g_u) CHECK_EQ_INT(unet_work_new(&wb, g_u, 7, 8, 77, &err), SIM_ERR_ARG); // sides must be even here
+    golden("diffusion/micro-sd15/clip.prompt.hidden.f32", g_ctx[0], 77 * 32);
+    golden("diffusion/micro-sd15/clip.negative.hidden.f32", g_ctx[1], 77 * 32);
+}
+
+static void test_unet_t500(void) {
+    if (!g_w) return test_skip("micro-sd15 U-Net not loaded");
+    static float x[256], ref[256], eps[256], eps1[256];
+    if (!golden("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !golden("diffusion/micro-sd15/unet.out.t500.f32", ref, 256)) return;
+    sim_err err = {0};
+    op_ctx c = {.pool = g_pool, .k = kern_get(KERN_BEST)};
+    CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, 500.0f, g_ctx[0], 77, eps, &err), SIM_OK);
+    compare("unet t=500 (2 threads)", eps, ref, 256);
+    c.pool = NULL;
+    CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, 500.0f, g_ctx[0], 77, eps1, &err), SIM_OK);
+    CHECK(memcmp(eps, eps1, sizeof eps) == 0);
+    c.ref = true;
+    CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, 500.0f, g_ctx[0], 77, eps1, &err), SIM_OK);
+    compare("unet t=500 (reference ops)", eps1, ref, 256);
+    CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 10, 8, 500.0f, g_ctx[0], 77, eps1, &err), SIM_ERR_RANGE);
+}
+
+// The whole run: DDIM (eta 0) over 999, 749, 499, 249 (then alpha 1), guidance 7.5.
+static void test_pipeline(void) {
+    if (!g_w) return test_skip("micro-sd15 U-Net not loaded");
+    static float x[256], ref[256], eu[256], ec[256], img[768], iref[768];
+    if (!golden("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !golden("diffusion/micro-sd15/pipeline.final_latent.f32", ref, 256) ||
+        !golden("diffusion/micro-sd15/pipeline.image.f32", iref, 768))
+        return;
+    // SD's scaled-linear schedule.
+    static double acp[1000];
+    double prod = 1;
+    for (int i = 0; i < 1000; i++) {
+        double b = sqrt(0.00085) + (sqrt(0.012) - sqrt(0.00085)) * i / 999.0;
+        prod *= 1.0 - b * b;
+        acp[i] = prod;
+    }
+    static const int ts[] = {999, 749, 499, 249};
+    sim_err err = {0};
+    op_ctx c = {.pool = g_pool, .k = kern_get(KERN_BEST)};
+    for (int s = 0; s < 4; s++) {
+        CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, (float)ts[s], g_ctx[1], 77, eu, &err), SIM_OK);
+        CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, (float)ts[s], g_ctx[0], 77, ec, &err), SIM_OK);
+        double a = acp[ts[s]], ap = s + 1 < 4 ? acp[ts[s + 1]] : 1.0;
+        for (int i = 0; i < 256; i++) {
+            double e = eu[i] + 7.5 * ((double)ec[i] - eu[i]);
+            double x0 = (x[i] - sqrt(1 - a) * e) / sqrt(a);
+            x[i] = (float)(sqrt(ap) * x0 + sqrt(1 - ap) * e);
+        }
+    }
+    compare("DDIM final latent", x, ref, 256);
+    // Decode with the full VAE.
+    char path[1200];
+    dif_path(&g_p, "vae/diffusion_pytorch_model.safetensors", path, sizeof path, &err);
+    st_file *f = NULL;
+    vae *v = NULL;
+    vae_work *vw = NULL;
+    CHECK_MSG(st_open(&f, path, &err) == SIM_OK, "%s", err.msg);
+    if (f) CHECK_MSG(vae_load(&v, &g_p.vae, f, &err) == SIM_OK, "%s", err.msg);
+    st_close(f);
+    if (v) CHECK_MSG(vae_work_new(&vw, v, 8, 8, &err) == SIM_OK, "%s", err.msg);
+    if (vw) {
+        for (int i = 0; i < 256; i++) x[i] /= g_p.vae.scaling_factor;
+        CHECK_EQ_INT(vae_decode(v, vw, &c, x, 8, 8, img, &err), SIM_OK);
+        compare("pipeline image", img, iref, 768);
+    }
+    vae_work_free(vw);
+    vae_free(v);
+}
+
+int main(int argc, char **argv) {
+    test_init(argc, argv);
+    sim_err err;
+    if (pool_new(&g_pool, 2, &err) != SIM_OK) return 1;
+    TEST_RUN(test_load);
+    TEST_RUN(test_unet_t500);
+    TEST_RUN(test_pipeline);
+    unet_work_free(g_w);
+    unet_free(g_u);
+    pool_free(g_pool);
+    return test_finish();
+}
