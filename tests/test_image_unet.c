@@ -9,6 +9,7 @@
 #include "base/file.h"
 #include "image/clip_text.h"
 #include "image/clip_tok.h"
+#include "image/dsamp.h"
 #include "image/unet.h"
 #include "image/vae.h"
 #include "test.h"
@@ -92,6 +93,20 @@ static void test_unet_t500(void) {
     CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 10, 8, 500.0f, g_ctx[0], 77, eps1, &err), SIM_ERR_RANGE);
 }
 
+typedef struct guided {
+    op_ctx *c;
+    float *eu, *ec;
+} guided;
+
+// Classifier-free guidance 7.5: eps = eps(negative) + 7.5 (eps(prompt) - eps(negative)).
+static sim_status guided_eps(void *ctx, const float *x, float t, float *eps, sim_err *err) {
+    guided *g = ctx;
+    sim_status st = unet_forward(g_u, g_w, g->c, x, 8, 8, t, g_ctx[1], 77, g->eu, err);
+    if (st == SIM_OK) st = unet_forward(g_u, g_w, g->c, x, 8, 8, t, g_ctx[0], 77, g->ec, err);
+    for (int i = 0; i < 256 && st == SIM_OK; i++) eps[i] = g->eu[i] + 7.5f * (g->ec[i] - g->eu[i]);
+    return st;
+}
+
 // The whole run: DDIM (eta 0) over 999, 749, 499, 249 (then alpha 1), guidance 7.5.
 static void test_pipeline(void) {
     if (!g_w) return test_skip("micro-sd15 U-Net not loaded");
@@ -99,27 +114,16 @@ static void test_pipeline(void) {
     if (!golden("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !golden("diffusion/micro-sd15/pipeline.final_latent.f32", ref, 256) ||
         !golden("diffusion/micro-sd15/pipeline.image.f32", iref, 768))
         return;
-    // SD's scaled-linear schedule.
-    static double acp[1000];
-    double prod = 1;
-    for (int i = 0; i < 1000; i++) {
-        double b = sqrt(0.00085) + (sqrt(0.012) - sqrt(0.00085)) * i / 999.0;
-        prod *= 1.0 - b * b;
-        acp[i] = prod;
-    }
-    static const int ts[] = {999, 749, 499, 249};
+    dsamp_schedule sch;
+    dsamp_schedule_sd(&sch);
+    int ts[4];
+    dsamp_timesteps(&sch, 4, ts); // trailing: 999, 749, 499, 249, as the golden run
+    CHECK(ts[0] == 999 && ts[3] == 249);
     sim_err err = {0};
     op_ctx c = {.pool = g_pool, .k = kern_get(KERN_BEST)};
-    for (int s = 0; s < 4; s++) {
-        CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, (float)ts[s], g_ctx[1], 77, eu, &err), SIM_OK);
-        CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, (float)ts[s], g_ctx[0], 77, ec, &err), SIM_OK);
-        double a = acp[ts[s]], ap = s + 1 < 4 ? acp[ts[s + 1]] : 1.0;
-        for (int i = 0; i < 256; i++) {
-            double e = eu[i] + 7.5 * ((double)ec[i] - eu[i]);
-            double x0 = (x[i] - sqrt(1 - a) * e) / sqrt(a);
-            x[i] = (float)(sqrt(ap) * x0 + sqrt(1 - ap) * e);
-        }
-    }
+    guided gd = {&c, eu, ec};
+    static float work[3 * 256];
+    CHECK_EQ_INT(dsamp_run(&sch, &(dsamp_params){.kind = DSAMP_DDIM}, ts, 4, x, 256, work, guided_eps, &gd, &err), SIM_OK);
     compare("DDIM final latent", x, ref, 256);
     // Decode with the full VAE.
     char path[1200];
