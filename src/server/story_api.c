@@ -506,6 +506,25 @@ static void events(sapi *sa, int64_t id, const char *user, http_conn *c) {
 
 // --- the engine ---------------------------------------------------------------------------------
 
+// Saves the loaded story (an autosave with a KV state file, so coming back is
+// instant) and frees its engine (eng_mu held).
+static void unload_engine(sapi *sa, const char *why) {
+    if (!sa->e) return;
+    int64_t save;
+    sim_err err;
+    if (eng_save(sa->e, "autosave", NULL, 0, &save, &err) != SIM_OK)
+        logf_(sa, "story %lld: the %s save failed: %s", (long long)eng_story(sa->e), why, err.msg);
+    eng_free(sa->e);
+    sa->e = NULL;
+}
+
+static eng_params engine_params(const sapi *sa, const char *user) {
+    eng_params p = eng_default_params();
+    p.user = user;
+    p.state_dir = sa->state_dir;
+    return p;
+}
+
 // Makes sa->e the engine of story id (eng_mu held). Saves the one it replaces.
 static sim_status load_engine(sapi *sa, const char *user, int64_t id, sim_err *err) {
     if (sa->e && eng_story(sa->e) == id) return SIM_OK;
@@ -517,17 +536,8 @@ static sim_status load_engine(sapi *sa, const char *user, int64_t id, sim_err *e
                          ts.scenario);
     tree_story_free(&ts);
     if (rc) return rc;
-    if (sa->e) {
-        int64_t save;
-        sim_err e2;
-        if (eng_save(sa->e, "autosave", NULL, 0, &save, &e2) != SIM_OK)
-            logf_(sa, "story %lld: the switch save failed: %s", (long long)eng_story(sa->e), e2.msg);
-        eng_free(sa->e);
-        sa->e = NULL;
-    }
-    eng_params p = eng_default_params();
-    p.user = user;
-    p.state_dir = sa->state_dir;
+    unload_engine(sa, "switch");
+    eng_params p = engine_params(sa, user);
     if ((rc = eng_open(&sa->e, s, sa->db, sa->ctx, &p, id, err))) return rc;
     sa->e_scn = s;
     eng_on_event(sa->e, on_engine_event, sa);
@@ -640,16 +650,8 @@ static void h_story_create(void *ud, const http_req *rq, http_conn *c) {
     const char *user = user_of(sa, rq);
     sim_err err;
     pthread_mutex_lock(&sa->eng_mu);
-    if (sa->e) { // the new story takes the context: save the loaded one first
-        int64_t save;
-        if (eng_save(sa->e, "autosave", NULL, 0, &save, &err) != SIM_OK)
-            logf_(sa, "story %lld: the switch save failed: %s", (long long)eng_story(sa->e), err.msg);
-        eng_free(sa->e);
-        sa->e = NULL;
-    }
-    eng_params p = eng_default_params();
-    p.user = user;
-    p.state_dir = sa->state_dir;
+    unload_engine(sa, "switch"); // the new story takes the context
+    eng_params p = engine_params(sa, user);
     sim_status rc = eng_create(&sa->e, s, sa->db, sa->ctx, &p, episode, title ? title : scn_text(s, &s->name, "en-US"),
                                &err);
     json_t *out = NULL;
@@ -979,13 +981,7 @@ void sapi_shutdown(sapi *sa) {
 
 void sapi_free(sapi *sa) {
     if (!sa) return;
-    if (sa->e) {
-        int64_t save;
-        sim_err err;
-        if (eng_save(sa->e, "autosave", NULL, 0, &save, &err) != SIM_OK)
-            logf_(sa, "story %lld: the closing save failed: %s", (long long)eng_story(sa->e), err.msg);
-        eng_free(sa->e);
-    }
+    unload_engine(sa, "closing");
     for (int i = 0; i < sa->n_scn; i++) scn_free(sa->scn[i]);
     for (int i = 0; sa->users && i < sa->cfg.n_api_keys; i++) mem_free(sa->users[i]);
     mem_free(sa->users);

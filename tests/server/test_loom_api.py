@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server import BIN, Server, check, counts  # noqa: E402
+from test_server import BIN, Server, check, counts, sse_blocks  # noqa: E402
 
 
 def sse(s, path, body):
@@ -24,22 +24,7 @@ def sse(s, path, body):
     r = c.getresponse()
     if r.status != 200:
         return r.status, json.loads(r.read())
-    out, buf = [], b""
-    while True:
-        chunk = r.read1(65536)
-        if not chunk:
-            break
-        buf += chunk
-        while b"\n\n" in buf:
-            block, buf = buf.split(b"\n\n", 1)
-            name = data = None
-            for line in block.decode("utf-8", "replace").split("\n"):
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    data = json.loads(line[6:])
-            if name:
-                out.append((name, data))
+    out = list(sse_blocks(r))
     c.close()
     return 200, out
 

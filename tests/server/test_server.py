@@ -133,6 +133,27 @@ class Server:
             return None
 
 
+def sse_blocks(r, until=None):
+    """Yields (event name, JSON data) from a Server-Sent Events response r as
+    they arrive (blocks without an `event:` line are skipped)."""
+    buf = b""
+    while True:
+        chunk = r.read1(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            name = data = None
+            for line in block.decode("utf-8", "replace").split("\n"):
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    data = json.loads(line[6:])
+            if name:
+                yield name, data
+
+
 def stream_text(events):
     """The text of a stream's chunks (completion "text" or chat "delta.content")."""
     out = ""

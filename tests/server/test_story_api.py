@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_server as ts  # noqa: E402  (the Server helper and the counters)
-from test_server import BIN, Server, check, counts  # noqa: E402
+from test_server import BIN, Server, check, counts, sse_blocks  # noqa: E402
 
 SID = "lighthouse-night"
 
@@ -30,23 +30,12 @@ def events_reader(s, story, out, stop_after="state", key=None, n_stop=1):
     c.request("GET", f"/api/stories/{story}/events" + (f"?key={key}" if key else ""))
     r = c.getresponse()
     out.append(("status", r.status))
-    buf, seen = b"", 0
-    while seen < n_stop:
-        chunk = r.read1(65536)
-        if not chunk:
+    seen = 0
+    for name, data in (sse_blocks(r) if seen < n_stop else ()):
+        out.append((name, data))
+        seen += name == stop_after
+        if seen >= n_stop:
             break
-        buf += chunk
-        while b"\n\n" in buf:
-            block, buf = buf.split(b"\n\n", 1)
-            name, data = None, None
-            for line in block.decode("utf-8", "replace").split("\n"):
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    data = json.loads(line[6:])
-            if name:
-                out.append((name, data))
-                seen += name == stop_after
     c.close()
 
 
