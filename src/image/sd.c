@@ -1,0 +1,153 @@
+// sd.c — the text-to-image pipeline over a diffusers folder (see sd.h).
+#include "image/sd.h"
+
+#include <string.h>
+
+#include "image/clip_text.h"
+#include "image/diffusers.h"
+#include "image/safetensors.h"
+#include "image/unet.h"
+#include "image/vae.h"
+
+struct sd_model {
+    dif_pipeline pipe;
+    clip_tok *tok;
+    clip_text *text;
+    unet *unet;
+    vae *vae;
+    dsamp_schedule sched;
+};
+
+sd_params sd_defaults(void) {
+    return (sd_params){.prompt = "", .negative = "", .width = 512, .height = 512, .steps = 20, .cfg = 7.5f, .sampler = DSAMP_DDIM};
+}
+
+void sd_free(sd_model *m) {
+    if (!m) return;
+    clip_tok_free(m->tok);
+    clip_text_free(m->text);
+    unet_free(m->unet);
+    vae_free(m->vae);
+    mem_free(m);
+}
+
+// Opens DIR/rel (a .safetensors file) and hands it to load.
+static sim_status with_file(sd_model *m, const char *rel, sim_status (*load)(sd_model *, const st_file *, sim_err *), sim_err *err) {
+    char path[1200];
+    sim_status st = dif_path(&m->pipe, rel, path, sizeof path, err);
+    st_file *f = NULL;
+    if (st == SIM_OK) st = st_open(&f, path, err);
+    if (st == SIM_OK) st = load(m, f, err);
+    st_close(f);
+    return st;
+}
+
+static sim_status load_text(sd_model *m, const st_file *f, sim_err *err) { return clip_text_load(&m->text, &m->pipe.clip, f, err); }
+static sim_status load_unet(sd_model *m, const st_file *f, sim_err *err) { return unet_load(&m->unet, &m->pipe.unet, f, err); }
+static sim_status load_vae(sd_model *m, const st_file *f, sim_err *err) { return vae_load(&m->vae, &m->pipe.vae, f, err); }
+
+sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
+    *out = NULL;
+    sd_model *m = mem_calloc(1, sizeof *m);
+    if (!m) return err_set(err, SIM_ERR_NOMEM, "out of memory loading %s", dir);
+    char v[1200], mg[1200];
+    sim_status st = dif_open(&m->pipe, dir, err);
+    if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/vocab.json", v, sizeof v, err);
+    if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/merges.txt", mg, sizeof mg, err);
+    if (st == SIM_OK) st = clip_tok_load(&m->tok, v, mg, err);
+    if (st == SIM_OK) st = with_file(m, "text_encoder/model.safetensors", load_text, err);
+    if (st == SIM_OK) st = with_file(m, "unet/diffusion_pytorch_model.safetensors", load_unet, err);
+    if (st == SIM_OK) st = with_file(m, "vae/diffusion_pytorch_model.safetensors", load_vae, err);
+    if (st != SIM_OK) {
+        sd_free(m);
+        return st;
+    }
+    dsamp_schedule_sd(&m->sched);
+    *out = m;
+    return SIM_OK;
+}
+
+int sd_latent_channels(const sd_model *m) { return m->pipe.vae.latent_ch; }
+int sd_vae_factor(const sd_model *m) { return vae_factor(m->vae); }
+
+// --- generation ----------------------------------------------------------------------------------
+
+typedef struct gen {
+    sd_model *m;
+    const op_ctx *c;
+    const sd_params *p;
+    unet_work *uw;
+    int lh, lw;
+    const float *cond, *uncond; // (n_pos, hidden)
+    float *eu, *ec;             // (C_lat, lh, lw)
+    int step;
+    uint64_t t0;
+} gen;
+
+static sim_status guided_eps(void *ctx, const float *x, float t, float *eps, sim_err *err) {
+    gen *g = ctx;
+    int n_ctx = g->m->pipe.clip.n_pos;
+    size_t n = (size_t)g->m->pipe.unet.in_ch * g->lh * g->lw;
+    sim_status st = unet_forward(g->m->unet, g->uw, g->c, x, g->lh, g->lw, t, g->cond, n_ctx, g->ec, err);
+    if (st != SIM_OK) return st;
+    if (g->p->cfg == 1.0f) {
+        memcpy(eps, g->ec, n * sizeof *eps);
+    } else {
+        st = unet_forward(g->m->unet, g->uw, g->c, x, g->lh, g->lw, t, g->uncond, n_ctx, g->eu, err);
+        if (st != SIM_OK) return st;
+        for (size_t i = 0; i < n; i++) eps[i] = g->eu[i] + g->p->cfg * (g->ec[i] - g->eu[i]);
+    }
+    g->step++;
+    if (g->p->on_step && !g->p->on_step(g->p->ud, g->step, g->p->steps, (double)(time_ns() - g->t0) / 1e9))
+        return err_set(err, SIM_ERR_ABORTED, "stopped after step %d of %d", g->step, g->p->steps);
+    return SIM_OK;
+}
+
+sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err) {
+    int f = vae_factor(m->vae), uf = 1 << (m->pipe.unet.n_blocks - 1), step = f * uf;
+    if (p->width < step || p->height < step || p->width % step || p->height % step || p->width > 4096 || p->height > 4096)
+        return err_set(err, SIM_ERR_ARG, "image %d x %d: sides must be multiples of %d (up to 4096)", p->width, p->height, step);
+    if (p->steps < 1 || p->steps > DSAMP_TRAIN_STEPS) return err_set(err, SIM_ERR_ARG, "%d steps (1 to %d)", p->steps, DSAMP_TRAIN_STEPS);
+    if (!(p->cfg >= 0 && p->cfg <= 100)) return err_set(err, SIM_ERR_ARG, "guidance scale %g (0 to 100)", (double)p->cfg);
+    if ((unsigned)p->sampler >= DSAMP_COUNT) return err_set(err, SIM_ERR_ARG, "unknown sampler %d", (int)p->sampler);
+    int lh = p->height / f, lw = p->width / f, C = m->pipe.clip.hidden, T = m->pipe.clip.n_pos;
+    size_t n = (size_t)m->pipe.unet.in_ch * lh * lw;
+    // Per-request memory: text states, latents, sampler work; model buffers.
+    float *buf = mem_alloc(((size_t)2 * T * C + 3 * n + dsamp_work_floats(n)) * sizeof(float));
+    int32_t *ids = mem_alloc((size_t)T * sizeof *ids);
+    int *ts = mem_alloc((size_t)p->steps * sizeof *ts);
+    unet_work *uw = NULL;
+    vae_work *vw = NULL;
+    sim_status st = buf && ids && ts ? SIM_OK : err_set(err, SIM_ERR_NOMEM, "out of memory for a %d x %d image", p->width, p->height);
+    if (st == SIM_OK) st = unet_work_new(&uw, m->unet, lh, lw, T, err);
+    if (st == SIM_OK) st = vae_work_new(&vw, m->vae, lh, lw, err);
+    float *cond = buf, *uncond = cond + (size_t)T * C, *x = uncond + (size_t)T * C, *eu = x + n, *ec = eu + n, *work = ec + n;
+    // Text: SD 1.x pads with the end token.
+    for (int k = 0; k < 2 && st == SIM_OK; k++) {
+        if (k == 1 && p->cfg == 1.0f) break;
+        const char *text = k ? (p->negative ? p->negative : "") : (p->prompt ? p->prompt : "");
+        st = clip_tok_encode_sd(m->tok, text, ids, T, m->pipe.clip.eos, NULL, err);
+        if (st == SIM_OK) st = clip_text_encode(m->text, c, ids, T, p->clip_skip, k ? uncond : cond, err);
+    }
+    if (st == SIM_OK) {
+        if (p->init_latent) memcpy(x, p->init_latent, n * sizeof *x);
+        else dsamp_gauss(p->seed, x, n);
+        if (p->timesteps) memcpy(ts, p->timesteps, (size_t)p->steps * sizeof *ts);
+        else dsamp_timesteps(&m->sched, p->steps, ts);
+        gen g = {m, c, p, uw, lh, lw, cond, uncond, eu, ec, 0, time_ns()};
+        dsamp_params sp = {.kind = p->sampler, .karras = p->karras, .seed = p->seed};
+        st = dsamp_run(&m->sched, &sp, ts, p->steps, x, n, work, guided_eps, &g, err);
+    }
+    if (st == SIM_OK) {
+        if (latent_out) memcpy(latent_out, x, n * sizeof *x);
+        float inv = 1.0f / m->pipe.vae.scaling_factor;
+        for (size_t i = 0; i < n; i++) x[i] *= inv;
+        st = vae_decode(m->vae, vw, c, x, lh, lw, image, err);
+    }
+    vae_work_free(vw);
+    unet_work_free(uw);
+    mem_free(ts);
+    mem_free(ids);
+    mem_free(buf);
+    return st;
+}

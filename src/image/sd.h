@@ -1,0 +1,58 @@
+// sd.h — text to image with a Stable Diffusion model in the diffusers
+// layout: tokenizer → CLIP text encoder → sampler over the U-Net with
+// classifier-free guidance → AutoencoderKL decode.
+//
+//     sd_model *m;
+//     if (sd_load(&m, "models/tiny-sd", &err) != SIM_OK) ...
+//     sd_params p = sd_defaults();
+//     p.prompt = "a lighthouse at dawn", p.width = p.height = 256, p.seed = 42;
+//     float *img = malloc(3 * 256 * 256 * sizeof *img);       // (3, H, W) in about [-1, 1]
+//     op_ctx c = {.pool = pool, .k = kern_get(KERN_BEST)};
+//     sd_generate(m, &c, &p, img, NULL, &err);
+//     sd_free(m);
+//
+// Reproduction: p.init_latent replaces the seeded noise (raw float32 NCHW,
+// (C_lat, H/8, W/8)), p.timesteps fixes the schedule exactly (after the last
+// one DDIM goes to ᾱ = 1), and latent_out receives the final latent before
+// it is scaled and decoded.
+//
+// Ownership: the model owns its weights (float32 copies; the files are
+// closed after loading). sd_generate allocates its work buffers for the
+// request and frees them before returning. Errors: sim_status + sim_err.
+#ifndef SIM_SD_H
+#define SIM_SD_H
+
+#include "image/clip_tok.h"
+#include "image/dsamp.h"
+#include "tensor/ops.h"
+
+typedef struct sd_model sd_model;
+
+typedef struct sd_params {
+    const char *prompt, *negative;   // negative may be NULL (= "")
+    int width, height;               // pixels: multiples of 8 × 2^(U-Net levels - 1)
+    int steps;
+    float cfg;                       // guidance scale; 1 skips the negative pass
+    dsamp_kind sampler;
+    bool karras;
+    uint64_t seed;
+    int clip_skip;                   // 0: the last layer
+    const float *init_latent;        // optional (C_lat, H/8, W/8) instead of seeded noise
+    const int *timesteps;            // optional, `steps` descending values
+    // Called after each step; returning false stops with SIM_ERR_ABORTED.
+    bool (*on_step)(void *ud, int step, int steps, double seconds);
+    void *ud;
+} sd_params;
+
+sd_params sd_defaults(void); // 20 DDIM steps, cfg 7.5, 512 × 512, seed 0
+
+sim_status sd_load(sd_model **out, const char *dir, sim_err *err);
+void sd_free(sd_model *m);
+int sd_latent_channels(const sd_model *m);
+// Pixels per latent cell (8 for SD).
+int sd_vae_factor(const sd_model *m);
+
+// image (3, H, W) decoded (about [-1, 1]); latent_out (C_lat, H/8, W/8) or NULL.
+sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err);
+
+#endif
