@@ -131,6 +131,41 @@ static void test_sd_layout(void) {
     CHECK_EQ_INT(clip_tok_encode(g_json, big, sizeof big, a, 16, &na, &err), SIM_ERR_RANGE);
 }
 
+// Expects the weighted encoding of text to be the plain encodings of the
+// runs, with their weights.
+static void check_weighted(const char *text, const char *const *runs, const double *w, int n_runs) {
+    int32_t ids[128], want[128];
+    float wt[128];
+    float wwant[128];
+    int n, nw = 0;
+    sim_err err = {0};
+    CHECK_EQ_INT(clip_tok_encode_weighted(g_json, text, ids, wt, 128, &n, &err), SIM_OK);
+    for (int r = 0; r < n_runs; r++) {
+        int k;
+        CHECK_EQ_INT(clip_tok_encode(g_json, runs[r], strlen(runs[r]), want + nw, 128 - nw, &k, &err), SIM_OK);
+        for (int i = 0; i < k; i++) wwant[nw + i] = (float)w[r];
+        nw += k;
+    }
+    CHECK_MSG(n == nw, "'%s': %d tokens, expected %d", text, n, nw);
+    for (int i = 0; i < n && i < nw; i++) {
+        CHECK_MSG(ids[i] == want[i], "'%s' token %d: %d vs %d", text, i, ids[i], want[i]);
+        CHECK_MSG(fabsf(wt[i] - wwant[i]) < 1e-6f, "'%s' weight %d: %g vs %g", text, i, wt[i], wwant[i]);
+    }
+}
+
+static void test_weighted(void) {
+    if (!g_json) return test_skip("no tokenizer loaded");
+    check_weighted("(masterpiece:1.2), [blurry], \\(x\\)", (const char *[]){"masterpiece", ", ", "blurry", ", (x)"},
+                   (double[]){1.2, 1, 1 / 1.1, 1}, 4);
+    check_weighted("((cat)) dog", (const char *[]){"cat", " dog"}, (double[]){1.21, 1}, 2);
+    check_weighted("a (b", (const char *[]){"a ", "b"}, (double[]){1, 1.1}, 2);
+    check_weighted("a:1.2) b", (const char *[]){"a:1.2) b"}, (double[]){1}, 1);
+    check_weighted("(a:x)", (const char *[]){"a:x"}, (double[]){1.1}, 1);
+    check_weighted("[(a:1.5) b]", (const char *[]){"a", " b"}, (double[]){1.5 / 1.1, 1 / 1.1}, 2);
+    check_weighted("plain words", (const char *[]){"plain words"}, (double[]){1}, 1);
+    check_weighted("", (const char *[]){""}, (double[]){1}, 1);
+}
+
 static void test_bad_vocab(void) {
     sim_err err = {0};
     clip_tok *t;
@@ -164,6 +199,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_vectors);
     TEST_RUN(test_sd_golden);
     TEST_RUN(test_sd_layout);
+    TEST_RUN(test_weighted);
     TEST_RUN(test_bad_vocab);
     clip_tok_free(g_json);
     clip_tok_free(g_gz);

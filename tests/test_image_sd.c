@@ -83,6 +83,23 @@ static void test_micro_sd15(void) {
     CHECK_EQ_INT(sd_generate(m, &c, &p, a, NULL, &err), SIM_OK);
     CHECK_EQ_INT(sd_generate(m, &c, &p, b, NULL, &err), SIM_OK);
     CHECK(memcmp(a, b, sizeof a) == 0);
+    // Weighting: "(w:1)" is the plain prompt; another weight changes the result.
+    static float c1[256], c2[256], c3[256];
+    p.sampler = DSAMP_DDIM, p.init_latent = init, p.steps = 2;
+    p.prompt = "cat ears, happy";
+    CHECK_EQ_INT(sd_generate(m, &c, &p, a, c1, &err), SIM_OK);
+    p.prompt = "(cat ears:1), happy";
+    CHECK_EQ_INT(sd_generate(m, &c, &p, a, c2, &err), SIM_OK);
+    CHECK(memcmp(c1, c2, sizeof c1) == 0);
+    p.prompt = "(cat ears:1.4), happy";
+    CHECK_EQ_INT(sd_generate(m, &c, &p, a, c3, &err), SIM_OK);
+    CHECK(memcmp(c1, c3, sizeof c1) != 0);
+    // A prompt of 2+ chunks runs (154 context tokens).
+    char longp[1200] = "";
+    for (int i = 0; i < 100; i++) strcat(longp, "cat, ");
+    p.prompt = longp;
+    CHECK_MSG(sd_generate(m, &c, &p, a, c3, &err) == SIM_OK, "%s", err.msg);
+    p.steps = 4, p.init_latent = NULL, p.sampler = DSAMP_EULER_A, p.prompt = "x";
     int stop = 2;
     p.ud = &stop;
     CHECK_EQ_INT(sd_generate(m, &c, &p, a, NULL, &err), SIM_ERR_ABORTED);

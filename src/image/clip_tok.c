@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <pcre2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -633,4 +634,110 @@ sim_status clip_tok_encode_sd(const clip_tok *t, const char *text, int32_t *ids,
     ids[k + 1] = t->end_id;
     for (int i = k + 2; i < n_ctx; i++) ids[i] = pad_id;
     return SIM_OK;
+}
+
+// --- prompt weighting ----------------------------------------------------------------------------
+
+typedef struct wseg {
+    size_t off, len; // into the unescaped text buffer
+    double w;
+} wseg;
+
+sim_status clip_tok_encode_weighted(const clip_tok *t, const char *text, int32_t *ids, float *weights, int cap, int *n_out,
+                                    sim_err *err) {
+    *n_out = 0;
+    size_t len = strlen(text);
+    if (len > MAX_TEXT) return err_set(err, SIM_ERR_RANGE, "prompt of %zu bytes (at most %d)", len, MAX_TEXT);
+    // Segments of literal text (copied into buf) with weights; bracket stacks hold segment indices.
+    char *buf = mem_alloc(len + 1);
+    wseg *seg = mem_alloc((len + 1) * sizeof *seg);
+    int *round = mem_alloc((len + 1) * sizeof *round), *square = mem_alloc((len + 1) * sizeof *square);
+    if (!buf || !seg || !round || !square) {
+        mem_free(buf), mem_free(seg), mem_free(round), mem_free(square);
+        return err_set(err, SIM_ERR_NOMEM, "out of memory parsing a prompt");
+    }
+    int ns = 0, nr = 0, nq = 0;
+    size_t bl = 0;
+#define MULTIPLY(from, f)                                                              \
+    do {                                                                               \
+        for (int k_ = (from); k_ < ns; k_++) seg[k_].w *= (f);                         \
+    } while (0)
+#define LITERAL(p, n)                                                                  \
+    do {                                                                               \
+        memcpy(buf + bl, (p), (n));                                                    \
+        seg[ns++] = (wseg){bl, (n), 1.0};                                              \
+        bl += (n);                                                                     \
+    } while (0)
+    for (size_t i = 0; i < len;) {
+        char ch = text[i];
+        if (ch == '\\' && i + 1 < len && strchr("()[]\\", text[i + 1])) {
+            LITERAL(text + i + 1, 1);
+            i += 2;
+        } else if (ch == '(') {
+            round[nr++] = ns, i++;
+        } else if (ch == '[') {
+            square[nq++] = ns, i++;
+        } else if (ch == ':') {
+            // ":<spaces><number><spaces>)" closes a round bracket with that weight
+            size_t j = i + 1;
+            while (j < len && (text[j] == ' ' || text[j] == '\t')) j++;
+            size_t n0 = j;
+            if (j < len && (text[j] == '+' || text[j] == '-')) j++;
+            while (j < len && ((text[j] >= '0' && text[j] <= '9') || text[j] == '.')) j++;
+            size_t n1 = j;
+            while (j < len && (text[j] == ' ' || text[j] == '\t')) j++;
+            char num[32];
+            double w = 0;
+            bool ok = n1 > n0 && n1 - n0 < sizeof num && j < len && text[j] == ')' && nr > 0;
+            if (ok) {
+                memcpy(num, text + n0, n1 - n0);
+                num[n1 - n0] = 0;
+                char *e;
+                w = strtod(num, &e);
+                ok = *e == 0 && w == w;
+            }
+            if (ok) {
+                MULTIPLY(round[--nr], w);
+                i = j + 1;
+            } else {
+                LITERAL(text + i, 1);
+                i++;
+            }
+        } else if (ch == ')' && nr > 0) {
+            MULTIPLY(round[--nr], 1.1);
+            i++;
+        } else if (ch == ']' && nq > 0) {
+            MULTIPLY(square[--nq], 1 / 1.1);
+            i++;
+        } else {
+            // A run of ordinary text (a lone '\\' or unmatched bracket is text too).
+            size_t j = i + 1;
+            if (!strchr("\\()[]:", ch))
+                while (j < len && !strchr("\\()[]:", text[j])) j++;
+            LITERAL(text + i, j - i);
+            i = j;
+        }
+    }
+    while (nr > 0) MULTIPLY(round[--nr], 1.1);
+    while (nq > 0) MULTIPLY(square[--nq], 1 / 1.1);
+#undef MULTIPLY
+#undef LITERAL
+    // Merge neighbours of equal weight, then tokenize each run.
+    int m = 0;
+    for (int k = 0; k < ns; k++) {
+        if (m && seg[m - 1].w == seg[k].w && seg[m - 1].off + seg[m - 1].len == seg[k].off) seg[m - 1].len += seg[k].len;
+        else seg[m++] = seg[k];
+    }
+    sim_status st = SIM_OK;
+    int count = 0;
+    for (int k = 0; k < m && st == SIM_OK; k++) {
+        int n;
+        int room = cap > count ? cap - count : 0;
+        st = clip_tok_encode(t, buf + seg[k].off, seg[k].len, ids + (room ? count : 0), room, &n, err);
+        for (int i = 0; i < n && count + i < cap; i++) weights[count + i] = (float)seg[k].w;
+        count += n;
+    }
+    mem_free(buf), mem_free(seg), mem_free(round), mem_free(square);
+    *n_out = count;
+    return st;
 }

@@ -56,4 +56,12 @@ sim_status clip_tok_encode(const clip_tok *t, const char *text, size_t len, int3
 sim_status clip_tok_encode_sd(const clip_tok *t, const char *text, int32_t *ids, int n_ctx, int32_t pad_id, int *n_text,
                               sim_err *err);
 
+// Prompt weighting as the common web UIs write it: "(word)" ×1.1, "((word))"
+// ×1.21, "(word:1.5)" ×1.5, "[word]" ÷1.1, "\\(" a literal parenthesis;
+// unclosed brackets apply to the end. Each run of equal weight is tokenized
+// on its own (as those UIs do). ids/weights get up to cap entries (no start
+// or end tokens); *n_out the full count.
+sim_status clip_tok_encode_weighted(const clip_tok *t, const char *text, int32_t *ids, float *weights, int cap, int *n_out,
+                                    sim_err *err);
+
 #endif

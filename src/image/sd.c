@@ -77,8 +77,8 @@ typedef struct gen {
     const op_ctx *c;
     const sd_params *p;
     unet_work *uw;
-    int lh, lw;
-    const float *cond, *uncond; // (n_pos, hidden)
+    int lh, lw, n_ctx;
+    const float *cond, *uncond; // (n_ctx, hidden): chunks of n_pos tokens
     float *eu, *ec;             // (C_lat, lh, lw)
     int step;
     uint64_t t0;
@@ -86,7 +86,7 @@ typedef struct gen {
 
 static sim_status guided_eps(void *ctx, const float *x, float t, float *eps, sim_err *err) {
     gen *g = ctx;
-    int n_ctx = g->m->pipe.clip.n_pos;
+    int n_ctx = g->n_ctx;
     size_t n = (size_t)g->m->pipe.unet.in_ch * g->lh * g->lw;
     sim_status st = unet_forward(g->m->unet, g->uw, g->c, x, g->lh, g->lw, t, g->cond, n_ctx, g->ec, err);
     if (st != SIM_OK) return st;
@@ -110,31 +110,57 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     if (p->steps < 1 || p->steps > DSAMP_TRAIN_STEPS) return err_set(err, SIM_ERR_ARG, "%d steps (1 to %d)", p->steps, DSAMP_TRAIN_STEPS);
     if (!(p->cfg >= 0 && p->cfg <= 100)) return err_set(err, SIM_ERR_ARG, "guidance scale %g (0 to 100)", (double)p->cfg);
     if ((unsigned)p->sampler >= DSAMP_COUNT) return err_set(err, SIM_ERR_ARG, "unknown sampler %d", (int)p->sampler);
-    int lh = p->height / f, lw = p->width / f, C = m->pipe.clip.hidden, T = m->pipe.clip.n_pos;
+    int lh = p->height / f, lw = p->width / f, C = m->pipe.clip.hidden, T = m->pipe.clip.n_pos, per = T - 2;
     size_t n = (size_t)m->pipe.unet.in_ch * lh * lw;
+    // Prompts: weighted tokens, in chunks of T - 2 between start and end.
+    int cap = per * SD_MAX_CHUNKS, nt[2] = {0, 0};
+    int32_t *tok = mem_alloc((size_t)2 * cap * sizeof *tok);
+    float *tw = mem_alloc((size_t)2 * cap * sizeof *tw);
+    sim_status st = tok && tw ? SIM_OK : err_set(err, SIM_ERR_NOMEM, "out of memory for the prompts");
+    for (int k = 0; k < 2 && st == SIM_OK; k++) {
+        const char *text = k ? (p->negative ? p->negative : "") : (p->prompt ? p->prompt : "");
+        st = clip_tok_encode_weighted(m->tok, text, tok + k * cap, tw + k * cap, cap, &nt[k], err);
+        nt[k] = MIN(nt[k], cap); // longer prompts are cut at SD_MAX_CHUNKS chunks
+    }
+    int chunks = MAX(1, (MAX(nt[0], p->cfg == 1.0f ? 0 : nt[1]) + per - 1) / per), n_ctx = chunks * T;
     // Per-request memory: text states, latents, sampler work; model buffers.
-    float *buf = mem_alloc(((size_t)2 * T * C + 3 * n + dsamp_work_floats(n)) * sizeof(float));
+    float *buf = st == SIM_OK ? mem_alloc(((size_t)2 * n_ctx * C + T + 3 * n + dsamp_work_floats(n)) * sizeof(float)) : NULL;
     int32_t *ids = mem_alloc((size_t)T * sizeof *ids);
     int *ts = mem_alloc((size_t)p->steps * sizeof *ts);
     unet_work *uw = NULL;
     vae_work *vw = NULL;
-    sim_status st = buf && ids && ts ? SIM_OK : err_set(err, SIM_ERR_NOMEM, "out of memory for a %d x %d image", p->width, p->height);
-    if (st == SIM_OK) st = unet_work_new(&uw, m->unet, lh, lw, T, err);
+    if (st == SIM_OK && !(buf && ids && ts)) st = err_set(err, SIM_ERR_NOMEM, "out of memory for a %d x %d image", p->width, p->height);
+    if (st == SIM_OK) st = unet_work_new(&uw, m->unet, lh, lw, n_ctx, err);
     if (st == SIM_OK) st = vae_work_new(&vw, m->vae, lh, lw, err);
-    float *cond = buf, *uncond = cond + (size_t)T * C, *x = uncond + (size_t)T * C, *eu = x + n, *ec = eu + n, *work = ec + n;
-    // Text: SD 1.x pads with the end token.
+    float *cond = buf, *uncond = cond + (size_t)n_ctx * C, *w77 = uncond + (size_t)n_ctx * C, *x = w77 + T, *eu = x + n, *ec = eu + n,
+          *work = ec + n;
     for (int k = 0; k < 2 && st == SIM_OK; k++) {
         if (k == 1 && p->cfg == 1.0f) break;
-        const char *text = k ? (p->negative ? p->negative : "") : (p->prompt ? p->prompt : "");
-        st = clip_tok_encode_sd(m->tok, text, ids, T, m->pipe.clip.eos, NULL, err);
-        if (st == SIM_OK) st = clip_text_encode(m->text, c, ids, T, p->clip_skip, k ? uncond : cond, err);
+        for (int j = 0; j < chunks && st == SIM_OK; j++) {
+            // start, this chunk's tokens, end, then end as padding (SD 1.x)
+            int from = j * per, cnt = MAX(0, MIN(per, nt[k] - from));
+            ids[0] = m->pipe.clip.bos, w77[0] = 1;
+            for (int i = 0; i < cnt; i++) ids[1 + i] = tok[k * cap + from + i], w77[1 + i] = tw[k * cap + from + i];
+            for (int i = cnt + 1; i < T; i++) ids[i] = m->pipe.clip.eos, w77[i] = 1;
+            float *h = (k ? uncond : cond) + (size_t)j * T * C;
+            st = clip_text_encode(m->text, c, ids, T, p->clip_skip, h, err);
+            if (st != SIM_OK) break;
+            // Weights scale each token's state; the mean is then restored (as the web UIs do).
+            double m0 = 0, m1 = 0;
+            for (size_t i = 0; i < (size_t)T * C; i++) m0 += h[i];
+            for (int t = 0; t < T; t++)
+                for (int i = 0; i < C; i++) h[(size_t)t * C + i] *= w77[t];
+            for (size_t i = 0; i < (size_t)T * C; i++) m1 += h[i];
+            if (m1 != 0 && m0 != m1)
+                for (size_t i = 0; i < (size_t)T * C; i++) h[i] = (float)(h[i] * (m0 / m1));
+        }
     }
     if (st == SIM_OK) {
         if (p->init_latent) memcpy(x, p->init_latent, n * sizeof *x);
         else dsamp_gauss(p->seed, x, n);
         if (p->timesteps) memcpy(ts, p->timesteps, (size_t)p->steps * sizeof *ts);
         else dsamp_timesteps(&m->sched, p->steps, ts);
-        gen g = {m, c, p, uw, lh, lw, cond, uncond, eu, ec, 0, time_ns()};
+        gen g = {m, c, p, uw, lh, lw, n_ctx, cond, uncond, eu, ec, 0, time_ns()};
         dsamp_params sp = {.kind = p->sampler, .karras = p->karras, .seed = p->seed};
         st = dsamp_run(&m->sched, &sp, ts, p->steps, x, n, work, guided_eps, &g, err);
     }
@@ -149,5 +175,7 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     mem_free(ts);
     mem_free(ids);
     mem_free(buf);
+    mem_free(tok);
+    mem_free(tw);
     return st;
 }

@@ -28,8 +28,13 @@
 
 typedef struct sd_model sd_model;
 
+// Prompts longer than the text encoder's window (75 tokens for SD) are cut
+// into chunks encoded separately and concatenated along the tokens (the
+// common web UIs' way); at most this many chunks, the rest is dropped.
+#define SD_MAX_CHUNKS 8
+
 typedef struct sd_params {
-    const char *prompt, *negative;   // negative may be NULL (= "")
+    const char *prompt, *negative;   // negative may be NULL (= ""); weighting as in clip_tok_encode_weighted
     int width, height;               // pixels: multiples of 8 × 2^(U-Net levels - 1)
     int steps;
     float cfg;                       // guidance scale; 1 skips the negative pass
