@@ -83,6 +83,9 @@ int cmd_check(int argc, char **argv);
 int cmd_import_card(int argc, char **argv);
 int cmd_loom(int argc, char **argv);
 int cmd_mix(int argc, char **argv);
+int cmd_image(int argc, char **argv);
+int cmd_image_key(int argc, char **argv);
+int cmd_image_prompts(int argc, char **argv);
 
 // bench --runtime (bench_runtime.c): the runtime's savings on a model.
 int bench_runtime(model *m, int n_threads, int n_prompt);

@@ -22,6 +22,7 @@ static const struct {
     {"import-card", cmd_import_card, "import a SillyTavern character card into a scenario folder"},
     {"loom", cmd_loom, "the tree of likely continuations of a prompt (LLooM)"},
     {"mix", cmd_mix, "several models write one text together, token by token"},
+    {"image", cmd_image, "image tools: key (chroma key), prompts (dynamic prompts)"},
 };
 
 static int usage(FILE *f) {
