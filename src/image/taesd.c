@@ -141,7 +141,8 @@ sim_status taesd_work_new(taesd_work **out, const taesd *m, int lh, int lw, sim_
     *out = NULL;
     if (lh < 1 || lw < 1 || lh > 512 || lw > 512) return err_set(err, SIM_ERR_RANGE, "latent %d x %d (1 to 512 per side)", lh, lw);
     size_t full = (size_t)CH * 64 * (size_t)lh * lw, npool = (size_t)GN_MUL * CH * lh * lw;
-    size_t scratch = MAX((size_t)(4u << 20), (size_t)CH * 9 * 8 * (size_t)lw);
+    op_conv worst = {GN_MUL * CH, GN_MUL * CH, 3, 3, 1, 1, 1, 1, 1}; // bounds every conv here
+    size_t scratch = op_conv2d_scratch_rows(&worst, 8 * lw, 1) + (4u << 20);
     size_t act = MAX(full, (size_t)MAX(3, m->lat) * 64 * lh * lw);
     taesd_work *w = mem_calloc(1, sizeof *w);
     float *buf = w ? mem_alloc((3 * act + npool + scratch) * sizeof(float)) : NULL;

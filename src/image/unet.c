@@ -247,7 +247,8 @@ sim_status unet_work_new(unet_work **out, const unet *u, int lh, int lw, int n_c
         chw = MAX(chw, (size_t)c->block_out[i] * hw);
         res += (size_t)c->layers_per_block * c->block_out[i] * hw + (i + 1 < n ? (size_t)c->block_out[i] * (hw >> 2) : 0);
     }
-    size_t scratch = MAX(MAX((size_t)(4u << 20), (size_t)3 * maxc * 9 * (size_t)lw),
+    op_conv worst = {2 * maxc, maxc, 3, 3, 1, 1, 1, 1, 1}; // up-block resnets take the concat
+    size_t scratch = MAX(op_conv2d_scratch_rows(&worst, lw, 1) + (4u << 20),
                          op_attention_scratch(&(op_attn){.Tk = (int)MAX(hw0, (size_t)n_ctx)}, POOL_MAX_THREADS));
     size_t T = (size_t)u->temb_dim;
     size_t total = 3 * big + res + 14 * chw + (size_t)n_ctx * 2 * maxc + 3 * T + (size_t)maxc + scratch;

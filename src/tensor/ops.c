@@ -66,16 +66,37 @@ void op_linear(op_ctx *c, float *y, const float *x, const float *W, const float 
 // --- conv2d ----------------------------------------------------------------------------
 
 void op_conv_out_size(const op_conv *p, int h, int w, int *ho, int *wo) {
-    *ho = (h + p->pad_t + p->pad_b - p->kh) / p->stride + 1;
-    *wo = (w + p->pad_l + p->pad_r - p->kw) / p->stride + 1;
+    int eh = h + p->pad_t + p->pad_b - p->kh, ew = w + p->pad_l + p->pad_r - p->kw;
+    *ho = eh < 0 ? 0 : eh / p->stride + 1; // a kernel larger than the padded input: no output
+    *wo = ew < 0 ? 0 : ew / p->stride + 1;
+}
+
+// The fast path works on bands of output rows. For each band the input rows
+// it reads are copied, zero-padded, into pixel-major (NHWC) order, so a
+// patch is kh·kw contiguous runs of cin floats, copied without branches;
+// the weights are reordered once per call to the same (ky, kx, ci) order.
+// Floats for a band of `rows` output rows:
+static size_t conv_need(const op_conv *p, int w, int wo, int rows) {
+    size_t K = (size_t)p->cin * p->kh * p->kw, wp = (size_t)w + p->pad_l + p->pad_r;
+    size_t in_rows = (size_t)(rows - 1) * p->stride + p->kh;
+    return (size_t)p->cout * K + in_rows * wp * p->cin + (size_t)rows * wo * K;
 }
 
 size_t op_conv2d_scratch(const op_conv *p, int h, int w) {
     int ho, wo;
     op_conv_out_size(p, h, w, &ho, &wo);
-    // Room for every patch when small, else bands of at least one output row.
-    size_t K = (size_t)p->cin * p->kh * p->kw, all = K * (size_t)ho * wo, row = K * (size_t)wo;
-    return all < (4u << 20) ? all : MAX(row, (size_t)(4u << 20));
+    // Room for every patch when small, else bands of about 4 M floats of patches.
+    size_t all = conv_need(p, w, wo, ho);
+    if (all < (8u << 20)) return all;
+    size_t K = (size_t)p->cin * p->kh * p->kw;
+    int rows = (int)MAX((size_t)1, MIN((size_t)ho, (size_t)(4u << 20) / (K * (size_t)wo)));
+    return conv_need(p, w, wo, rows);
+}
+
+size_t op_conv2d_scratch_rows(const op_conv *p, int w, int rows) {
+    int ho, wo;
+    op_conv_out_size(p, 1 << 20, w, &ho, &wo);
+    return conv_need(p, w, wo, rows);
 }
 
 void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, const float *weight, const float *bias) {
@@ -108,33 +129,54 @@ typedef struct conv_args {
 static void conv_work(void *arg, int ith, int nth) {
     conv_args *a = arg;
     const op_conv *p = a->p;
-    int K = p->cin * p->kh * p->kw, HWo = a->ho * a->wo;
-    float *patches = a->c->scratch;
+    int cin = p->cin, K = cin * p->kh * p->kw, HWo = a->ho * a->wo, wp = a->w + p->pad_l + p->pad_r, s = p->stride;
+    int in_max = (a->band - 1) * s + p->kh;
+    float *wr = a->c->scratch, *xp = wr + (size_t)p->cout * K, *patches = xp + (size_t)in_max * wp * cin;
+    int64_t q0, q1;
+    // Weights (cout, cin, kh, kw) → (cout, kh, kw, cin).
+    share(p->cout, ith, nth, &q0, &q1);
+    for (int64_t co = q0; co < q1; co++)
+        for (int ci = 0; ci < cin; ci++)
+            for (int t = 0; t < p->kh * p->kw; t++)
+                wr[(size_t)co * K + (size_t)t * cin + ci] = a->weight[((size_t)co * cin + ci) * p->kh * p->kw + t];
     for (int r0 = 0, bi = 0; r0 < a->ho; r0 += a->band, bi++) {
-        int r1 = MIN(a->ho, r0 + a->band);
-        int64_t P = (int64_t)(r1 - r0) * a->wo, p0, p1;
+        int r1 = MIN(a->ho, r0 + a->band), y0 = r0 * s - p->pad_t, n_in = (r1 - 1 - r0) * s + p->kh;
         if (ith == 0) atomic_store_explicit(&a->ctr[(bi + 1) & 1].next, 0, memory_order_relaxed);
-        // im2col: patch q (output pixel r0*wo + q) holds K inputs in weight order.
-        share(P, ith, nth, &p0, &p1);
-        for (int64_t q = p0; q < p1; q++) {
-            int oy = r0 + (int)(q / a->wo), ox = (int)(q % a->wo);
+        // Input rows y0 .. y0 + n_in (padded coordinates) → NHWC, zero outside the image.
+        share(n_in, ith, nth, &q0, &q1);
+        for (int64_t r = q0; r < q1; r++) {
+            int iy = y0 + (int)r;
+            float *dst = xp + (size_t)r * wp * cin;
+            if (iy < 0 || iy >= a->h) {
+                memset(dst, 0, (size_t)wp * cin * sizeof *dst);
+                continue;
+            }
+            memset(dst, 0, (size_t)p->pad_l * cin * sizeof *dst);
+            memset(dst + (size_t)(p->pad_l + a->w) * cin, 0, (size_t)p->pad_r * cin * sizeof *dst);
+            for (int ci = 0; ci < cin; ci++) {
+                const float *src = a->x + ((size_t)ci * a->h + iy) * a->w;
+                float *d = dst + (size_t)p->pad_l * cin + ci;
+                for (int ix = 0; ix < a->w; ix++) d[(size_t)ix * cin] = src[ix];
+            }
+        }
+        barrier(a->c, nth);
+        // im2col: patch q (output pixel r0*wo + q) = kh*kw runs of cin floats.
+        int64_t P = (int64_t)(r1 - r0) * a->wo;
+        share(P, ith, nth, &q0, &q1);
+        for (int64_t q = q0; q < q1; q++) {
+            int oy = (int)(q / a->wo), ox = (int)(q % a->wo);
             float *dst = patches + (size_t)q * K;
-            for (int ci = 0; ci < p->cin; ci++)
-                for (int ky = 0; ky < p->kh; ky++) {
-                    int iy = oy * p->stride - p->pad_t + ky;
-                    const float *row = a->x + ((size_t)ci * a->h + (iy < 0 ? 0 : iy)) * a->w;
-                    bool rowok = iy >= 0 && iy < a->h;
-                    for (int kx = 0; kx < p->kw; kx++) {
-                        int ix = ox * p->stride - p->pad_l + kx;
-                        *dst++ = rowok && ix >= 0 && ix < a->w ? row[ix] : 0.0f;
-                    }
-                }
+            for (int ky = 0; ky < p->kh; ky++) {
+                const float *row = xp + ((size_t)(oy * s + ky) * wp + (size_t)ox * s) * cin;
+                memcpy(dst, row, (size_t)p->kw * cin * sizeof *dst); // kx runs are adjacent in NHWC
+                dst += (size_t)p->kw * cin;
+            }
         }
         barrier(a->c, nth);
         // y[co][pixel] = patch · weight[co]: the patches play the weight
         // matrix, so the output comes out channel-major (NCHW) directly.
         mm_tensor Pm = {.type = TT_F32, .ne0 = K, .ne1 = P, .row_bytes = (size_t)K * 4, .data = patches};
-        mm_mul(a->c->k, &Pm, a->weight, p->cout, a->y + (size_t)r0 * a->wo, (size_t)HWo, &a->ctr[bi & 1], nth);
+        mm_mul(a->c->k, &Pm, wr, p->cout, a->y + (size_t)r0 * a->wo, (size_t)HWo, &a->ctr[bi & 1], nth);
         barrier(a->c, nth);
     }
     if (!a->bias) return;
@@ -151,9 +193,11 @@ void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int
     int ho, wo;
     op_conv_out_size(p, h, w, &ho, &wo);
     ASSERT(ho > 0 && wo > 0);
-    size_t row = (size_t)p->cin * p->kh * p->kw * (size_t)wo;
-    ASSERT(c->scratch && c->scratch_cap >= row);
-    conv_args a = {c, y, x, weight, bias, p, h, w, ho, wo, (int)MIN((size_t)ho, c->scratch_cap / row), {{0}, {0}}};
+    ASSERT(c->scratch && c->scratch_cap >= conv_need(p, w, wo, 1));
+    // need(rows) = fixed + rows · per_row: the most rows that fit.
+    size_t fixed = conv_need(p, w, wo, 1), per_row = conv_need(p, w, wo, 2) - fixed;
+    int band = (int)MIN((size_t)ho, 1 + (c->scratch_cap - fixed) / per_row);
+    conv_args a = {c, y, x, weight, bias, p, h, w, ho, wo, band, {{0}, {0}}};
     run(c, conv_work, &a);
 }
 

@@ -52,8 +52,13 @@ typedef struct op_conv {
 
 // The output size of a convolution over an h × w input.
 void op_conv_out_size(const op_conv *p, int h, int w, int *ho, int *wo);
-// Floats of scratch op_conv2d needs for an h × w input (at least one output row's patches).
+// Floats of scratch op_conv2d uses for an h × w input: everything at once
+// when small, else bands of output rows. It works with less, down to bands
+// of one row (
+// op_conv2d_scratch_rows gives that for bands of `rows` output rows of a
+// w-wide input); results do not depend on it.
 size_t op_conv2d_scratch(const op_conv *p, int h, int w);
+size_t op_conv2d_scratch_rows(const op_conv *p, int w, int rows);
 // y (cout, ho, wo) = conv(x (cin, h, w), weight (cout, cin, kh, kw)) + bias (cout) or NULL.
 void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int w, const float *weight, const float *bias);
 void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, const float *weight, const float *bias);
