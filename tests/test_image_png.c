@@ -284,6 +284,42 @@ static void test_hostile(void) {
     free(c);
 }
 
+// The zlib stream split into 1-byte IDAT chunks (and empty ones between):
+// the decoder streams across chunks, the trailer included.
+static void test_idat_split(void) {
+    uint8_t *pix = random_image(13, 11, 3), *file;
+    size_t len;
+    sim_err err;
+    CHECK(png_encode(pix, 13, 11, 3, NULL, 0, &file, &len, &err) == SIM_OK);
+    // the encoder writes signature, IHDR (25 bytes), one IDAT, IEND
+    uint32_t zn = (uint32_t)file[33] << 24 | (uint32_t)file[34] << 16 | (uint32_t)file[35] << 8 | file[36];
+    CHECK(memcmp(file + 37, "IDAT", 4) == 0);
+    test_buf *b = malloc(sizeof *b);
+    b->n = 0;
+    test_put(b, file, 33);
+    for (uint32_t i = 0; i < zn; i++) {
+        test_png_chunk(b, "IDAT", file + 41 + i, 1);
+        if (i % 7 == 0) test_png_chunk(b, "IDAT", NULL, 0);
+    }
+    test_png_chunk(b, "IEND", NULL, 0);
+    png_image img;
+    sim_status st = png_decode(&img, b->d, b->n, &err);
+    CHECK_MSG(st == SIM_OK, "%s", err.msg);
+    if (st == SIM_OK)
+        for (int i = 0; i < 13 * 11; i++) CHECK(img.rgba[i * 4] == pix[i * 3] && img.rgba[i * 4 + 2] == pix[i * 3 + 2]);
+    png_image_free(&img);
+    // the same stream, then an IDAT after a tEXt: not consecutive
+    b->n -= 12;
+    test_png_chunk(b, "tEXt", "k\0v", 3);
+    test_png_chunk(b, "IDAT", "x", 1);
+    test_png_chunk(b, "IEND", NULL, 0);
+    CHECK(png_decode(&img, b->d, b->n, &err) == SIM_ERR_FORMAT);
+    CHECK(strstr(err.msg, "not consecutive") != NULL);
+    free(b);
+    mem_free(file);
+    free(pix);
+}
+
 // Every allocation of an encode + decode fails in turn: an error, never a crash or leak.
 static void test_alloc_failures(void) {
     uint8_t *pix = random_image(17, 9, 4), *file = NULL;
@@ -318,6 +354,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_filter_choice);
     TEST_RUN(test_python_reference);
     TEST_RUN(test_hostile);
+    TEST_RUN(test_idat_split);
     TEST_RUN(test_alloc_failures);
     return test_finish();
 }
