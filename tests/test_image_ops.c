@@ -71,9 +71,9 @@ static void test_linear(void) {
 
 static void test_conv2d(void) {
     static const op_conv convs[] = {
-        {3, 5, 3, 3, 1, 1, 1, 1, 1},  {4, 32, 3, 3, 1, 1, 1, 1, 1}, {7, 3, 1, 1, 1, 0, 0, 0, 0},
-        {5, 9, 3, 3, 2, 0, 0, 1, 1},  {6, 6, 3, 3, 2, 1, 1, 1, 1},  {33, 17, 3, 3, 1, 1, 1, 1, 1},
-        {2, 3, 3, 3, 1, 2, 0, 1, 3},  {1, 1, 1, 1, 1, 0, 0, 0, 0},
+        {3, 5, 3, 3, 1, 1, 1, 1, 1, false},  {4, 32, 3, 3, 1, 1, 1, 1, 1, false}, {7, 3, 1, 1, 1, 0, 0, 0, 0, false},
+        {5, 9, 3, 3, 2, 0, 0, 1, 1, false},  {6, 6, 3, 3, 2, 1, 1, 1, 1, false},  {33, 17, 3, 3, 1, 1, 1, 1, 1, false},
+        {2, 3, 3, 3, 1, 2, 0, 1, 3, false},  {1, 1, 1, 1, 1, 0, 0, 0, 0, false},
     };
     static const int hw[][2] = {{1, 1}, {7, 5}, {8, 8}, {13, 31}};
     for (size_t s = 0; s < ARRAY_LEN(convs); s++)
@@ -95,6 +95,18 @@ static void test_conv2d(void) {
                 c2.scratch_cap = op_conv2d_scratch_rows(p, w, 1);
                 op_conv2d(&c2, y1, x, p, h, w, W, b);
                 CHECK(memcmp(y1, y, no * sizeof *y) == 0);
+                // Packed weights: the same result, with less scratch.
+                op_conv pk = *p;
+                pk.packed = true;
+                float *Wp = malloc((size_t)p->cout * p->cin * p->kh * p->kw * sizeof *Wp);
+                op_conv_pack(p, W, Wp);
+                c2.scratch_cap = op_conv2d_scratch_rows(&pk, w, 1);
+                CHECK(c2.scratch_cap < op_conv2d_scratch_rows(p, w, 1));
+                op_conv2d(&c2, y1, x, &pk, h, w, Wp, b);
+                CHECK(memcmp(y1, y, no * sizeof *y) == 0);
+                op_conv2d_ref(y1, x, &pk, h, w, Wp, b);
+                CHECK_CLOSE("conv2d packed ref", y1, ref, no, 1e-6);
+                free(Wp);
             })
             free(x), free(W), free(b), free(ref), free(y), free(y1);
         }

@@ -45,15 +45,15 @@ struct taesd_work {
 // --- binding -------------------------------------------------------------------------------
 
 static void take_conv(wts_loader *L, tconv *c, int cin, int cout, int stride, bool bias, int idx) {
-    c->p = (op_conv){cin, cout, 3, 3, stride, 1, 1, 1, 1};
-    wts_take(L, &c->w, WTS_SHAPE(cout, cin, 3, 3), "%d.weight", idx);
+    c->p = (op_conv){cin, cout, 3, 3, stride, 1, 1, 1, 1, true};
+    wts_take_conv(L, &c->w, cout, cin, 3, 3, "%d.weight", idx);
     c->b = NULL;
     if (bias) wts_take(L, &c->b, WTS_SHAPE(cout), "%d.bias", idx);
 }
 
 static void take_block(wts_loader *L, tblock *b, bool gn, int idx) {
     for (int i = 0; i < 3; i++) {
-        wts_take(L, &b->w[i], WTS_SHAPE(CH, CH, 3, 3), "%d.conv.%d.weight", idx, 2 * i);
+        wts_take_conv(L, &b->w[i], CH, CH, 3, 3, "%d.conv.%d.weight", idx, 2 * i);
         wts_take(L, &b->b[i], WTS_SHAPE(CH), "%d.conv.%d.bias", idx, 2 * i);
     }
     b->p0 = b->pg = b->pb = b->p3 = NULL;
@@ -141,7 +141,7 @@ sim_status taesd_work_new(taesd_work **out, const taesd *m, int lh, int lw, sim_
     *out = NULL;
     if (lh < 1 || lw < 1 || lh > 512 || lw > 512) return err_set(err, SIM_ERR_RANGE, "latent %d x %d (1 to 512 per side)", lh, lw);
     size_t full = (size_t)CH * 64 * (size_t)lh * lw, npool = (size_t)GN_MUL * CH * lh * lw;
-    op_conv worst = {GN_MUL * CH, GN_MUL * CH, 3, 3, 1, 1, 1, 1, 1}; // bounds every conv here
+    op_conv worst = {GN_MUL * CH, GN_MUL * CH, 3, 3, 1, 1, 1, 1, 1, true}; // bounds every conv here
     size_t scratch = op_conv2d_scratch_rows(&worst, 8 * lw, 1) + (4u << 20);
     size_t act = MAX(full, (size_t)MAX(3, m->lat) * 64 * lh * lw);
     taesd_work *w = mem_calloc(1, sizeof *w);
@@ -170,9 +170,9 @@ static void relu(op_ctx *c, float *x, size_t n) { op_act_inplace(c, x, n, OP_ACT
 // y = block(x); x is modified by the pooled branch; t and gbuf are work space.
 static void block(op_ctx *c, const tblock *b, float *y, float *x, float *t, float *gbuf, int h, int w) {
     size_t n = (size_t)CH * h * w;
-    op_conv k3 = {CH, CH, 3, 3, 1, 1, 1, 1, 1};
+    op_conv k3 = {CH, CH, 3, 3, 1, 1, 1, 1, 1, true};
     if (b->p0) {
-        op_conv up = {CH, GN_MUL * CH, 1, 1, 1, 0, 0, 0, 0}, down = {GN_MUL * CH, CH, 1, 1, 1, 0, 0, 0, 0};
+        op_conv up = {CH, GN_MUL * CH, 1, 1, 1, 0, 0, 0, 0, false}, down = {GN_MUL * CH, CH, 1, 1, 1, 0, 0, 0, 0, false};
         op_conv2d(c, gbuf, x, &up, h, w, b->p0, NULL);
         op_group_norm(c, gbuf, gbuf, GN_MUL * CH, h * w, GN_GROUPS, GN_EPS, b->pg, b->pb, false);
         relu(c, gbuf, (size_t)GN_MUL * n);

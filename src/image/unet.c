@@ -67,8 +67,8 @@ struct unet_work {
 // --- binding ----------------------------------------------------------------------------------
 
 static void take_conv(wts_loader *L, u_conv *c, int cin, int cout, int k, int stride, const char *name) {
-    c->p = (op_conv){cin, cout, k, k, stride, k / 2, k / 2, k / 2, k / 2};
-    wts_take(L, &c->w, WTS_SHAPE(cout, cin, k, k), "%s.weight", name);
+    c->p = (op_conv){cin, cout, k, k, stride, k / 2, k / 2, k / 2, k / 2, true};
+    wts_take_conv(L, &c->w, cout, cin, k, k, "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
 }
 
@@ -76,13 +76,13 @@ static void take_resnet(wts_loader *L, u_resnet *r, int cin, int cout, int temb,
     r->cin = cin, r->cout = cout;
     wts_take(L, &r->n1_g, WTS_SHAPE(cin), "%s.norm1.weight", name);
     wts_take(L, &r->n1_b, WTS_SHAPE(cin), "%s.norm1.bias", name);
-    wts_take(L, &r->c1_w, WTS_SHAPE(cout, cin, 3, 3), "%s.conv1.weight", name);
+    wts_take_conv(L, &r->c1_w, cout, cin, 3, 3, "%s.conv1.weight", name);
     wts_take(L, &r->c1_b, WTS_SHAPE(cout), "%s.conv1.bias", name);
     wts_take(L, &r->t_w, WTS_SHAPE(cout, temb), "%s.time_emb_proj.weight", name);
     wts_take(L, &r->t_b, WTS_SHAPE(cout), "%s.time_emb_proj.bias", name);
     wts_take(L, &r->n2_g, WTS_SHAPE(cout), "%s.norm2.weight", name);
     wts_take(L, &r->n2_b, WTS_SHAPE(cout), "%s.norm2.bias", name);
-    wts_take(L, &r->c2_w, WTS_SHAPE(cout, cout, 3, 3), "%s.conv2.weight", name);
+    wts_take_conv(L, &r->c2_w, cout, cout, 3, 3, "%s.conv2.weight", name);
     wts_take(L, &r->c2_b, WTS_SHAPE(cout), "%s.conv2.bias", name);
     r->sc_w = r->sc_b = NULL;
     if (cin != cout) {
@@ -247,7 +247,7 @@ sim_status unet_work_new(unet_work **out, const unet *u, int lh, int lw, int n_c
         chw = MAX(chw, (size_t)c->block_out[i] * hw);
         res += (size_t)c->layers_per_block * c->block_out[i] * hw + (i + 1 < n ? (size_t)c->block_out[i] * (hw >> 2) : 0);
     }
-    op_conv worst = {2 * maxc, maxc, 3, 3, 1, 1, 1, 1, 1}; // up-block resnets take the concat
+    op_conv worst = {2 * maxc, maxc, 3, 3, 1, 1, 1, 1, 1, true}; // up-block resnets take the concat
     size_t scratch = MAX(op_conv2d_scratch_rows(&worst, lw, 1) + (4u << 20),
                          op_attention_scratch(&(op_attn){.Tk = (int)MAX(hw0, (size_t)n_ctx)}, POOL_MAX_THREADS));
     size_t T = (size_t)u->temb_dim;
@@ -289,7 +289,7 @@ void unet_work_free(unet_work *w) {
 static void resnet(op_ctx *c, const unet *u, unet_work *w, float *y, const float *x, float *t, const u_resnet *r, int h, int wd) {
     int hw = h * wd, G = u->cfg.groups;
     float eps = u->cfg.norm_eps;
-    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1};
+    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1, true}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1, true};
     op_group_norm(c, t, x, r->cin, hw, G, eps, r->n1_g, r->n1_b, true);
     op_conv2d(c, y, t, &p1, h, wd, r->c1_w, r->c1_b);
     op_linear(c, w->tproj, w->temb_act, r->t_w, r->t_b, 1, u->temb_dim, r->cout);
@@ -298,7 +298,7 @@ static void resnet(op_ctx *c, const unet *u, unet_work *w, float *y, const float
     op_group_norm(c, t, y, r->cout, hw, G, eps, r->n2_g, r->n2_b, true);
     op_conv2d(c, y, t, &p2, h, wd, r->c2_w, r->c2_b);
     if (r->sc_w) {
-        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0};
+        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0, false};
         op_conv2d(c, t, x, &ps, h, wd, r->sc_w, r->sc_b);
         op_add(y, y, t, (size_t)r->cout * hw);
     } else {

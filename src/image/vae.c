@@ -65,9 +65,9 @@ struct vae_work {
 
 static void take_conv(wts_loader *L, vae_conv *c, int cin, int cout, int k, int stride, const char *name) {
     int pad = k / 2;
-    c->p = (op_conv){cin, cout, k, k, stride, pad, pad, pad, pad};
-    if (stride == 2) c->p = (op_conv){cin, cout, k, k, 2, 0, 0, 1, 1}; // diffusers pads (0, 1, 0, 1)
-    wts_take(L, &c->w, WTS_SHAPE(cout, cin, k, k), "%s.weight", name);
+    c->p = (op_conv){cin, cout, k, k, stride, pad, pad, pad, pad, true};
+    if (stride == 2) c->p = (op_conv){cin, cout, k, k, 2, 0, 0, 1, 1, true}; // diffusers pads (0, 1, 0, 1)
+    wts_take_conv(L, &c->w, cout, cin, k, k, "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
 }
 
@@ -75,11 +75,11 @@ static void take_resnet(wts_loader *L, vae_resnet *r, int cin, int cout, const c
     r->cin = cin, r->cout = cout;
     wts_take(L, &r->n1_g, WTS_SHAPE(cin), "%s.norm1.weight", name);
     wts_take(L, &r->n1_b, WTS_SHAPE(cin), "%s.norm1.bias", name);
-    wts_take(L, &r->c1_w, WTS_SHAPE(cout, cin, 3, 3), "%s.conv1.weight", name);
+    wts_take_conv(L, &r->c1_w, cout, cin, 3, 3, "%s.conv1.weight", name);
     wts_take(L, &r->c1_b, WTS_SHAPE(cout), "%s.conv1.bias", name);
     wts_take(L, &r->n2_g, WTS_SHAPE(cout), "%s.norm2.weight", name);
     wts_take(L, &r->n2_b, WTS_SHAPE(cout), "%s.norm2.bias", name);
-    wts_take(L, &r->c2_w, WTS_SHAPE(cout, cout, 3, 3), "%s.conv2.weight", name);
+    wts_take_conv(L, &r->c2_w, cout, cout, 3, 3, "%s.conv2.weight", name);
     wts_take(L, &r->c2_b, WTS_SHAPE(cout), "%s.conv2.bias", name);
     r->sc_w = r->sc_b = NULL;
     if (cin != cout) {
@@ -207,7 +207,7 @@ sim_status vae_work_new(vae_work **out, const vae *v, int lh, int lw, sim_err *e
     op_attn at = {.Tk = (int)hw_mid};
     int maxc = 0;
     for (int i = 0; i < n; i++) maxc = MAX(maxc, c->block_out[i]);
-    op_conv worst = {maxc, maxc, 3, 3, 1, 1, 1, 1, 1}; // one-row bands of the widest conv, plus room for bigger bands
+    op_conv worst = {maxc, maxc, 3, 3, 1, 1, 1, 1, 1, true}; // one-row bands of the widest conv, plus room for bigger bands
     size_t conv = op_conv2d_scratch_rows(&worst, lw << (n - 1), 1) + (4u << 20);
     size_t scratch = MAX(MAX(wmax, conv), op_attention_scratch(&at, POOL_MAX_THREADS));
     size_t total = 3 * big + 4 * top * hw_mid + scratch;
@@ -240,13 +240,13 @@ static void conv(op_ctx *c, float *y, const float *x, const vae_conv *k, int h, 
 // y = resnet(x); t is work space; y, x, t distinct.
 static void resnet(op_ctx *c, int G, float *y, const float *x, float *t, const vae_resnet *r, int h, int w) {
     int hw = h * w;
-    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1};
+    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1, true}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1, true};
     op_group_norm(c, t, x, r->cin, hw, G, VAE_EPS, r->n1_g, r->n1_b, true);
     op_conv2d(c, y, t, &p1, h, w, r->c1_w, r->c1_b);
     op_group_norm(c, t, y, r->cout, hw, G, VAE_EPS, r->n2_g, r->n2_b, true);
     op_conv2d(c, y, t, &p2, h, w, r->c2_w, r->c2_b);
     if (r->sc_w) {
-        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0};
+        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0, false};
         op_conv2d(c, t, x, &ps, h, w, r->sc_w, r->sc_b);
         op_add(y, y, t, (size_t)r->cout * hw);
     } else {

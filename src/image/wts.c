@@ -1,6 +1,8 @@
 // wts.c — two-pass weight binding into a float32 arena (see wts.h).
 #include "image/wts.h"
 
+#include "tensor/ops.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,4 +51,24 @@ void wts_take(wts_loader *L, float **out, int nd, const int64_t *d, const char *
     L->st = st_read_f32(L->f, name, d, nd, L->next, L->err);
     *out = L->next;
     L->next += n;
+}
+
+void wts_take_conv(wts_loader *L, float **out, int cout, int cin, int kh, int kw, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    wts_take(L, out, 4, (const int64_t[]){cout, cin, kh, kw}, "%s", name);
+    if (L->counting || L->st != SIM_OK || (kh == 1 && kw == 1)) return; // 1×1: packing is the identity
+    size_t n = (size_t)cout * cin * kh * kw;
+    float *tmp = mem_alloc(n * sizeof *tmp);
+    if (!tmp) {
+        L->st = err_set(L->err, SIM_ERR_NOMEM, "%s: out of memory packing '%s'", L->f->path, name);
+        return;
+    }
+    memcpy(tmp, *out, n * sizeof *tmp);
+    op_conv p = {.cin = cin, .cout = cout, .kh = kh, .kw = kw};
+    op_conv_pack(&p, tmp, *out);
+    mem_free(tmp);
 }

@@ -41,6 +41,9 @@ void wts_abort(wts_loader *L); // frees the arena after an error
 
 // Takes the tensor prefix + printf(fmt, ...) with shape (d[0..nd)) into *out.
 void wts_take(wts_loader *L, float **out, int nd, const int64_t *d, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+// A conv weight (cout, cin, kh, kw), stored packed as op_conv_pack does
+// ((cout, kh, kw, cin)); use it with op_conv.packed = true.
+void wts_take_conv(wts_loader *L, float **out, int cout, int cin, int kh, int kw, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 #define WTS_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
 
 #endif

@@ -79,7 +79,7 @@ void op_conv_out_size(const op_conv *p, int h, int w, int *ho, int *wo) {
 static size_t conv_need(const op_conv *p, int w, int wo, int rows) {
     size_t K = (size_t)p->cin * p->kh * p->kw, wp = (size_t)w + p->pad_l + p->pad_r;
     size_t in_rows = (size_t)(rows - 1) * p->stride + p->kh;
-    return (size_t)p->cout * K + in_rows * wp * p->cin + (size_t)rows * wo * K;
+    return (p->packed ? 0 : (size_t)p->cout * K) + in_rows * wp * p->cin + (size_t)rows * wo * K;
 }
 
 size_t op_conv2d_scratch(const op_conv *p, int h, int w) {
@@ -91,6 +91,13 @@ size_t op_conv2d_scratch(const op_conv *p, int h, int w) {
     size_t K = (size_t)p->cin * p->kh * p->kw;
     int rows = (int)MAX((size_t)1, MIN((size_t)ho, (size_t)(4u << 20) / (K * (size_t)wo)));
     return conv_need(p, w, wo, rows);
+}
+
+void op_conv_pack(const op_conv *p, const float *w, float *out) {
+    size_t K = (size_t)p->cin * p->kh * p->kw, T = (size_t)p->kh * p->kw;
+    for (int co = 0; co < p->cout; co++)
+        for (int ci = 0; ci < p->cin; ci++)
+            for (size_t t = 0; t < T; t++) out[(size_t)co * K + t * p->cin + ci] = w[(size_t)co * K + (size_t)ci * T + t];
 }
 
 size_t op_conv2d_scratch_rows(const op_conv *p, int w, int rows) {
@@ -111,7 +118,9 @@ void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, con
                         for (int kx = 0; kx < p->kw; kx++) {
                             int iy = oy * p->stride - p->pad_t + ky, ix = ox * p->stride - p->pad_l + kx;
                             if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                            s += x[((size_t)ci * h + iy) * w + ix] * weight[(((size_t)co * p->cin + ci) * p->kh + ky) * p->kw + kx];
+                            size_t wi = p->packed ? (((size_t)co * p->kh + ky) * p->kw + kx) * p->cin + ci
+                                                  : (((size_t)co * p->cin + ci) * p->kh + ky) * p->kw + kx;
+                            s += x[((size_t)ci * h + iy) * w + ix] * weight[wi];
                         }
                 y[((size_t)co * ho + oy) * wo + ox] = s;
             }
@@ -131,11 +140,13 @@ static void conv_work(void *arg, int ith, int nth) {
     const op_conv *p = a->p;
     int cin = p->cin, K = cin * p->kh * p->kw, HWo = a->ho * a->wo, wp = a->w + p->pad_l + p->pad_r, s = p->stride;
     int in_max = (a->band - 1) * s + p->kh;
-    float *wr = a->c->scratch, *xp = wr + (size_t)p->cout * K, *patches = xp + (size_t)in_max * wp * cin;
+    float *wr = p->packed ? NULL : a->c->scratch, *xp = a->c->scratch + (p->packed ? 0 : (size_t)p->cout * K),
+          *patches = xp + (size_t)in_max * wp * cin;
+    const float *wk = p->packed ? a->weight : wr;
     int64_t q0, q1;
-    // Weights (cout, cin, kh, kw) → (cout, kh, kw, cin).
+    // Weights (cout, cin, kh, kw) → (cout, kh, kw, cin), unless packed already.
     share(p->cout, ith, nth, &q0, &q1);
-    for (int64_t co = q0; co < q1; co++)
+    for (int64_t co = q0; co < q1 && wr; co++)
         for (int ci = 0; ci < cin; ci++)
             for (int t = 0; t < p->kh * p->kw; t++)
                 wr[(size_t)co * K + (size_t)t * cin + ci] = a->weight[((size_t)co * cin + ci) * p->kh * p->kw + t];
@@ -176,7 +187,7 @@ static void conv_work(void *arg, int ith, int nth) {
         // y[co][pixel] = patch · weight[co]: the patches play the weight
         // matrix, so the output comes out channel-major (NCHW) directly.
         mm_tensor Pm = {.type = TT_F32, .ne0 = K, .ne1 = P, .row_bytes = (size_t)K * 4, .data = patches};
-        mm_mul(a->c->k, &Pm, wr, p->cout, a->y + (size_t)r0 * a->wo, (size_t)HWo, &a->ctr[bi & 1], nth);
+        mm_mul(a->c->k, &Pm, wk, p->cout, a->y + (size_t)r0 * a->wo, (size_t)HWo, &a->ctr[bi & 1], nth);
         barrier(a->c, nth);
     }
     if (!a->bias) return;

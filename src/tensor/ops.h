@@ -48,7 +48,12 @@ typedef struct op_conv {
     int kh, kw;
     int stride;
     int pad_t, pad_l, pad_b, pad_r; // zero padding on each side (asymmetric allowed)
+    bool packed;                    // weights in (cout, kh, kw, cin) order (op_conv_pack), else PyTorch's (cout, cin, kh, kw)
 } op_conv;
+
+// out (cout, kh, kw, cin) = w (cout, cin, kh, kw) reordered; out must not overlap w.
+// Packed weights save op_conv2d a reorder (and its scratch) on every call.
+void op_conv_pack(const op_conv *p, const float *w, float *out);
 
 // The output size of a convolution over an h × w input.
 void op_conv_out_size(const op_conv *p, int h, int w, int *ho, int *wo);
