@@ -31,7 +31,7 @@ static uint8_t *random_image(int w, int h, int ch) {
 }
 
 static void test_round_trip(void) {
-    static const int sizes[][2] = {{1, 1}, {3, 1}, {1, 7}, {7, 3}, {31, 33}, {33, 31}, {255, 3}, {64, 64}, {1023, 2}};
+    static const int sizes[][2] = {{1, 1}, {3, 1}, {1, 7}, {7, 3}, {31, 33}, {33, 31}, {255, 3}, {64, 64}, {1023, 2}, {300, 211}};
     for (size_t si = 0; si < ARRAY_LEN(sizes); si++)
         for (int ch = 3; ch <= 4; ch++) {
             int w = sizes[si][0], h = sizes[si][1];
@@ -244,6 +244,9 @@ static void test_hostile(void) {
     expect_error(b, "overflow", "more than the 14 bytes");
     build(b, 2, 2, 8, 2, raw, sizeof raw - 1, NULL, NULL, 0);
     expect_error(b, "underflow", "inflates to 13 bytes");
+    // a tiny file claiming the largest image allowed: refused from its data
+    build(b, 16384, 4096, 16, 6, raw, sizeof raw, NULL, NULL, 0);
+    expect_error(b, "claims huge", "inflates to 14 bytes, IHDR implies 536875008");
     uint8_t big[1000] = {0};
     build(b, 2, 2, 8, 2, big, sizeof big, NULL, NULL, 0);
     expect_error(b, "overflow big", "more than");

@@ -207,8 +207,8 @@ typedef struct dec {
     int n_pal;
     bool has_trns;
     uint16_t trns[3];         // gray or RGB key (raw sample values)
-    uint8_t *raw;             // (raw_len) inflated scanlines
-    size_t raw_len;
+    uint8_t *raw;             // (raw_cap) inflated scanlines, raw_len once complete
+    size_t raw_len, raw_cap;
 } dec;
 
 static size_t row_bytes(const dec *d, int w) { return ((size_t)w * d->channels * d->depth + 7) / 8; }
@@ -415,23 +415,33 @@ static sim_status decode(png_image *img, dec *d, const uint8_t *data, size_t len
             if (d->ctype == 3 && !have_plte) return err_set(err, SIM_ERR_FORMAT, "png: palette image without a PLTE chunk");
             if (!idat_started) {
                 idat_started = true;
-                d->raw = mem_alloc(d->raw_len);
-                if (!d->raw) return err_set(err, SIM_ERR_NOMEM, "png: out of memory for %zu bytes of scanlines", d->raw_len);
+                // The scanline buffer grows with what inflates (up to raw_len), so a
+                // tiny file claiming a huge image costs no more than its data.
+                d->raw_cap = MIN(d->raw_len, (size_t)1 << 16);
+                d->raw = mem_alloc(d->raw_cap);
+                if (!d->raw) return err_set(err, SIM_ERR_NOMEM, "png: out of memory for scanlines");
                 *zs = (z_stream){.zalloc = png_zalloc, .zfree = png_zfree};
                 if (inflateInit(zs) != Z_OK) return err_set(err, SIM_ERR_NOMEM, "png: cannot start the zlib decompressor");
                 *zinit = true;
-                zs->next_out = d->raw, zs->avail_out = (uInt)d->raw_len;
+                zs->next_out = d->raw, zs->avail_out = (uInt)d->raw_cap;
             }
             if (n && z_done) return err_set(err, SIM_ERR_FORMAT, "png: data after the end of the zlib stream");
             if (n && !z_done) {
                 zs->next_in = (Bytef *)p, zs->avail_in = n;
                 while (zs->avail_in) {
+                    if (zs->avail_out == 0 && d->raw_cap < d->raw_len) {
+                        size_t cap = d->raw_cap > d->raw_len / 2 ? d->raw_len : 2 * d->raw_cap;
+                        uint8_t *r = mem_realloc(d->raw, cap);
+                        if (!r) return err_set(err, SIM_ERR_NOMEM, "png: out of memory for %zu bytes of scanlines", cap);
+                        d->raw = r, zs->next_out = r + d->raw_cap, zs->avail_out = (uInt)(cap - d->raw_cap), d->raw_cap = cap;
+                    }
                     int zr = inflate(zs, Z_NO_FLUSH);
                     if (zr == Z_STREAM_END) {
                         z_done = true;
                         if (zs->avail_in) return err_set(err, SIM_ERR_FORMAT, "png: data after the end of the zlib stream");
                         break;
                     }
+                    if (zr == Z_BUF_ERROR && zs->avail_out == 0 && d->raw_cap < d->raw_len) continue; // grow
                     if (zr == Z_BUF_ERROR && zs->avail_out == 0)
                         return err_set(err, SIM_ERR_FORMAT, "png: image data inflates to more than the %zu bytes IHDR implies",
                                        d->raw_len);
