@@ -23,6 +23,10 @@ static int noise(int amp) {
     return (int)((rng >> 16) % (2 * amp + 1)) - amp;
 }
 
+// ramp > 0: a soft edge instead, alpha falling linearly over `ramp` pixels
+// across the circle (as an upscaled or blurred generated image has).
+static float ramp_px = 0;
+
 static void draw(scene *s, int w, int h, float cx, float cy, float r, const uint8_t fg[3], const uint8_t bg[3], int amp) {
     *s = (scene){.w = w, .h = h, .cx = cx, .cy = cy, .r = r};
     memcpy(s->fg, fg, 3), memcpy(s->bg, bg, 3);
@@ -36,6 +40,11 @@ static void draw(scene *s, int w, int h, float cx, float cy, float r, const uint
                     in += (px - cx) * (px - cx) + (py - cy) * (py - cy) <= r * r;
                 }
             float a = in / 16.0f;
+            if (ramp_px > 0) {
+                float dd = sqrtf((x + 0.5f - cx) * (x + 0.5f - cx) + (y + 0.5f - cy) * (y + 0.5f - cy));
+                a = (r - dd) / ramp_px + 0.5f;
+                a = a < 0 ? 0 : a > 1 ? 1 : a;
+            }
             size_t i = (size_t)y * w + x;
             s->cover[i] = a;
             for (int c = 0; c < 3; c++) {
@@ -78,10 +87,12 @@ static int check_keyed(const scene *s, const char *what) {
     return edges;
 }
 
-static void test_green(void) {
+static void run_green(float ramp) {
     scene s;
     const uint8_t fg[3] = {220, 120, 60}, bg[3] = {20, 230, 40};
+    ramp_px = ramp;
     draw(&s, 61, 47, 30.3f, 22.7f, 15.2f, fg, bg, 3);
+    ramp_px = 0;
     uint8_t det[3], used[3];
     sim_err err;
     CHECK(key_detect_color(s.rgba, s.w, s.h, 40, det, &err) == SIM_OK);
@@ -103,10 +114,16 @@ static void test_green(void) {
             continue;
         }
         if (p[1] > MAX(p[0], p[2]) + 2) cast++;
-        if (abs(p[0] - fg[0]) > 30 || abs(p[1] - fg[1]) > 30 || abs(p[2] - fg[2]) > 30) far++;
+        // a soft edge wider than the unmix window leaves a mixed colour on the faintest pixels
+        if (p[3] >= (ramp > 0 ? 32 : 1) && (abs(p[0] - fg[0]) > 30 || abs(p[1] - fg[1]) > 30 || abs(p[2] - fg[2]) > 30) && far++ < 3)
+            fprintf(stderr, "  pixel (%zu, %zu) cover %.3f: %d %d %d alpha %d\n", i % s.w, i / s.w, s.cover[i], p[0], p[1], p[2], p[3]);
     }
-    CHECK_MSG(cast == 0, "%d pixels keep a green cast", cast);
-    CHECK_MSG(far == 0, "%d visible pixels are far from the subject colour", far);
+    CHECK_MSG(cast == 0, "ramp %g: %d pixels keep a green cast", ramp, cast);
+    CHECK_MSG(far == 0, "ramp %g: %d visible pixels are far from the subject colour", ramp, far);
+    if (ramp > 0) {
+        scene_free(&s);
+        return;
+    }
     // trim: the disc's box plus the margin
     key_box b;
     CHECK(key_bbox(s.rgba, s.w, s.h, 2, &b));
@@ -122,6 +139,9 @@ static void test_green(void) {
     CHECK(key_crop(s.rgba, s.w, s.h, (key_box){s.w - 2, 0, 5, 5}, &crop, &err) == SIM_ERR_ARG);
     scene_free(&s);
 }
+
+static void test_green(void) { run_green(0); }
+static void test_green_soft_edge(void) { run_green(5); }
 
 static void test_white(void) {
     scene s;
@@ -230,12 +250,39 @@ static void test_canvas(void) {
     for (int i = 0; i < 3; i++) free(in[i].rgba);
 }
 
+// Each allocation failing in turn: an error and the image unchanged.
+static void test_alloc_failures(void) {
+    scene s;
+    const uint8_t fg[3] = {200, 50, 50}, bg[3] = {0, 255, 0};
+    draw(&s, 20, 20, 10, 10, 6, fg, bg, 0);
+    uint8_t *orig = malloc(20 * 20 * 4);
+    memcpy(orig, s.rgba, 20 * 20 * 4);
+    int fails = 0;
+    for (long n = 0; n < 20; n++) {
+        key_params kp = key_defaults();
+        sim_err err;
+        mem_fail_after(n);
+        sim_status st = key_apply(s.rgba, 20, 20, &kp, NULL, &err);
+        bool hit = mem_fail_triggered();
+        mem_fail_after(-1);
+        if (!hit) break;
+        fails++;
+        CHECK(st == SIM_ERR_NOMEM);
+        CHECK(memcmp(orig, s.rgba, 20 * 20 * 4) == 0);
+    }
+    CHECK(fails >= 4);
+    free(orig);
+    scene_free(&s);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     TEST_RUN(test_green);
+    TEST_RUN(test_green_soft_edge);
     TEST_RUN(test_white);
     TEST_RUN(test_green_subject_and_options);
     TEST_RUN(test_detect_errors);
     TEST_RUN(test_canvas);
+    TEST_RUN(test_alloc_failures);
     return test_finish();
 }

@@ -91,9 +91,10 @@ sim_status key_apply(uint8_t *rgba, int w, int h, const key_params *p, uint8_t u
     if (used) memcpy(used, kc, 3);
     float k[3] = {kc[0], kc[1], kc[2]};
     size_t n = (size_t)w * h;
-    uint8_t *src = mem_alloc(n * 4), *alpha = mem_alloc(n);
-    if (!src || !alpha) {
-        mem_free(src), mem_free(alpha);
+    uint8_t *src = mem_alloc(n * 4), *alpha = mem_alloc(n), *dt = mem_alloc(n);
+    float *dist = mem_alloc(n * sizeof *dist); // (h, w) distance of each input pixel to the key
+    if (!src || !alpha || !dt || !dist) {
+        mem_free(src), mem_free(alpha), mem_free(dt), mem_free(dist);
         return err_set(err, SIM_ERR_NOMEM, "key: out of memory for a %dx%d image", w, h);
     }
     memcpy(src, rgba, n * 4);
@@ -106,7 +107,25 @@ sim_status key_apply(uint8_t *rgba, int w, int h, const key_params *p, uint8_t u
     int kmax = MAX(kc[0], MAX(kc[1], kc[2])), kmin = MIN(kc[0], MIN(kc[1], kc[2]));
     bool chroma = kmax - kmin >= 64, spill_ch[3];
     for (int c = 0; c < 3; c++) spill_ch[c] = kc[c] >= kmax - 16;
-    const int R = KEY_EDGE_RADIUS;
+    // dt: chessboard distance to the nearest background pixel (capped at 255)
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t t = 0; t < n; t++) {
+            size_t i = pass ? n - 1 - t : t;
+            int x = (int)(i % (size_t)w), y = (int)(i / (size_t)w), s = pass ? 1 : -1, best = 255;
+            if (alpha[i] == 0) {
+                dt[i] = 0;
+                continue;
+            }
+            // the neighbours already visited in this pass' order
+            const int nb[4][2] = {{s, 0}, {-1, s}, {0, s}, {1, s}};
+            for (int q = 0; q < 4; q++) {
+                int xx = x + nb[q][0], yy = y + nb[q][1];
+                if (xx >= 0 && yy >= 0 && xx < w && yy < h) best = MIN(best, dt[(size_t)yy * w + xx] + 1);
+            }
+            dt[i] = (uint8_t)MIN(pass ? dt[i] : 255, best);
+        }
+    for (size_t i = 0; i < n; i++) dist[i] = dist3(src + i * 4, k);
+    const int R = KEY_EDGE_RADIUS, F = KEY_SPILL_FADE;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             size_t i = (size_t)y * w + x;
@@ -117,35 +136,35 @@ sim_status key_apply(uint8_t *rgba, int w, int h, const key_params *p, uint8_t u
             }
             o[3] = alpha[i];
             if (!p->spill) continue;
-            // the edge band: a background pixel within R; f: the farthest pixel from k
-            bool edge = false;
-            const uint8_t *f = NULL;
-            float fd = -1;
-            for (int yy = MAX(0, y - R); yy <= MIN(h - 1, y + R); yy++)
-                for (int xx = MAX(0, x - R); xx <= MIN(w - 1, x + R); xx++) {
-                    size_t j = (size_t)yy * w + xx;
-                    if (alpha[j] == 0) edge = true;
-                    float dj = dist3(src + j * 4, k);
-                    if (dj > fd) fd = dj, f = src + j * 4;
-                }
+            bool edge = dt[i] <= R || alpha[i] < 255;
             float px[3] = {o[0], o[1], o[2]};
-            if (edge && fd > dist3(o, k) + 1) { // unmix towards the subject colour f
-                float fk[3] = {f[0] - k[0], f[1] - k[1], f[2] - k[2]}, dot = 0, nn = 0;
-                for (int c = 0; c < 3; c++) dot += (px[c] - k[c]) * fk[c], nn += fk[c] * fk[c];
-                float a = nn > 0 ? dot / nn : 1;
-                if (a > 1) a = 1;
-                if (a > 0.02f)
-                    for (int c = 0; c < 3; c++) px[c] = (px[c] - (1 - a) * k[c]) / a;
+            if (edge) { // unmix towards the subject colour f: the farthest pixel from k within R
+                size_t fi = i;
+                for (int yy = MAX(0, y - R); yy <= MIN(h - 1, y + R); yy++)
+                    for (int xx = MAX(0, x - R); xx <= MIN(w - 1, x + R); xx++)
+                        if (dist[(size_t)yy * w + xx] > dist[fi]) fi = (size_t)yy * w + xx;
+                const uint8_t *f = src + fi * 4;
+                if (dist[fi] > dist[i] + 1) {
+                    float fk[3] = {f[0] - k[0], f[1] - k[1], f[2] - k[2]}, dot = 0, nn = 0;
+                    for (int c = 0; c < 3; c++) dot += (px[c] - k[c]) * fk[c], nn += fk[c] * fk[c];
+                    float a = nn > 0 ? dot / nn : 1;
+                    if (a > 1) a = 1;
+                    if (a > 0.02f)
+                        for (int c = 0; c < 3; c++) px[c] = (px[c] - (1 - a) * k[c]) / a;
+                }
             }
             if (chroma) {
-                float blend = edge ? 1 : 1 - alpha[i] / 255.0f, limit = 0;
-                for (int c = 0; c < 3; c++)
-                    if (!spill_ch[c]) limit = MAX(limit, px[c]);
-                for (int c = 0; c < 3; c++)
-                    if (spill_ch[c] && px[c] > limit) px[c] -= blend * (px[c] - limit);
+                float blend = edge ? 1 : MAX(1 - alpha[i] / 255.0f, (float)(R + F - dt[i]) / F), limit = 0;
+                if (blend > 0) {
+                    for (int c = 0; c < 3; c++)
+                        if (!spill_ch[c]) limit = MAX(limit, px[c]);
+                    for (int c = 0; c < 3; c++)
+                        if (spill_ch[c] && px[c] > limit) px[c] -= blend * (px[c] - limit);
+                }
             }
             for (int c = 0; c < 3; c++) o[c] = clamp8(px[c]);
         }
+    mem_free(dt), mem_free(dist);
     mem_free(src), mem_free(alpha);
     return SIM_OK;
 }

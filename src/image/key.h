@@ -15,8 +15,8 @@
 // anti-aliased edges a soft ramp instead of a jagged cut.
 //
 // Spill (the key colour's cast on edge pixels). The edge band is every
-// pixel with alpha > 0 that has a background pixel (alpha 0) within
-// KEY_EDGE_RADIUS. There:
+// pixel with alpha > 0 that is translucent or has a background pixel
+// (alpha 0) within KEY_EDGE_RADIUS (chessboard distance). There:
 //   1. unmix: an anti-aliased edge pixel is a blend p = a·c + (1 - a)·k of
 //      the subject colour c and the key k. c is taken as the pixel of the
 //      (2R+1)² window farthest from k (the most "subject-like" one, f), a as
@@ -25,8 +25,9 @@
 //      fringe) and for any colour; composited back over k the pixel is p.
 //   2. for a chromatic key (max - min channel of k ≥ 64, e.g. green), the
 //      channels where k is within 16 of its largest are clamped to the
-//      largest of the other channels (green: G ≤ max(R, B)), fully in the
-//      edge band and by 1 - alpha/255 ("how keyed") elsewhere, so a green
+//      largest of the other channels (green: G ≤ max(R, B)): fully in the
+//      edge band, then fading out over KEY_SPILL_FADE more pixels inwards
+//      (or by 1 - alpha/255, "how keyed", if that is larger), so a green
 //      subject well inside the sprite keeps its colour.
 // Fully transparent pixels become (0, 0, 0, 0).
 //
@@ -43,7 +44,8 @@
 
 #include "base/base.h"
 
-#define KEY_EDGE_RADIUS 2
+#define KEY_EDGE_RADIUS 3 // pixels: the edge band
+#define KEY_SPILL_FADE 3  // pixels: the spill clamp fades out past the band
 
 typedef struct key_params {
     bool auto_color;      // detect the key colour from the borders
