@@ -138,6 +138,31 @@ static void test_zips(void) {
     CHECK_EQ_INT(pth_open(&f, "/nonexistent.pth", &err), SIM_ERR_IO);
 }
 
+// Every allocation of ours failing in turn: a clean SIM_ERR_NOMEM, nothing leaked (ASan).
+static void test_alloc_failures(void) {
+    static uint8_t z[8192];
+    uint8_t pkl[512];
+    float vals[4] = {1, -2, 3.5f, 4};
+    size_t pl = state_dict(pkl, 4, 2, 1), n = make_zip(z, sizeof z, pkl, pl, vals, 16);
+    bool done = false;
+    for (long k = 0; k < 200 && !done; k++) {
+        st_file *f = NULL;
+        sim_err err = {0};
+        mem_fail_after(k);
+        sim_status st = pth_open_memory(&f, z, n, "ok.pth", &err);
+        bool failed = mem_fail_triggered();
+        mem_fail_after(-1);
+        if (st == SIM_OK) st_close(f);
+        if (!failed) {
+            CHECK_EQ_INT(st, SIM_OK);
+            done = true;
+        } else {
+            CHECK_MSG(st == SIM_ERR_NOMEM && f == NULL, "allocation %ld: %d %s", k, st, err.msg);
+        }
+    }
+    CHECK(done);
+}
+
 static void test_taef2(void) {
     char path[1024];
     if (!test_shared_path(path, sizeof path, "diffusion/taef2/taef2_decoder.pth")) return;
@@ -156,6 +181,7 @@ int main(int argc, char **argv) {
     test_init(argc, argv);
     TEST_RUN(test_pickles);
     TEST_RUN(test_zips);
+    TEST_RUN(test_alloc_failures);
     TEST_RUN(test_taef2);
     return test_finish();
 }

@@ -95,8 +95,41 @@ static void test_micro_sd15(void) {
     vae_free(v);
 }
 
+// Loading with each allocation failing in turn: SIM_ERR_NOMEM, nothing leaked (ASan).
+static void test_alloc_failures(void) {
+    char dir[1024], path[1200];
+    if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return;
+    dif_pipeline p;
+    sim_err err = {0};
+    if (dif_open(&p, dir, &err) != SIM_OK) return;
+    dif_path(&p, "vae/diffusion_pytorch_model.safetensors", path, sizeof path, &err);
+    st_file *f = NULL;
+    if (st_open(&f, path, &err) != SIM_OK) return;
+    bool done = false;
+    for (long k = 0; k < 100 && !done; k++) {
+        vae *v = NULL;
+        vae_work *w = NULL;
+        mem_fail_after(k);
+        sim_status st = vae_load(&v, &p.vae, f, &err);
+        if (st == SIM_OK) st = vae_work_new(&w, v, 8, 8, &err);
+        bool failed = mem_fail_triggered();
+        mem_fail_after(-1);
+        vae_work_free(w);
+        vae_free(v);
+        if (!failed) {
+            CHECK_EQ_INT(st, SIM_OK);
+            done = true;
+        } else {
+            CHECK_MSG(st == SIM_ERR_NOMEM, "allocation %ld: %d %s", k, st, err.msg);
+        }
+    }
+    CHECK(done);
+    st_close(f);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     TEST_RUN(test_micro_sd15);
+    TEST_RUN(test_alloc_failures);
     return test_finish();
 }
