@@ -6,6 +6,7 @@
 // filter bytes, bad palette indices), plus failing each allocation.
 #include <stdlib.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "base/file.h"
 #include "image/png.h"
@@ -65,14 +66,17 @@ static void test_texts(void) {
     uint8_t pix[3 * 2 * 2] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, *file;
     size_t len;
     sim_err err;
-    png_text t[] = {{"parameters", "a lighthouse at dawn\nSteps: 4, Seed: 42, Sampler: DDIM"}, {"Software", "Simularity"}, {"empty", ""}};
-    CHECK(png_encode(pix, 2, 2, 3, t, 3, &file, &len, &err) == SIM_OK);
+    png_text t[] = {{"parameters", "a lighthouse at dawn\nSteps: 4, Seed: 42, Sampler: DDIM"}, {"Software", "Simularity"}, {"empty", ""},
+                    {"utf8", "caf\xc3\xa9 \xe2\x9c\x93"}};
+    CHECK(png_encode(pix, 2, 2, 3, t, 4, &file, &len, &err) == SIM_OK);
     png_image img;
     CHECK(png_decode(&img, file, len, &err) == SIM_OK);
-    CHECK_EQ_INT(img.n_texts, 3);
+    CHECK_EQ_INT(img.n_texts, 4);
+    CHECK(memmem(file, len, "iTXtutf8", 8) != NULL); // UTF-8 goes in iTXt
     CHECK_STR(png_text_find(&img, "parameters"), t[0].text);
     CHECK_STR(png_text_find(&img, "Software"), "Simularity");
     CHECK_STR(png_text_find(&img, "empty"), "");
+    CHECK_STR(png_text_find(&img, "utf8"), "caf\xc3\xa9 \xe2\x9c\x93");
     CHECK(png_text_find(&img, "missing") == NULL);
     png_image_free(&img);
     mem_free(file);
@@ -129,6 +133,12 @@ static void test_python_reference(void) {
         if (st == SIM_OK) {
             CHECK_EQ_INT(want_len, (size_t)img.w * img.h * 4);
             CHECK_STR(png_text_find(&img, "name"), names[i]);
+            if (strcmp(names[i], "gray8") == 0) {
+                const char *z = png_text_find(&img, "ztext");
+                CHECK(z && strlen(z) == 24 * 20 && strncmp(z, "compressed latin-1 text ", 24) == 0);
+                CHECK_STR(png_text_find(&img, "itext"), "caf\xc3\xa9 \xe2\x9c\x93 sprite");
+                CHECK_STR(png_text_find(&img, "iplain"), "plain \xc3\xbc");
+            }
             int bad = 0;
             for (size_t k = 0; k < want_len && k < (size_t)img.w * img.h * 4; k++)
                 if (img.rgba[k] != (uint8_t)want[k] && bad++ < 3)
@@ -275,6 +285,20 @@ static void test_hostile(void) {
     png_image_free(&img);
     build(b, 2, 2, 8, 2, raw, sizeof raw, "tEXt", "nokeyword", 9);
     expect_error(b, "text", "keyword");
+    build(b, 2, 2, 8, 2, raw, sizeof raw, "zTXt", "k\0\1xx", 5);
+    expect_error(b, "ztxt method", "zTXt with an unknown compression method");
+    build(b, 2, 2, 8, 2, raw, sizeof raw, "iTXt", "k\0\0\0en", 6);
+    expect_error(b, "itxt truncated", "truncated iTXt");
+    build(b, 2, 2, 8, 2, raw, sizeof raw, "zTXt", "k\0\0\x78\x01\x01", 6);
+    expect_error(b, "ztxt corrupt", "corrupt compressed text");
+    {   // a 2 MiB text bomb in 2 KiB
+        static uint8_t zeros[2 << 20], bomb[8192];
+        uLongf bn = sizeof bomb - 3;
+        bomb[0] = 'k', bomb[1] = 0, bomb[2] = 0;
+        CHECK(compress(bomb + 3, &bn, zeros, sizeof zeros) == Z_OK);
+        build(b, 2, 2, 8, 2, raw, sizeof raw, "zTXt", bomb, bn + 3);
+        expect_error(b, "ztxt bomb", "inflates to more than 1048576 bytes");
+    }
     build(b, 2, 2, 8, 6, raw, sizeof raw, "tRNS", "\0\1", 2);
     expect_error(b, "trns alpha", "tRNS in an image with an alpha channel");
     // IHDR not first

@@ -164,15 +164,20 @@ sim_status png_encode(const uint8_t *pix, int w, int h, int channels, const png_
     ihdr[8] = 8, ihdr[9] = channels == 4 ? 6 : 2, ihdr[10] = ihdr[11] = ihdr[12] = 0;
     ob_chunk(&b, "IHDR", ihdr, 13);
     for (int i = 0; i < n_texts; i++) {
+        // tEXt is Latin-1: a text with bytes past ASCII (UTF-8) goes in an
+        // uncompressed iTXt (flag 0, method 0, no language, no translation)
         size_t kn = strlen(texts[i].key), tn = strlen(texts[i].text);
-        uint8_t *t = mem_alloc(kn + 1 + tn);
+        bool utf8 = false;
+        for (size_t j = 0; j < tn && !utf8; j++) utf8 = (uint8_t)texts[i].text[j] >= 0x80;
+        size_t hn = kn + 1 + (utf8 ? 4 : 0);
+        uint8_t *t = mem_calloc(hn + tn + 1, 1);
         if (!t) {
             b.oom = true;
             break;
         }
-        memcpy(t, texts[i].key, kn + 1);
-        memcpy(t + kn + 1, texts[i].text, tn);
-        ob_chunk(&b, "tEXt", t, kn + 1 + tn);
+        memcpy(t, texts[i].key, kn);
+        memcpy(t + hn, texts[i].text, tn);
+        ob_chunk(&b, utf8 ? "iTXt" : "tEXt", t, hn + tn);
         mem_free(t);
     }
     // IDAT in chunks of at most 1 MiB
@@ -341,17 +346,88 @@ static sim_status parse_ihdr(dec *d, const uint8_t *p, uint32_t n, sim_err *err)
     return SIM_OK;
 }
 
-static sim_status add_text(png_image *img, const uint8_t *p, uint32_t n, sim_err *err) {
+// Inflates a compressed text (zTXt, iTXt) of at most PNG_MAX_TEXT_BYTES.
+static sim_status inflate_text(const uint8_t *p, size_t n, char **out, size_t *out_len, sim_err *err) {
+    *out = NULL;
+    size_t cap = 256, len = 0;
+    char *buf = mem_alloc(cap + 1);
+    if (!buf) return err_set(err, SIM_ERR_NOMEM, "png: out of memory");
+    z_stream zs = {.zalloc = png_zalloc, .zfree = png_zfree, .next_in = (Bytef *)p, .avail_in = (uInt)n};
+    if (inflateInit(&zs) != Z_OK) {
+        mem_free(buf);
+        return err_set(err, SIM_ERR_NOMEM, "png: cannot start the zlib decompressor");
+    }
+    sim_status st = SIM_OK;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= PNG_MAX_TEXT_BYTES) {
+                st = err_set(err, SIM_ERR_RANGE, "png: a compressed text inflates to more than %d bytes", PNG_MAX_TEXT_BYTES);
+                break;
+            }
+            cap = MIN(2 * cap, (size_t)PNG_MAX_TEXT_BYTES);
+            char *nb = mem_realloc(buf, cap + 1);
+            if (!nb) {
+                st = err_set(err, SIM_ERR_NOMEM, "png: out of memory");
+                break;
+            }
+            buf = nb;
+        }
+        zs.next_out = (Bytef *)buf + len, zs.avail_out = (uInt)(cap - len);
+        int zr = inflate(&zs, Z_NO_FLUSH);
+        len = cap - zs.avail_out;
+        if (zr == Z_STREAM_END) break;
+        if (zr == Z_MEM_ERROR) {
+            st = err_set(err, SIM_ERR_NOMEM, "png: out of memory in zlib");
+            break;
+        }
+        if (zr != Z_OK && !(zr == Z_BUF_ERROR && zs.avail_out == 0)) {
+            st = err_set(err, SIM_ERR_FORMAT, "png: corrupt compressed text (zlib: %s)", zs.msg ? zs.msg : "truncated");
+            break;
+        }
+    }
+    inflateEnd(&zs);
+    if (st != SIM_OK) {
+        mem_free(buf);
+        return st;
+    }
+    buf[len] = 0;
+    *out = buf, *out_len = len;
+    return SIM_OK;
+}
+
+// A tEXt, zTXt or iTXt chunk (type 't', 'z' or 'i') into img->texts.
+static sim_status add_text(png_image *img, char type, const uint8_t *p, uint32_t n, sim_err *err) {
+    const char *name = type == 't' ? "tEXt" : type == 'z' ? "zTXt" : "iTXt";
     const uint8_t *nul = memchr(p, 0, n);
     size_t kn = nul ? (size_t)(nul - p) : 0;
-    if (!nul || kn < 1 || kn > 79) return err_set(err, SIM_ERR_FORMAT, "png: tEXt chunk without a 1..79-byte keyword");
+    if (!nul || kn < 1 || kn > 79) return err_set(err, SIM_ERR_FORMAT, "png: %s chunk without a 1..79-byte keyword", name);
+    const uint8_t *q = p + kn + 1, *end = p + n;
+    bool compressed = type == 'z';
+    if (type == 'z') {
+        if (q == end || *q != 0) return err_set(err, SIM_ERR_FORMAT, "png: zTXt with an unknown compression method");
+        q++;
+    } else if (type == 'i') {
+        if (end - q < 2 || q[0] > 1 || q[1] != 0) return err_set(err, SIM_ERR_FORMAT, "png: iTXt with a bad compression flag or method");
+        compressed = q[0] == 1;
+        q += 2;
+        for (int f = 0; f < 2; f++) { // language tag, translated keyword
+            const uint8_t *z = memchr(q, 0, (size_t)(end - q));
+            if (!z) return err_set(err, SIM_ERR_FORMAT, "png: truncated iTXt chunk");
+            q = z + 1;
+        }
+    }
     if (img->n_texts >= PNG_MAX_TEXTS) return SIM_OK;
     if (!img->texts && !(img->texts = mem_calloc(PNG_MAX_TEXTS, sizeof *img->texts)))
         return err_set(err, SIM_ERR_NOMEM, "png: out of memory");
-    char *k = mem_strndup((const char *)p, kn), *t = mem_strndup((const char *)p + kn + 1, n - kn - 1);
-    if (!k || !t) {
+    char *t = NULL, *k = mem_strndup((const char *)p, kn);
+    size_t tn;
+    sim_status st = SIM_OK;
+    if (!k) st = err_set(err, SIM_ERR_NOMEM, "png: out of memory");
+    else if (compressed) st = inflate_text(q, (size_t)(end - q), &t, &tn, err);
+    else if (!(t = mem_strndup((const char *)q, (size_t)(end - q)))) st = err_set(err, SIM_ERR_NOMEM, "png: out of memory");
+    if (st != SIM_OK) {
         mem_free(k), mem_free(t);
-        return err_set(err, SIM_ERR_NOMEM, "png: out of memory");
+        return st;
     }
     img->texts[img->n_texts++] = (png_text){k, t};
     return SIM_OK;
@@ -407,8 +483,8 @@ static sim_status decode(png_image *img, dec *d, const uint8_t *data, size_t len
                 for (uint32_t i = 0; i < n / 2; i++) d->trns[i] = (uint16_t)(p[2 * i] << 8 | p[2 * i + 1]);
                 d->has_trns = true;
             } else return err_set(err, SIM_ERR_FORMAT, "png: tRNS in an image with an alpha channel");
-        } else if (IS("tEXt")) {
-            sim_status st = add_text(img, p, n, err);
+        } else if (IS("tEXt") || IS("zTXt") || IS("iTXt")) {
+            sim_status st = add_text(img, (char)type[0], p, n, err);
             if (st != SIM_OK) return st;
         } else if (IS("IDAT")) {
             if (idat_ended) return err_set(err, SIM_ERR_FORMAT, "png: IDAT chunks are not consecutive");

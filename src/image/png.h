@@ -1,4 +1,4 @@
-// png.h — PNG encode (8-bit RGB/RGBA with tEXt chunks) and decode (every
+// png.h — PNG encode (8-bit RGB/RGBA with text chunks) and decode (every
 // colour type and bit depth, interlaced or not) to RGBA8.
 //
 //     png_image img;
@@ -15,7 +15,9 @@
 // compression 0; filter 0; interlace 0 none / 1 Adam7). PLTE (1..256 RGB
 // entries) precedes the image data for colour type 3; tRNS gives palette
 // alphas or the one transparent gray / RGB value; tEXt is keyword (1..79
-// bytes), NUL, text. The IDAT chunks, consecutive, hold one zlib stream of
+// bytes), NUL, Latin-1 text; zTXt is keyword, NUL, method 0, zlib text;
+// iTXt is keyword, NUL, compression flag, method 0, language, NUL,
+// translated keyword, NUL, UTF-8 text (zlib when the flag is 1). The IDAT chunks, consecutive, hold one zlib stream of
 // scanlines, each a filter byte (0 none, 1 sub, 2 up, 3 average, 4 Paeth)
 // and the row's bytes (Adam7: the seven passes' scanlines one after the
 // other). IEND ends the file.
@@ -38,7 +40,8 @@
 
 #define PNG_MAX_SIDE 16384
 #define PNG_MAX_PIXELS ((uint64_t)64 << 20)
-#define PNG_MAX_TEXTS 256 // tEXt chunks kept by the decoder (later ones are ignored)
+#define PNG_MAX_TEXTS 256 // text chunks kept by the decoder (later ones are ignored)
+#define PNG_MAX_TEXT_BYTES (1 << 20) // one compressed text, inflated
 
 typedef struct png_text {
     const char *key;  // 1..79 printable Latin-1 bytes, no NUL
@@ -48,7 +51,8 @@ typedef struct png_text {
 typedef struct png_image {
     int w, h;
     uint8_t *rgba;      // (h, w, 4), straight (not premultiplied) alpha
-    png_text *texts;    // (n_texts) the tEXt chunks in file order; strings owned here
+    png_text *texts;    // (n_texts) the tEXt, zTXt and iTXt chunks in file order (texts
+                        // inflated; iTXt language and translation dropped); owned here
     int n_texts;
     // What the file held (for reporting): bit depth, colour type, interlace.
     int bit_depth, color_type, interlace;
@@ -56,7 +60,8 @@ typedef struct png_image {
 
 // Encodes pixels (h, w, channels) with channels 3 (RGB) or 4 (RGBA), 8 bits
 // each, rows filtered with the smallest-sum-of-absolute-values heuristic,
-// the given tEXt chunks before the image data. *out (mem_alloc'd, free with
+// the given texts before the image data (tEXt, or iTXt for a text with
+// bytes past ASCII: UTF-8). *out (mem_alloc'd, free with
 // mem_free) and *out_len receive the file. On error nothing is returned.
 sim_status png_encode(const uint8_t *pix, int w, int h, int channels, const png_text *texts, int n_texts,
                       uint8_t **out, size_t *out_len, sim_err *err);
@@ -72,7 +77,7 @@ sim_status png_decode(png_image *img, const uint8_t *data, size_t len, sim_err *
 
 void png_image_free(png_image *img);
 
-// The text of the first tEXt chunk with this keyword, or NULL.
+// The text of the first text chunk with this keyword, or NULL.
 const char *png_text_find(const png_image *img, const char *key);
 
 // Files: the messages start with the path.

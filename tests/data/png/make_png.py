@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference PNGs for tests/test_image_png.c, written independently of our
 codec with only zlib and struct: every colour type, bit depths 1..16, every
-filter type, palette + tRNS, Adam7. For each NAME.png it writes NAME.rgba,
+filter type, palette + tRNS, Adam7, zTXt and iTXt (gray8). For each NAME.png it writes NAME.rgba,
 the expected RGBA8 pixels (16-bit samples reduced as round(v * 255 / 65535),
 1/2/4-bit gray scaled as v * 255 // (2^d - 1)).
 Usage: python3 make_png.py OUTDIR"""
@@ -71,6 +71,7 @@ def make(name, w, h, ctype, depth, **kw):
     nch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype]
     maxv = (1 << depth) - 1
     npal = kw.pop('npal', 0)
+    texts = kw.pop('texts', b'')
     trns = kw.pop('trns', None)
     pal = [(rng.randrange(256), rng.randrange(256), rng.randrange(256)) for _ in range(npal)]
     palpha = [rng.randrange(256) for _ in range(npal // 2)]
@@ -97,7 +98,7 @@ def make(name, w, h, ctype, depth, **kw):
                 exp += [conv(v) for v in s] + [0 if trns is not None and s == trns else 255]
             else:
                 exp += [conv(v) for v in s]
-    write(name, w, h, ctype, depth, pixels, exp, extra=extra, **kw)
+    write(name, w, h, ctype, depth, pixels, exp, extra=extra + texts, **kw)
 
 for f in range(5):
     make('rgb8_f%d' % f, 13, 7, 2, 8, filters=lambda y, f=f: f)
@@ -105,7 +106,10 @@ for f in range(5):
 make('gray1', 17, 5, 0, 1)
 make('gray2', 11, 4, 0, 2)
 make('gray4', 7, 6, 0, 4)
-make('gray8', 10, 10, 0, 8)
+TEXTS = chunk(b'zTXt', b'ztext\0\0' + zlib.compress(b'compressed latin-1 text ' * 20)) + \
+    chunk(b'iTXt', b'itext\0\1\0en\0Titel\0' + zlib.compress('caf\u00e9 \u2713 sprite'.encode())) + \
+    chunk(b'iTXt', b'iplain\0\0\0\0\0' + 'plain \u00fc'.encode())
+make('gray8', 10, 10, 0, 8, texts=TEXTS)
 make('gray8_trns', 6, 6, 0, 8, trns=[77])
 make('graya8', 9, 7, 4, 8)
 make('graya16', 5, 8, 4, 16)
