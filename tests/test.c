@@ -1,6 +1,8 @@
 // test.c — the harness behind test.h.
 #include "test.h"
 
+#include "base/file.h"
+
 #include <sys/stat.h>
 
 test_state test_g;
@@ -136,4 +138,33 @@ void test_png_card(test_buf *b, const char *json) {
     size_t k = 6 + test_b64enc(json, tmp + 6);
     test_png_chunk(b, "tEXt", tmp, k);
     test_png_end(b);
+}
+
+bool test_golden_f32(const char *rel, float *out, size_t n) {
+    char path[1024];
+    if (!test_shared_path(path, sizeof path, rel)) return false;
+    char *d;
+    size_t len;
+    sim_err err;
+    if (file_read_all(path, (size_t)1 << 28, &d, &len, &err) != SIM_OK) {
+        CHECK_MSG(0, "%s", err.msg);
+        return false;
+    }
+    CHECK_MSG(len == n * 4, "%s: %zu bytes, expected %zu", rel, len, n * 4);
+    if (len == n * 4) memcpy(out, d, len);
+    mem_free(d);
+    return len == n * 4;
+}
+
+double test_compare_rel(const char *what, const float *a, const float *ref, size_t n, double tol) {
+    double md = 0, mr = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) md = d, at = i;
+        mr = fmax(mr, fabs(ref[i]));
+    }
+    fprintf(stderr, "  %s: max |d| = %.3g (%.3g of max |ref| %.3g)\n", what, md, md / mr, mr);
+    CHECK_MSG(md <= tol * mr, "%s: at %zu: %g vs %g", what, at, (double)a[at], (double)ref[at]);
+    return md / mr;
 }

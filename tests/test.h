@@ -94,6 +94,14 @@ const char *test_shared_dir(void);
 // with a visible message) when the shared folder or that file is absent.
 const char *test_shared_path(char *buf, size_t cap, const char *rel);
 
+// Reads n float32 values (little-endian, raw) of <shared>/<rel> into out.
+// False when the file is absent (the test is skipped) or has another size
+// (a check failure).
+bool test_golden_f32(const char *rel, float *out, size_t n);
+// Checks max |a - ref| <= tol × max |ref| over n values, prints the measured
+// error with `what`, and returns it relative to max |ref|.
+double test_compare_rel(const char *what, const float *a, const float *ref, size_t n, double tol);
+
 // --- PNG fixtures --------------------------------------------------------------------
 //
 // Byte-level PNG builders for the card and import tests, independent of the

@@ -12,36 +12,6 @@
 #include "image/clip_tok.h"
 #include "test.h"
 
-// Reads n floats of a golden file into out; false (with a check failure) on a size mismatch.
-static bool golden(const char *rel, float *out, size_t n) {
-    char path[1024];
-    if (!test_shared_path(path, sizeof path, rel)) return false;
-    char *d;
-    size_t len;
-    sim_err err;
-    if (file_read_all(path, 1 << 28, &d, &len, &err) != SIM_OK) {
-        CHECK_MSG(0, "%s", err.msg);
-        return false;
-    }
-    CHECK_MSG(len == n * 4, "%s: %zu bytes, expected %zu", rel, len, n * 4);
-    if (len == n * 4) memcpy(out, d, len);
-    mem_free(d);
-    return len == n * 4;
-}
-
-// max |a - ref| ≤ 1e-3 × max |ref|; prints the measured error.
-static void compare(const char *what, const float *a, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= md)) md = d, at = i;
-        mr = fmax(mr, fabs(ref[i]));
-    }
-    fprintf(stderr, "  %s: max |d| = %.3g (%.3g of max |ref| %.3g)\n", what, md, md / mr, mr);
-    CHECK_MSG(md <= 1e-3 * mr, "%s: at %zu: %g vs %g", what, at, (double)a[at], (double)ref[at]);
-}
-
 static void test_micro_sd15(void) {
     char dir[1024], path[1200];
     if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return;
@@ -83,16 +53,16 @@ static void test_micro_sd15(void) {
     for (int k = 0; k < 2; k++) {
         int32_t ids[77];
         CHECK_EQ_INT(clip_tok_encode_sd(tok, prompts[k], ids, 77, CLIP_TOK_END, NULL, &err), SIM_OK);
-        if (!golden(files[k], ref, 77 * 32)) continue;
+        if (!test_golden_f32(files[k], ref, 77 * 32)) continue;
         op_ctx c = {.pool = pl, .k = kern_get(KERN_BEST)};
         CHECK_EQ_INT(clip_text_encode(m, &c, ids, 77, 0, out, &err), SIM_OK);
-        compare(k ? "negative (2 threads)" : "prompt (2 threads)", out, ref, 77 * 32);
+        test_compare_rel(k ? "negative (2 threads)" : "prompt (2 threads)", out, ref, 77 * 32, 1e-3);
         c.pool = NULL;
         CHECK_EQ_INT(clip_text_encode(m, &c, ids, 77, 0, out1, &err), SIM_OK);
         CHECK(memcmp(out, out1, sizeof out) == 0);
         c.ref = true;
         CHECK_EQ_INT(clip_text_encode(m, &c, ids, 77, 0, out1, &err), SIM_OK);
-        compare(k ? "negative (reference ops)" : "prompt (reference ops)", out1, ref, 77 * 32);
+        test_compare_rel(k ? "negative (reference ops)" : "prompt (reference ops)", out1, ref, 77 * 32, 1e-3);
     }
     int32_t ids[2] = {1, 49408};
     op_ctx c = {.k = kern_get(KERN_BEST)};

@@ -9,34 +9,6 @@
 #include "image/sd.h"
 #include "test.h"
 
-static bool golden(const char *rel, float *out, size_t n) {
-    char path[1024];
-    if (!test_shared_path(path, sizeof path, rel)) return false;
-    char *d;
-    size_t len;
-    sim_err err;
-    if (file_read_all(path, 1 << 28, &d, &len, &err) != SIM_OK) {
-        CHECK_MSG(0, "%s", err.msg);
-        return false;
-    }
-    CHECK_MSG(len == n * 4, "%s: %zu bytes, expected %zu", rel, len, n * 4);
-    if (len == n * 4) memcpy(out, d, len);
-    mem_free(d);
-    return len == n * 4;
-}
-
-static void compare(const char *what, const float *a, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= md)) md = d, at = i;
-        mr = fmax(mr, fabs(ref[i]));
-    }
-    fprintf(stderr, "  %s: max |d| = %.3g (%.3g of max |ref| %.3g)\n", what, md, md / mr, mr);
-    CHECK_MSG(md <= 1e-3 * mr, "%s: at %zu: %g vs %g", what, at, (double)a[at], (double)ref[at]);
-}
-
 static int g_steps_seen;
 static bool on_step(void *ud, int step, int steps, double s) {
     (void)s;
@@ -48,8 +20,8 @@ static void test_micro_sd15(void) {
     char dir[1024];
     if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return;
     static float init[256], lref[256], iref[768], lat[256], img[768];
-    if (!golden("diffusion/micro-sd15/unet.in.latent.f32", init, 256) || !golden("diffusion/micro-sd15/pipeline.final_latent.f32", lref, 256) ||
-        !golden("diffusion/micro-sd15/pipeline.image.f32", iref, 768))
+    if (!test_golden_f32("diffusion/micro-sd15/unet.in.latent.f32", init, 256) || !test_golden_f32("diffusion/micro-sd15/pipeline.final_latent.f32", lref, 256) ||
+        !test_golden_f32("diffusion/micro-sd15/pipeline.image.f32", iref, 768))
         return;
     sd_model *m = NULL;
     sim_err err = {0};
@@ -70,13 +42,13 @@ static void test_micro_sd15(void) {
     p.on_step = on_step;
     CHECK_MSG(sd_generate(m, &c, &p, img, lat, &err) == SIM_OK, "%s", err.msg);
     CHECK_EQ_INT(g_steps_seen, 4);
-    compare("sd_generate final latent", lat, lref, 256);
-    compare("sd_generate image", img, iref, 768);
+    test_compare_rel("sd_generate final latent", lat, lref, 256, 1e-3);
+    test_compare_rel("sd_generate image", img, iref, 768, 1e-3);
     // The same with explicit timesteps.
     static const int ts[4] = {999, 749, 499, 249};
     p.timesteps = ts;
     CHECK_EQ_INT(sd_generate(m, &c, &p, img, lat, &err), SIM_OK);
-    compare("explicit timesteps", lat, lref, 256);
+    test_compare_rel("explicit timesteps", lat, lref, 256, 1e-3);
     // Seeded noise reproduces; another sampler runs; stop after 2 steps.
     p.init_latent = NULL, p.timesteps = NULL, p.seed = 5, p.sampler = DSAMP_EULER_A;
     static float a[768], b[768];

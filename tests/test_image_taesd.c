@@ -10,34 +10,14 @@
 #include "image/taesd.h"
 #include "test.h"
 
+// A new array holding the golden file's n floats (mem_free), or NULL.
 static float *golden(const char *rel, size_t n) {
-    char path[1024];
-    if (!test_shared_path(path, sizeof path, rel)) return NULL;
-    char *d;
-    size_t len;
-    sim_err err;
-    if (file_read_all(path, 1 << 28, &d, &len, &err) != SIM_OK) {
-        CHECK_MSG(0, "%s", err.msg);
+    float *v = mem_alloc(n * sizeof *v);
+    if (v && !test_golden_f32(rel, v, n)) {
+        mem_free(v);
         return NULL;
     }
-    CHECK_MSG(len == n * 4, "%s: %zu bytes, expected %zu", rel, len, n * 4);
-    if (len != n * 4) {
-        mem_free(d);
-        return NULL;
-    }
-    return (float *)d;
-}
-
-static void compare(const char *what, const float *a, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= md)) md = d, at = i;
-        mr = fmax(mr, fabs(ref[i]));
-    }
-    fprintf(stderr, "  %s: max |d| = %.3g (%.3g of max |ref| %.3g)\n", what, md, md / mr, mr);
-    CHECK_MSG(md <= 1e-3 * mr, "%s: at %zu: %g vs %g", what, at, (double)a[at], (double)ref[at]);
+    return v;
 }
 
 static taesd *g_m;
@@ -81,7 +61,7 @@ static void decode_case(const char *name, int lh, int lw) {
         uint64_t t0 = time_ns();
         CHECK_EQ_INT(taesd_decode(g_m, w, &c, z, lh, lw, img, &err), SIM_OK);
         fprintf(stderr, "  decode %dx%d latent: %.1f ms (2 threads)\n", lh, lw, (double)(time_ns() - t0) / 1e6);
-        compare(name, img, ref, no);
+        test_compare_rel(name, img, ref, no, 1e-3);
         c.pool = NULL;
         CHECK_EQ_INT(taesd_decode(g_m, w, &c, z, lh, lw, img1, &err), SIM_OK);
         CHECK(memcmp(img, img1, no * sizeof *img) == 0);
@@ -105,10 +85,10 @@ static void test_encode(void) {
         static float z[32 * 64];
         op_ctx c = {.pool = g_pool, .k = kern_get(KERN_BEST)};
         CHECK_EQ_INT(taesd_encode(g_m, w, &c, img, 64, 64, z, &err), SIM_OK);
-        compare("encoder", z, ref, 32 * 64);
+        test_compare_rel("encoder", z, ref, 32 * 64, 1e-3);
         c.ref = true;
         CHECK_EQ_INT(taesd_encode(g_m, w, &c, img, 64, 64, z, &err), SIM_OK);
-        compare("encoder (reference ops)", z, ref, 32 * 64);
+        test_compare_rel("encoder (reference ops)", z, ref, 32 * 64, 1e-3);
         CHECK_EQ_INT(taesd_encode(g_m, w, &c, img, 60, 64, z, &err), SIM_ERR_ARG);
     }
     taesd_work_free(w);

@@ -14,35 +14,6 @@
 #include "image/vae.h"
 #include "test.h"
 
-static bool golden(const char *rel, float *out, size_t n) {
-    char path[1024];
-    if (!test_shared_path(path, sizeof path, rel)) return false;
-    char *d;
-    size_t len;
-    sim_err err;
-    if (file_read_all(path, 1 << 28, &d, &len, &err) != SIM_OK) {
-        CHECK_MSG(0, "%s", err.msg);
-        return false;
-    }
-    CHECK_MSG(len == n * 4, "%s: %zu bytes, expected %zu", rel, len, n * 4);
-    if (len == n * 4) memcpy(out, d, len);
-    mem_free(d);
-    return len == n * 4;
-}
-
-static double compare(const char *what, const float *a, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= md)) md = d, at = i;
-        mr = fmax(mr, fabs(ref[i]));
-    }
-    fprintf(stderr, "  %s: max |d| = %.3g (%.3g of max |ref| %.3g)\n", what, md, md / mr, mr);
-    CHECK_MSG(md <= 1e-3 * mr, "%s: at %zu: %g vs %g", what, at, (double)a[at], (double)ref[at]);
-    return md / mr;
-}
-
 static dif_pipeline g_p;
 static unet *g_u;
 static unet_work *g_w;
@@ -72,24 +43,24 @@ static void test_load(void) {
     if (g_u) CHECK_MSG(unet_work_new(&g_w, g_u, 8, 8, 77, &err) == SIM_OK, "%s", err.msg);
     unet_work *wb = NULL;
     if (g_u) CHECK_EQ_INT(unet_work_new(&wb, g_u, 7, 8, 77, &err), SIM_ERR_ARG); // sides must be even here
-    golden("diffusion/micro-sd15/clip.prompt.hidden.f32", g_ctx[0], 77 * 32);
-    golden("diffusion/micro-sd15/clip.negative.hidden.f32", g_ctx[1], 77 * 32);
+    test_golden_f32("diffusion/micro-sd15/clip.prompt.hidden.f32", g_ctx[0], 77 * 32);
+    test_golden_f32("diffusion/micro-sd15/clip.negative.hidden.f32", g_ctx[1], 77 * 32);
 }
 
 static void test_unet_t500(void) {
     if (!g_w) return test_skip("micro-sd15 U-Net not loaded");
     static float x[256], ref[256], eps[256], eps1[256];
-    if (!golden("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !golden("diffusion/micro-sd15/unet.out.t500.f32", ref, 256)) return;
+    if (!test_golden_f32("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !test_golden_f32("diffusion/micro-sd15/unet.out.t500.f32", ref, 256)) return;
     sim_err err = {0};
     op_ctx c = {.pool = g_pool, .k = kern_get(KERN_BEST)};
     CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, 500.0f, g_ctx[0], 77, eps, &err), SIM_OK);
-    compare("unet t=500 (2 threads)", eps, ref, 256);
+    test_compare_rel("unet t=500 (2 threads)", eps, ref, 256, 1e-3);
     c.pool = NULL;
     CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, 500.0f, g_ctx[0], 77, eps1, &err), SIM_OK);
     CHECK(memcmp(eps, eps1, sizeof eps) == 0);
     c.ref = true;
     CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 8, 8, 500.0f, g_ctx[0], 77, eps1, &err), SIM_OK);
-    compare("unet t=500 (reference ops)", eps1, ref, 256);
+    test_compare_rel("unet t=500 (reference ops)", eps1, ref, 256, 1e-3);
     CHECK_EQ_INT(unet_forward(g_u, g_w, &c, x, 10, 8, 500.0f, g_ctx[0], 77, eps1, &err), SIM_ERR_RANGE);
 }
 
@@ -111,8 +82,8 @@ static sim_status guided_eps(void *ctx, const float *x, float t, float *eps, sim
 static void test_pipeline(void) {
     if (!g_w) return test_skip("micro-sd15 U-Net not loaded");
     static float x[256], ref[256], eu[256], ec[256], img[768], iref[768];
-    if (!golden("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !golden("diffusion/micro-sd15/pipeline.final_latent.f32", ref, 256) ||
-        !golden("diffusion/micro-sd15/pipeline.image.f32", iref, 768))
+    if (!test_golden_f32("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !test_golden_f32("diffusion/micro-sd15/pipeline.final_latent.f32", ref, 256) ||
+        !test_golden_f32("diffusion/micro-sd15/pipeline.image.f32", iref, 768))
         return;
     dsamp_schedule sch;
     dsamp_schedule_sd(&sch);
@@ -124,7 +95,7 @@ static void test_pipeline(void) {
     guided gd = {&c, eu, ec};
     static float work[3 * 256];
     CHECK_EQ_INT(dsamp_run(&sch, &(dsamp_params){.kind = DSAMP_DDIM}, ts, 4, x, 256, work, guided_eps, &gd, &err), SIM_OK);
-    compare("DDIM final latent", x, ref, 256);
+    test_compare_rel("DDIM final latent", x, ref, 256, 1e-3);
     // Decode with the full VAE.
     char path[1200];
     dif_path(&g_p, "vae/diffusion_pytorch_model.safetensors", path, sizeof path, &err);
@@ -138,7 +109,7 @@ static void test_pipeline(void) {
     if (vw) {
         for (int i = 0; i < 256; i++) x[i] /= g_p.vae.scaling_factor;
         CHECK_EQ_INT(vae_decode(v, vw, &c, x, 8, 8, img, &err), SIM_OK);
-        compare("pipeline image", img, iref, 768);
+        test_compare_rel("pipeline image", img, iref, 768, 1e-3);
     }
     vae_work_free(vw);
     vae_free(v);

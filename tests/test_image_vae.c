@@ -9,34 +9,6 @@
 #include "image/vae.h"
 #include "test.h"
 
-static bool golden(const char *rel, float *out, size_t n) {
-    char path[1024];
-    if (!test_shared_path(path, sizeof path, rel)) return false;
-    char *d;
-    size_t len;
-    sim_err err;
-    if (file_read_all(path, 1 << 28, &d, &len, &err) != SIM_OK) {
-        CHECK_MSG(0, "%s", err.msg);
-        return false;
-    }
-    CHECK_MSG(len == n * 4, "%s: %zu bytes, expected %zu", rel, len, n * 4);
-    if (len == n * 4) memcpy(out, d, len);
-    mem_free(d);
-    return len == n * 4;
-}
-
-static void compare(const char *what, const float *a, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (!(d <= md)) md = d, at = i;
-        mr = fmax(mr, fabs(ref[i]));
-    }
-    fprintf(stderr, "  %s: max |d| = %.3g (%.3g of max |ref| %.3g)\n", what, md, md / mr, mr);
-    CHECK_MSG(md <= 1e-3 * mr, "%s: at %zu: %g vs %g", what, at, (double)a[at], (double)ref[at]);
-}
-
 static void test_micro_sd15(void) {
     char dir[1024], path[1200];
     if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return;
@@ -67,26 +39,26 @@ static void test_micro_sd15(void) {
     pool *pl;
     CHECK(pool_new(&pl, 2, &err) == SIM_OK);
     static float z[4 * 64], img[3 * 256], ref[3 * 256], out[3 * 256], out1[3 * 256], mom[8 * 64], mref[8 * 64];
-    if (w && golden("diffusion/micro-sd15/vae.decode.in.f32", z, 4 * 64) && golden("diffusion/micro-sd15/vae.decode.out.f32", ref, 3 * 256)) {
+    if (w && test_golden_f32("diffusion/micro-sd15/vae.decode.in.f32", z, 4 * 64) && test_golden_f32("diffusion/micro-sd15/vae.decode.out.f32", ref, 3 * 256)) {
         op_ctx c = {.pool = pl, .k = kern_get(KERN_BEST)};
         CHECK_EQ_INT(vae_decode(v, w, &c, z, 8, 8, out, &err), SIM_OK);
-        compare("decode (2 threads)", out, ref, 3 * 256);
+        test_compare_rel("decode (2 threads)", out, ref, 3 * 256, 1e-3);
         c.pool = NULL;
         CHECK_EQ_INT(vae_decode(v, w, &c, z, 8, 8, out1, &err), SIM_OK);
         CHECK(memcmp(out, out1, sizeof out) == 0);
         c.ref = true;
         CHECK_EQ_INT(vae_decode(v, w, &c, z, 8, 8, out1, &err), SIM_OK);
-        compare("decode (reference ops)", out1, ref, 3 * 256);
+        test_compare_rel("decode (reference ops)", out1, ref, 3 * 256, 1e-3);
         CHECK_EQ_INT(vae_decode(v, w, &c, z, 9, 8, out1, &err), SIM_ERR_RANGE);
     }
-    if (w && golden("diffusion/micro-sd15/vae.encode.in.f32", img, 3 * 256) &&
-        golden("diffusion/micro-sd15/vae.encode.out_moments.f32", mref, 8 * 64)) {
+    if (w && test_golden_f32("diffusion/micro-sd15/vae.encode.in.f32", img, 3 * 256) &&
+        test_golden_f32("diffusion/micro-sd15/vae.encode.out_moments.f32", mref, 8 * 64)) {
         op_ctx c = {.pool = pl, .k = kern_get(KERN_BEST)};
         CHECK_EQ_INT(vae_encode(v, w, &c, img, 16, 16, mom, &err), SIM_OK);
-        compare("encode (2 threads)", mom, mref, 8 * 64);
+        test_compare_rel("encode (2 threads)", mom, mref, 8 * 64, 1e-3);
         c.ref = true;
         CHECK_EQ_INT(vae_encode(v, w, &c, img, 16, 16, mom, &err), SIM_OK);
-        compare("encode (reference ops)", mom, mref, 8 * 64);
+        test_compare_rel("encode (reference ops)", mom, mref, 8 * 64, 1e-3);
         CHECK_EQ_INT(vae_encode(v, w, &c, img, 15, 16, mom, &err), SIM_ERR_ARG);
         CHECK_EQ_INT(vae_encode(v, w, &c, img, 18, 16, mom, &err), SIM_ERR_RANGE);
     }
