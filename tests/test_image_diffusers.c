@@ -94,7 +94,7 @@ static void test_refused(void) {
     unet_refused("{\"block_out_channels\":[],\"attention_head_dim\":2}", SIM_ERR_FORMAT, "expected 1 to 8");
 
     // A pipeline whose parts disagree, or name another class.
-    char cmd[600];
+    char cmd[1024];
     snprintf(cmd, sizeof cmd, "mkdir -p %s/p/text_encoder %s/p/unet %s/p/vae", g_tmp, g_tmp, g_tmp);
     CHECK(system(cmd) == 0);
     put_file("p/model_index.json", "{\"_class_name\":\"StableDiffusionXLPipeline\"}");
