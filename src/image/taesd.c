@@ -88,6 +88,18 @@ static void bind_encoder(wts_loader *L, taesd *m, bool gn) {
 }
 
 // Binds one half; *arena gets its weights.
+// One half (decoder or encoder) for wts_load.
+typedef struct half {
+    taesd *m;
+    bool gn, dec;
+} half;
+
+static void bind_half(wts_loader *L, void *ud) {
+    half *h = ud;
+    if (h->dec) bind_decoder(L, h->m, h->gn);
+    else bind_encoder(L, h->m, h->gn);
+}
+
 static sim_status load_half(taesd *m, const st_file *f, bool dec, float **arena, sim_err *err) {
     const st_tensor *t = st_find(f, dec ? "1.weight" : "14.weight");
     if (!t || t->n_dims != 4) return err_set(err, SIM_ERR_FORMAT, "%s: not a tiny autoencoder %s (no 4-D '%s')", f->path, dec ? "decoder" : "encoder", dec ? "1.weight" : "14.weight");
@@ -96,20 +108,8 @@ static sim_status load_half(taesd *m, const st_file *f, bool dec, float **arena,
     if (m->lat && m->lat != lat) return err_set(err, SIM_ERR_FORMAT, "%s: %d latent channels, the other half has %d", f->path, lat, m->lat);
     m->lat = lat;
     bool gn = st_find(f, dec ? "3.pool.0.weight" : "13.pool.0.weight") != NULL;
-    wts_loader L;
-    wts_begin(&L, f, "", err);
-    if (dec) bind_decoder(&L, m, gn);
-    else bind_encoder(&L, m, gn);
-    if (wts_alloc(&L) == SIM_OK) {
-        if (dec) bind_decoder(&L, m, gn);
-        else bind_encoder(&L, m, gn);
-    }
-    if (L.st != SIM_OK) {
-        wts_abort(&L);
-        return L.st;
-    }
-    *arena = wts_arena(&L);
-    return SIM_OK;
+    half h = {m, gn, dec};
+    return wts_load(f, "", bind_half, &h, arena, err);
 }
 
 void taesd_free(taesd *m) {

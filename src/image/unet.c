@@ -129,7 +129,8 @@ static void take_tf(wts_loader *L, const dif_unet_config *cf, u_transformer *t, 
     wts_take(L, &t->pout_b, WTS_SHAPE(C), "%s.proj_out.bias", name);
 }
 
-static void bind(wts_loader *L, unet *u) {
+static void bind(wts_loader *L, void *ud) {
+    unet *u = ud;
     const dif_unet_config *c = &u->cfg;
     int n = c->n_blocks, lpb = c->layers_per_block, c0 = c->block_out[0], T = u->temb_dim, nt = c->transformer_layers;
     u_tblock *tb = u->tblocks;
@@ -217,16 +218,11 @@ sim_status unet_load(unet **out, const dif_unet_config *cfg, const st_file *f, s
         unet_free(u);
         return err_set(err, SIM_ERR_NOMEM, "out of memory loading the U-Net");
     }
-    wts_loader L;
-    wts_begin(&L, f, "", err);
-    bind(&L, u);
-    if (wts_alloc(&L) == SIM_OK) bind(&L, u);
-    if (L.st != SIM_OK) {
-        wts_abort(&L);
+    sim_status rc = wts_load(f, "", bind, u, &u->weights, err);
+    if (rc) {
         unet_free(u);
-        return L.st;
+        return rc;
     }
-    u->weights = wts_arena(&L);
     *out = u;
     return SIM_OK;
 }

@@ -103,7 +103,8 @@ static void take_attn(wts_loader *L, vae_attn *a, int C, const char *name) {
     wts_take(L, &a->out_b, WTS_SHAPE(C), "%s.to_out.0.bias", name);
 }
 
-static void bind(wts_loader *L, vae *v) {
+static void bind(wts_loader *L, void *ud) {
+    vae *v = ud;
     const dif_vae_config *c = &v->cfg;
     int n = c->n_blocks, lpb = c->layers_per_block, top = c->block_out[n - 1];
     char name[128];
@@ -168,16 +169,11 @@ sim_status vae_load(vae **out, const dif_vae_config *cfg, const st_file *f, sim_
         vae_free(v);
         return err_set(err, SIM_ERR_NOMEM, "out of memory loading the VAE");
     }
-    wts_loader L;
-    wts_begin(&L, f, "", err);
-    bind(&L, v);
-    if (wts_alloc(&L) == SIM_OK) bind(&L, v);
-    if (L.st != SIM_OK) {
-        wts_abort(&L);
+    sim_status rc = wts_load(f, "", bind, v, &v->weights, err);
+    if (rc) {
         vae_free(v);
-        return L.st;
+        return rc;
     }
-    v->weights = wts_arena(&L);
     *out = v;
     return SIM_OK;
 }

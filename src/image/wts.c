@@ -72,3 +72,17 @@ void wts_take_conv(wts_loader *L, float **out, int cout, int cin, int kh, int kw
     op_conv_pack(&p, tmp, *out);
     mem_free(tmp);
 }
+
+sim_status wts_load(const st_file *f, const char *prefix, void (*bind)(wts_loader *L, void *ud), void *ud, float **arena,
+                    sim_err *err) {
+    wts_loader L;
+    wts_begin(&L, f, prefix, err);
+    bind(&L, ud);
+    if (wts_alloc(&L) == SIM_OK) bind(&L, ud);
+    if (L.st != SIM_OK) {
+        wts_abort(&L);
+        return L.st;
+    }
+    *arena = wts_arena(&L);
+    return SIM_OK;
+}

@@ -10,7 +10,9 @@
 //     bind(&L, m);
 //     wts_alloc(&L);                    // one allocation of the counted size
 //     bind(&L, m);                      // pass 2: reads, converts and checks shapes
-//     m->weights = wts_take_arena(&L);
+//     m->weights = wts_arena(&L);
+//
+// (wts_load does exactly this with a callback.)
 //
 // Tensors land in the arena in the order they are taken, so consecutive
 // takes of (C, C) matrices form one (k·C, C) matrix (q, k, v stacked).
@@ -38,6 +40,11 @@ sim_status wts_alloc(wts_loader *L);
 // The arena (the caller frees it with mem_free); NULL after an error.
 float *wts_arena(wts_loader *L);
 void wts_abort(wts_loader *L); // frees the arena after an error
+
+// Both passes at once: bind(L, ud) counts, the arena is allocated, bind(L, ud)
+// reads. *arena gets the arena (mem_free) on success; on error nothing is kept.
+sim_status wts_load(const st_file *f, const char *prefix, void (*bind)(wts_loader *L, void *ud), void *ud, float **arena,
+                    sim_err *err);
 
 // Takes the tensor prefix + printf(fmt, ...) with shape (d[0..nd)) into *out.
 void wts_take(wts_loader *L, float **out, int nd, const int64_t *d, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
