@@ -3,21 +3,7 @@
 # `simularity image prompts` (dynamic prompts). Input PNGs are written and
 # outputs read back by Python (zlib + struct), independently of our codec.
 # Usage: sh tests/cli/test_image_tools.sh   (SIM_BIN: the binary, default ./simularity)
-BIN=${SIM_BIN:-./simularity}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "$2" ] && echo "  $2"; }
-skip() { skip=$((skip + 1)); echo "SKIP $1: $2"; }
-# expect_error NAME PATTERN CMD...: exit code 1, exactly one stderr line matching PATTERN, no stdout
-expect_error() {
-    name=$1; pat=$2; shift 2
-    timeout 20 "$@" >"$T/out" 2>"$T/err"; rc=$?
-    lines=$(wc -l <"$T/err")
-    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err" && [ ! -s "$T/out" ]; then ok "$name"
-    else bad "$name" "exit $rc, $lines stderr lines: $(head -c 300 "$T/err")"; fi
-}
+. tests/cli/harness.inc
 
 # --- the image command --------------------------------------------------------------------
 $BIN --help | grep -q "^  image" && ok image_listed || bad image_listed

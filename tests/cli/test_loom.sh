@@ -3,21 +3,7 @@
 # on generated models (and stories260K when ../shared is there): JSON shape,
 # ordering, the batched/naive comparison, per-token attribution, errors.
 # Usage: sh tests/cli/test_loom.sh   (SIM_BIN: the binary, default ./simularity)
-BIN=${SIM_BIN:-./simularity}
-SHARED=${SIM_SHARED:-../shared}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "$2" ] && echo "  $2"; }
-skip() { skip=$((skip + 1)); echo "SKIP $1: $2"; }
-expect_error() {
-    name=$1; pat=$2; shift 2
-    timeout 20 "$@" >"$T/out" 2>"$T/err"; rc=$?
-    lines=$(wc -l <"$T/err")
-    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" "$T/err" && [ ! -s "$T/out" ]; then ok "$name"
-    else bad "$name" "exit $rc, $lines stderr lines: $(head -c 300 "$T/err")"; fi
-}
+. tests/cli/harness.inc
 
 $BIN synth -o "$T/a.gguf" --vocab 320 --dim 64 --seed 1 >/dev/null 2>&1 && ok synth_a || bad synth_a
 $BIN synth -o "$T/b.gguf" --vocab 320 --dim 64 --seed 2 >/dev/null 2>&1 && ok synth_b || bad synth_b

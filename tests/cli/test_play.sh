@@ -4,12 +4,7 @@
 # with every operation checked from the --json events, resuming a save
 # without re-processing, and bad input (unknown commands, a corrupt
 # database, a broken scenario) refused with precise messages.
-BIN=${SIM_BIN:-./simularity}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "$2" ] && echo "  $2"; }
+. tests/cli/harness.inc
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 
