@@ -84,6 +84,7 @@ int cmd_import_card(int argc, char **argv);
 int cmd_loom(int argc, char **argv);
 int cmd_mix(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+int cmd_image_gen(int argc, char **argv);
 int cmd_image_key(int argc, char **argv);
 int cmd_image_prompts(int argc, char **argv);
 

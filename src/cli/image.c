@@ -8,6 +8,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *what;
 } subs[] = {
+    {"gen", cmd_image_gen, "text to image with a Stable Diffusion model (diffusers folder) into a PNG"},
     {"key", cmd_image_key, "cut a flat background out of a PNG (chroma key, soft edges, trim)"},
     {"prompts", cmd_image_prompts, "print the expansions of a dynamic prompt, one per line"},
 };
@@ -24,6 +25,6 @@ int cmd_image(int argc, char **argv) {
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) return usage(stdout);
     for (size_t i = 0; i < ARRAY_LEN(subs); i++)
         if (strcmp(argv[1], subs[i].name) == 0) return subs[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "simularity: image: unknown subcommand '%s' (key, prompts)\n", argv[1]);
+    fprintf(stderr, "simularity: image: unknown subcommand '%s' (gen, key, prompts)\n", argv[1]);
     return 1;
 }

@@ -105,5 +105,55 @@ expect_error key_no_flat "no flat background" $BIN image key "$T/noise.png" "$T/
 expect_error key_one_arg "give the input and the output" $BIN image key "$T/green.png"
 fi
 
+# --- image gen (micro-sd15 from ../shared) ------------------------------------------------------
+G="$SHARED/diffusion/micro-sd15"
+expect_error gen_no_model "give the model folder" $BIN image gen -p x
+expect_error gen_bad_sampler "sampler 'heun' is unknown" $BIN image gen -m "$T" -p x --sampler heun
+expect_error gen_bad_timesteps "descending integers" $BIN image gen -m "$T" -p x --timesteps 10,20
+expect_error gen_no_folder "model_index.json" $BIN image gen -m "$T/none" -p x
+if [ ! -f "$G/model_index.json" ]; then
+    skip image_gen "$G is absent"
+else
+    P="1girl, cat ears, happy, bright green background, 3/4 body sprite"
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --cfg 7.5 --timesteps 999,749,499,249 --init-latent "$G/unet.in.latent.f32" \
+        --save-latent "$T/lat.f32" -o "$T/gen.png" -t 2 >"$T/out" 2>"$T/err" && ok gen_runs || bad gen_runs "$(tail -c 300 "$T/err")"
+    python3 - "$T" "$G" <<'PY' && ok gen_matches_golden || bad gen_matches_golden "$(cat "$T/py.err" 2>/dev/null)"
+import struct, sys, zlib
+t, g = sys.argv[1], sys.argv[2]
+lat = struct.unpack('256f', open(t + '/lat.f32', 'rb').read())
+ref = struct.unpack('256f', open(g + '/pipeline.final_latent.f32', 'rb').read())
+assert max(abs(a - b) for a, b in zip(lat, ref)) <= 1e-3 * max(abs(b) for b in ref)
+# The PNG: parameters in a tEXt chunk, pixels = the golden image quantized.
+d = open(t + '/gen.png', 'rb').read()
+pos, idat, text = 8, b'', {}
+while pos < len(d):
+    n, kind = struct.unpack('>I4s', d[pos:pos + 8])
+    body = d[pos + 8:pos + 8 + n]
+    if kind == b'IDAT': idat += body
+    if kind == b'tEXt': k, v = body.split(b'\0', 1); text[k.decode()] = v.decode('latin-1')
+    pos += 12 + n
+assert 'Steps: 4, Sampler: ddim, CFG scale: 7.5, Seed: 0, Size: 16x16' in text['parameters'], text
+raw, rows, prev = zlib.decompress(idat), [], bytearray(48)
+for y in range(16):
+    f, line = raw[y * 49], bytearray(raw[y * 49 + 1:(y + 1) * 49])
+    for i in range(48):
+        a = line[i - 3] if i >= 3 else 0; b = prev[i]; c = prev[i - 3] if i >= 3 else 0
+        p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+        pred = [0, a, b, (a + b) // 2, a if pa <= pb and pa <= pc else b if pb <= pc else c][f]
+        line[i] = (line[i] + pred) & 255
+    rows.append(line); prev = line
+img = struct.unpack('768f', open(g + '/pipeline.image.f32', 'rb').read())
+worst = max(abs(rows[y][x * 3 + ch] - min(255, max(0, (img[ch * 256 + y * 16 + x] + 1) * 127.5)))
+            for y in range(16) for x in range(16) for ch in range(3))
+assert worst <= 1.0, worst
+PY
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --sampler euler_a --seed 5 --batch 2 -o "$T/b.png" -t 2 >"$T/out" 2>&1
+    [ -f "$T/b-1.png" ] && [ -f "$T/b-2.png" ] && ! cmp -s "$T/b-1.png" "$T/b-2.png" && grep -q "b-2.png" "$T/out" &&
+        ok gen_batch_seeds || bad gen_batch_seeds "$(cat "$T/out" | tail -c 300)"
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --sampler euler_a --seed 5 -o "$T/b1.png" -t 2 >/dev/null 2>&1
+    cmp -s "$T/b1.png" "$T/b-1.png" && ok gen_seed_reproduces || bad gen_seed_reproduces
+    expect_error gen_init_size "has 1024 bytes; 32x32 needs 4096" $BIN image gen -m "$G" -p x -W 32 -H 32 --init-latent "$G/unet.in.latent.f32"
+fi
+
 echo "test_image_tools: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
