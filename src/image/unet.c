@@ -5,18 +5,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "image/resblock.h"
 #include "image/wts.h"
 
 #define TF_GN_EPS 1e-6f // Transformer2DModel's GroupNorm
 #define LN_EPS 1e-5f
-
-typedef struct u_resnet {
-    int cin, cout;
-    float *n1_g, *n1_b, *c1_w, *c1_b; // (cin) ×2, (cout, cin, 3, 3), (cout)
-    float *t_w, *t_b;                 // time projection (cout, 4·c0), (cout)
-    float *n2_g, *n2_b, *c2_w, *c2_b; // (cout) ×2, (cout, cout, 3, 3), (cout)
-    float *sc_w, *sc_b;               // (cout, cin, 1, 1), (cout) when cin != cout
-} u_resnet;
 
 typedef struct u_tblock {
     float *n1_g, *n1_b, *qkv_w, *o1_w, *o1_b; // self-attention: (3C, C) stacked, no bias
@@ -43,12 +36,12 @@ struct unet {
     float *t1_w, *t1_b, *t2_w, *t2_b;         // (4c0, c0), (4c0), (4c0, 4c0), (4c0)
     u_conv conv_in, conv_out;
     float *no_g, *no_b;
-    u_resnet *down_res;                       // (n_blocks * lpb)
+    rb_block *down_res;                       // (n_blocks * lpb)
     u_transformer *down_tf;                   // (n_blocks * lpb), .C = 0 when absent
     u_conv down_conv[DIF_MAX_BLOCKS];
-    u_resnet mid_res[2];
+    rb_block mid_res[2];
     u_transformer mid_tf;
-    u_resnet *up_res;                         // (n_blocks * (lpb + 1))
+    rb_block *up_res;                         // (n_blocks * (lpb + 1))
     u_transformer *up_tf;
     u_conv up_conv[DIF_MAX_BLOCKS];
     u_tblock *tblocks;                        // every transformer's blocks
@@ -70,25 +63,6 @@ static void take_conv(wts_loader *L, u_conv *c, int cin, int cout, int k, int st
     c->p = (op_conv){cin, cout, k, k, stride, k / 2, k / 2, k / 2, k / 2, true};
     wts_take_conv(L, &c->w, cout, cin, k, k, "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
-}
-
-static void take_resnet(wts_loader *L, u_resnet *r, int cin, int cout, int temb, const char *name) {
-    r->cin = cin, r->cout = cout;
-    wts_take(L, &r->n1_g, WTS_SHAPE(cin), "%s.norm1.weight", name);
-    wts_take(L, &r->n1_b, WTS_SHAPE(cin), "%s.norm1.bias", name);
-    wts_take_conv(L, &r->c1_w, cout, cin, 3, 3, "%s.conv1.weight", name);
-    wts_take(L, &r->c1_b, WTS_SHAPE(cout), "%s.conv1.bias", name);
-    wts_take(L, &r->t_w, WTS_SHAPE(cout, temb), "%s.time_emb_proj.weight", name);
-    wts_take(L, &r->t_b, WTS_SHAPE(cout), "%s.time_emb_proj.bias", name);
-    wts_take(L, &r->n2_g, WTS_SHAPE(cout), "%s.norm2.weight", name);
-    wts_take(L, &r->n2_b, WTS_SHAPE(cout), "%s.norm2.bias", name);
-    wts_take_conv(L, &r->c2_w, cout, cout, 3, 3, "%s.conv2.weight", name);
-    wts_take(L, &r->c2_b, WTS_SHAPE(cout), "%s.conv2.bias", name);
-    r->sc_w = r->sc_b = NULL;
-    if (cin != cout) {
-        wts_take(L, &r->sc_w, WTS_SHAPE(cout, cin, 1, 1), "%s.conv_shortcut.weight", name);
-        wts_take(L, &r->sc_b, WTS_SHAPE(cout), "%s.conv_shortcut.bias", name);
-    }
 }
 
 static void take_tf(wts_loader *L, const dif_unet_config *cf, u_transformer *t, u_tblock *blocks, int C, int heads, const char *name) {
@@ -144,7 +118,7 @@ static void bind(wts_loader *L, void *ud) {
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < lpb; j++) {
             snprintf(name, sizeof name, "down_blocks.%d.resnets.%d", i, j);
-            take_resnet(L, &u->down_res[i * lpb + j], j ? c->block_out[i] : ch, c->block_out[i], T, name);
+            rb_take(L, &u->down_res[i * lpb + j], j ? c->block_out[i] : ch, c->block_out[i], T, name);
             u->down_tf[i * lpb + j].C = 0;
             if (c->down[i] == DIF_BLOCK_CROSSATTN) {
                 snprintf(name, sizeof name, "down_blocks.%d.attentions.%d", i, j);
@@ -160,10 +134,10 @@ static void bind(wts_loader *L, void *ud) {
     }
     int top = c->block_out[n - 1];
     if (c->mid_block) {
-        take_resnet(L, &u->mid_res[0], top, top, T, "mid_block.resnets.0");
+        rb_take(L, &u->mid_res[0], top, top, T, "mid_block.resnets.0");
         take_tf(L, c, &u->mid_tf, tb, top, c->n_heads[n - 1], "mid_block.attentions.0");
         tb += nt;
-        take_resnet(L, &u->mid_res[1], top, top, T, "mid_block.resnets.1");
+        rb_take(L, &u->mid_res[1], top, top, T, "mid_block.resnets.1");
     }
     int prev = top;
     for (int i = 0; i < n; i++) {
@@ -171,7 +145,7 @@ static void bind(wts_loader *L, void *ud) {
         for (int j = 0; j <= lpb; j++) {
             int skip = j == lpb ? in : out, rin = j ? out : prev;
             snprintf(name, sizeof name, "up_blocks.%d.resnets.%d", i, j);
-            take_resnet(L, &u->up_res[i * (lpb + 1) + j], rin + skip, out, T, name);
+            rb_take(L, &u->up_res[i * (lpb + 1) + j], rin + skip, out, T, name);
             u->up_tf[i * (lpb + 1) + j].C = 0;
             if (c->up[i] == DIF_BLOCK_CROSSATTN) {
                 snprintf(name, sizeof name, "up_blocks.%d.attentions.%d", i, j);
@@ -282,26 +256,6 @@ void unet_work_free(unet_work *w) {
 
 // --- forward --------------------------------------------------------------------------------------
 
-static void resnet(op_ctx *c, const unet *u, unet_work *w, float *y, const float *x, float *t, const u_resnet *r, int h, int wd) {
-    int hw = h * wd, G = u->cfg.groups;
-    float eps = u->cfg.norm_eps;
-    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1, true}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1, true};
-    op_group_norm(c, t, x, r->cin, hw, G, eps, r->n1_g, r->n1_b, true);
-    op_conv2d(c, y, t, &p1, h, wd, r->c1_w, r->c1_b);
-    op_linear(c, w->tproj, w->temb_act, r->t_w, r->t_b, 1, u->temb_dim, r->cout);
-    for (int ch = 0; ch < r->cout; ch++)
-        for (int i = 0; i < hw; i++) y[(size_t)ch * hw + i] += w->tproj[ch];
-    op_group_norm(c, t, y, r->cout, hw, G, eps, r->n2_g, r->n2_b, true);
-    op_conv2d(c, y, t, &p2, h, wd, r->c2_w, r->c2_b);
-    if (r->sc_w) {
-        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0, false};
-        op_conv2d(c, t, x, &ps, h, wd, r->sc_w, r->sc_b);
-        op_add(y, y, t, (size_t)r->cout * hw);
-    } else {
-        op_add(y, y, x, (size_t)r->cout * hw);
-    }
-}
-
 // y (C, hw) = x + transformer(x); t is work space.
 static void transformer(op_ctx *c, const unet *u, unet_work *w, float *y, const float *x, float *t, const u_transformer *tf, int hw,
                         const float *ctx, int n_ctx) {
@@ -386,7 +340,7 @@ sim_status unet_forward(const unet *u, unet_work *w, const op_ctx *cin, const fl
     KEEP(c0);
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < lpb; j++) {
-            resnet(&c, u, w, y, x, t, &u->down_res[i * lpb + j], h, wd);
+            rb_forward(&c, &u->down_res[i * lpb + j], u->cfg.groups, u->cfg.norm_eps, y, x, t, w->temb_act, w->tproj, h, wd);
             swap(&x, &y);
             const u_transformer *tf = &u->down_tf[i * lpb + j];
             if (tf->C) {
@@ -403,20 +357,20 @@ sim_status unet_forward(const unet *u, unet_work *w, const op_ctx *cin, const fl
         }
     }
     if (cf->mid_block) {
-        resnet(&c, u, w, y, x, t, &u->mid_res[0], h, wd);
+        rb_forward(&c, &u->mid_res[0], u->cfg.groups, u->cfg.norm_eps, y, x, t, w->temb_act, w->tproj, h, wd);
         transformer(&c, u, w, x, y, t, &u->mid_tf, h * wd, context, n_ctx);
-        resnet(&c, u, w, y, x, t, &u->mid_res[1], h, wd);
+        rb_forward(&c, &u->mid_res[1], u->cfg.groups, u->cfg.norm_eps, y, x, t, w->temb_act, w->tproj, h, wd);
         swap(&x, &y);
     }
     int ch = cf->block_out[n - 1];
     for (int i = 0; i < n; i++) {
         for (int j = 0; j <= lpb; j++) {
-            const u_resnet *r = &u->up_res[i * (lpb + 1) + j];
+            const rb_block *r = &u->up_res[i * (lpb + 1) + j];
             ASSERT(n_res > 0);
             n_res--;
             ASSERT(ch + res_ch[n_res] == r->cin);
             op_concat(y, x, ch, res_at[n_res], res_ch[n_res], h * wd);
-            resnet(&c, u, w, x, y, t, r, h, wd);
+            rb_forward(&c, r, u->cfg.groups, u->cfg.norm_eps, x, y, t, w->temb_act, w->tproj, h, wd);
             ch = r->cout;
             const u_transformer *tf = &u->up_tf[i * (lpb + 1) + j];
             if (tf->C) {

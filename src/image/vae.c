@@ -4,18 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "image/resblock.h"
 #include "image/wts.h"
 
 #define VAE_EPS 1e-6f
-
-typedef struct vae_resnet {
-    int cin, cout;
-    float *n1_g, *n1_b; // (cin)
-    float *c1_w, *c1_b; // (cout, cin, 3, 3), (cout)
-    float *n2_g, *n2_b; // (cout)
-    float *c2_w, *c2_b; // (cout, cout, 3, 3), (cout)
-    float *sc_w, *sc_b; // (cout, cin, 1, 1), (cout) when cin != cout, else NULL
-} vae_resnet;
 
 typedef struct vae_attn {
     int C;
@@ -34,9 +26,9 @@ struct vae {
     float *weights;
     // encoder
     vae_conv enc_in;                                  // in_ch → ch[0]
-    vae_resnet *enc_res;                              // (n_blocks * layers_per_block)
+    rb_block *enc_res;                              // (n_blocks * layers_per_block)
     vae_conv enc_down[DIF_MAX_BLOCKS];                // stride 2, (n_blocks - 1)
-    vae_resnet enc_mid[2];
+    rb_block enc_mid[2];
     vae_attn enc_attn;
     float *enc_no_g, *enc_no_b;                       // (ch[-1])
     vae_conv enc_out;                                 // ch[-1] → 2·latent
@@ -44,9 +36,9 @@ struct vae {
     // decoder
     vae_conv post_quant;                              // 1×1, latent → latent
     vae_conv dec_in;                                  // latent → ch[-1]
-    vae_resnet dec_mid[2];
+    rb_block dec_mid[2];
     vae_attn dec_attn;
-    vae_resnet *dec_res;                              // (n_blocks * (layers_per_block + 1))
+    rb_block *dec_res;                              // (n_blocks * (layers_per_block + 1))
     vae_conv dec_up[DIF_MAX_BLOCKS];                  // (n_blocks - 1)
     float *dec_no_g, *dec_no_b;                       // (ch[0])
     vae_conv dec_out;                                 // ch[0] → out_ch
@@ -69,23 +61,6 @@ static void take_conv(wts_loader *L, vae_conv *c, int cin, int cout, int k, int 
     if (stride == 2) c->p = (op_conv){cin, cout, k, k, 2, 0, 0, 1, 1, true}; // diffusers pads (0, 1, 0, 1)
     wts_take_conv(L, &c->w, cout, cin, k, k, "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
-}
-
-static void take_resnet(wts_loader *L, vae_resnet *r, int cin, int cout, const char *name) {
-    r->cin = cin, r->cout = cout;
-    wts_take(L, &r->n1_g, WTS_SHAPE(cin), "%s.norm1.weight", name);
-    wts_take(L, &r->n1_b, WTS_SHAPE(cin), "%s.norm1.bias", name);
-    wts_take_conv(L, &r->c1_w, cout, cin, 3, 3, "%s.conv1.weight", name);
-    wts_take(L, &r->c1_b, WTS_SHAPE(cout), "%s.conv1.bias", name);
-    wts_take(L, &r->n2_g, WTS_SHAPE(cout), "%s.norm2.weight", name);
-    wts_take(L, &r->n2_b, WTS_SHAPE(cout), "%s.norm2.bias", name);
-    wts_take_conv(L, &r->c2_w, cout, cout, 3, 3, "%s.conv2.weight", name);
-    wts_take(L, &r->c2_b, WTS_SHAPE(cout), "%s.conv2.bias", name);
-    r->sc_w = r->sc_b = NULL;
-    if (cin != cout) {
-        wts_take(L, &r->sc_w, WTS_SHAPE(cout, cin, 1, 1), "%s.conv_shortcut.weight", name);
-        wts_take(L, &r->sc_b, WTS_SHAPE(cout), "%s.conv_shortcut.bias", name);
-    }
 }
 
 static void take_attn(wts_loader *L, vae_attn *a, int C, const char *name) {
@@ -112,16 +87,16 @@ static void bind(wts_loader *L, void *ud) {
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < lpb; j++) {
             snprintf(name, sizeof name, "encoder.down_blocks.%d.resnets.%d", i, j);
-            take_resnet(L, &v->enc_res[i * lpb + j], j ? c->block_out[i] : c->block_out[i ? i - 1 : 0], c->block_out[i], name);
+            rb_take(L, &v->enc_res[i * lpb + j], j ? c->block_out[i] : c->block_out[i ? i - 1 : 0], c->block_out[i], 0, name);
         }
         if (i + 1 < n) {
             snprintf(name, sizeof name, "encoder.down_blocks.%d.downsamplers.0.conv", i);
             take_conv(L, &v->enc_down[i], c->block_out[i], c->block_out[i], 3, 2, name);
         }
     }
-    take_resnet(L, &v->enc_mid[0], top, top, "encoder.mid_block.resnets.0");
+    rb_take(L, &v->enc_mid[0], top, top, 0, "encoder.mid_block.resnets.0");
     take_attn(L, &v->enc_attn, top, "encoder.mid_block.attentions.0");
-    take_resnet(L, &v->enc_mid[1], top, top, "encoder.mid_block.resnets.1");
+    rb_take(L, &v->enc_mid[1], top, top, 0, "encoder.mid_block.resnets.1");
     wts_take(L, &v->enc_no_g, WTS_SHAPE(top), "encoder.conv_norm_out.weight");
     wts_take(L, &v->enc_no_b, WTS_SHAPE(top), "encoder.conv_norm_out.bias");
     take_conv(L, &v->enc_out, top, 2 * c->latent_ch, 3, 1, "encoder.conv_out");
@@ -129,15 +104,15 @@ static void bind(wts_loader *L, void *ud) {
 
     take_conv(L, &v->post_quant, c->latent_ch, c->latent_ch, 1, 1, "post_quant_conv");
     take_conv(L, &v->dec_in, c->latent_ch, top, 3, 1, "decoder.conv_in");
-    take_resnet(L, &v->dec_mid[0], top, top, "decoder.mid_block.resnets.0");
+    rb_take(L, &v->dec_mid[0], top, top, 0, "decoder.mid_block.resnets.0");
     take_attn(L, &v->dec_attn, top, "decoder.mid_block.attentions.0");
-    take_resnet(L, &v->dec_mid[1], top, top, "decoder.mid_block.resnets.1");
+    rb_take(L, &v->dec_mid[1], top, top, 0, "decoder.mid_block.resnets.1");
     int prev = top;
     for (int i = 0; i < n; i++) {
         int ch = c->block_out[n - 1 - i];
         for (int j = 0; j <= lpb; j++) {
             snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.%d", i, j);
-            take_resnet(L, &v->dec_res[i * (lpb + 1) + j], j ? ch : prev, ch, name);
+            rb_take(L, &v->dec_res[i * (lpb + 1) + j], j ? ch : prev, ch, 0, name);
         }
         if (i + 1 < n) {
             snprintf(name, sizeof name, "decoder.up_blocks.%d.upsamplers.0.conv", i);
@@ -233,23 +208,6 @@ static void conv(op_ctx *c, float *y, const float *x, const vae_conv *k, int h, 
     op_conv2d(c, y, x, &k->p, h, w, k->w, k->b);
 }
 
-// y = resnet(x); t is work space; y, x, t distinct.
-static void resnet(op_ctx *c, int G, float *y, const float *x, float *t, const vae_resnet *r, int h, int w) {
-    int hw = h * w;
-    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1, true}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1, true};
-    op_group_norm(c, t, x, r->cin, hw, G, VAE_EPS, r->n1_g, r->n1_b, true);
-    op_conv2d(c, y, t, &p1, h, w, r->c1_w, r->c1_b);
-    op_group_norm(c, t, y, r->cout, hw, G, VAE_EPS, r->n2_g, r->n2_b, true);
-    op_conv2d(c, y, t, &p2, h, w, r->c2_w, r->c2_b);
-    if (r->sc_w) {
-        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0, false};
-        op_conv2d(c, t, x, &ps, h, w, r->sc_w, r->sc_b);
-        op_add(y, y, t, (size_t)r->cout * hw);
-    } else {
-        op_add(y, y, x, (size_t)r->cout * hw);
-    }
-}
-
 // y = x + attention(groupnorm(x)), one head over the hw pixels.
 static void attention(op_ctx *c, vae_work *wk, int G, float *y, const float *x, float *t, const vae_attn *a, int hw) {
     int C = a->C;
@@ -280,13 +238,13 @@ sim_status vae_decode(const vae *v, vae_work *wk, const op_ctx *cin, const float
     float *x = wk->a, *y = wk->b, *t = wk->t;
     conv(&c, t, z, &v->post_quant, h, w);
     conv(&c, x, t, &v->dec_in, h, w);
-    resnet(&c, G, y, x, t, &v->dec_mid[0], h, w);
+    rb_forward(&c, &v->dec_mid[0], G, VAE_EPS, y, x, t, NULL, NULL, h, w);
     attention(&c, wk, G, x, y, t, &v->dec_attn, h * w);
-    resnet(&c, G, y, x, t, &v->dec_mid[1], h, w);
+    rb_forward(&c, &v->dec_mid[1], G, VAE_EPS, y, x, t, NULL, NULL, h, w);
     swap(&x, &y);
     for (int i = 0; i < n; i++) {
         for (int j = 0; j <= lpb; j++) {
-            resnet(&c, G, y, x, t, &v->dec_res[i * (lpb + 1) + j], h, w);
+            rb_forward(&c, &v->dec_res[i * (lpb + 1) + j], G, VAE_EPS, y, x, t, NULL, NULL, h, w);
             swap(&x, &y);
         }
         if (i + 1 < n) {
@@ -315,7 +273,7 @@ sim_status vae_encode(const vae *v, vae_work *wk, const op_ctx *cin, const float
     conv(&c, x, image, &v->enc_in, h, w);
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < lpb; j++) {
-            resnet(&c, G, y, x, t, &v->enc_res[i * lpb + j], h, w);
+            rb_forward(&c, &v->enc_res[i * lpb + j], G, VAE_EPS, y, x, t, NULL, NULL, h, w);
             swap(&x, &y);
         }
         if (i + 1 < n) {
@@ -324,9 +282,9 @@ sim_status vae_encode(const vae *v, vae_work *wk, const op_ctx *cin, const float
             swap(&x, &y);
         }
     }
-    resnet(&c, G, y, x, t, &v->enc_mid[0], h, w);
+    rb_forward(&c, &v->enc_mid[0], G, VAE_EPS, y, x, t, NULL, NULL, h, w);
     attention(&c, wk, G, x, y, t, &v->enc_attn, h * w);
-    resnet(&c, G, y, x, t, &v->enc_mid[1], h, w);
+    rb_forward(&c, &v->enc_mid[1], G, VAE_EPS, y, x, t, NULL, NULL, h, w);
     op_group_norm(&c, t, y, top, h * w, G, VAE_EPS, v->enc_no_g, v->enc_no_b, true);
     conv(&c, x, t, &v->enc_out, h, w);
     conv(&c, moments, x, &v->quant, h, w);
