@@ -4,98 +4,20 @@
 // page against direct calls of POST /api/loom and /api/mix. Screenshots go
 // to build/e2e/loom-*.png. Prints "e2e-loom: N passed, M failed".
 
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, createWriteStream, readdirSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ROOT, MODEL, CHROMIUM, OUT, STEP_TIMEOUT, assert, poll, begin } from './harness.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const MODEL = resolve(ROOT, process.env.E2E_MODEL || '../shared/models/stories260K.gguf');
+const run = await begin({ tag: 'e2e-loom', prefix: 'loom', stale: /^loom-.*\.(png|svg)$/, what: 'the LLooM browser test' });
+const { chromium, tmp, step } = run;
 const MIX_MODEL = resolve(ROOT, process.env.E2E_MIX_MODEL || MODEL);
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = join(ROOT, 'build/e2e');
-const STEP_TIMEOUT = 60000;
 const TAG = 'e2e-loom';
+run.screenshotOptions = { fullPage: true };
 
-if (!existsSync(MODEL)) {
-  console.log(`${TAG}: SKIPPED — the model ${MODEL} is absent (put stories260K.gguf there to run the LLooM browser test)`);
-  console.log(`${TAG}: 0 passed, 0 failed (skipped)`);
-  process.exit(0);
-}
-if (!existsSync(CHROMIUM)) {
-  console.log(`${TAG}: FAILED — no browser at ${CHROMIUM} (apt-get install chromium; make deps does)`);
-  console.log(`${TAG}: 0 passed, 1 failed`);
-  process.exit(1);
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch {
-  console.log(`${TAG}: FAILED — playwright-core is not installed (npm ci)`);
-  console.log(`${TAG}: 0 passed, 1 failed`);
-  process.exit(1);
-}
-
-mkdirSync(OUT, { recursive: true });
-for (const f of readdirSync(OUT)) if (f.startsWith('loom-') && (f.endsWith('.png') || f.endsWith('.svg'))) rmSync(join(OUT, f));
-const tmp = mkdtempSync(join(tmpdir(), 'simularity-e2e-loom-'));
-
-// ------------------------------------------------------------ the server
-// The page is served by the story API (/web/*), so --scenarios is given too.
-function startServer() {
-  return new Promise((res, rej) => {
-    const args = ['serve', '-m', MODEL, '--mix-model', MIX_MODEL, '--scenarios', join(ROOT, 'scenarios'),
-      '--db', join(tmp, 'stories.db'), '--port', '0'];
-    if (process.env.E2E_WEB_DIR) args.push('--web-dir', resolve(process.env.E2E_WEB_DIR));   // iterate without rebuilding
-    const srv = spawn(process.env.SIM_BIN ? resolve(process.env.SIM_BIN) : join(ROOT, 'simularity'), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(join(OUT, 'loom-server.log'));
-    let buf = '';
-    const timer = setTimeout(() => rej(new Error(`the server did not start in 30 s:\n${buf}`)), 30000);
-    srv.stdout.pipe(log);
-    srv.stderr.on('data', (d) => {
-      log.write(d);
-      buf += d;
-      const m = buf.match(/listening on (http:\/\/[^\s]+)/);
-      if (m && !srv.base) { srv.base = m[1]; clearTimeout(timer); res(srv); }
-    });
-    srv.on('exit', (code) => { clearTimeout(timer); if (!srv.base) rej(new Error(`the server exited (${code}):\n${buf}`)); });
-  });
-}
-
-let server, browser, page, base, shot = 0;
-const results = [];
+let server, browser, page, base;
 const consoleErrors = [];
 let expectErrors = false;   // a step that makes the browser log a failed request on purpose
-
-async function screenshot(name) {
-  shot += 1;
-  await page.screenshot({ path: join(OUT, `loom-${String(shot).padStart(2, '0')}-${name}.png`), fullPage: true });
-}
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await Promise.race([fn(), new Promise((_, rej) => setTimeout(() => rej(new Error('timed out')), STEP_TIMEOUT))]);
-    results.push({ name, ok: true });
-    console.log(`  ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`  FAIL ${name}: ${e && e.message ? e.message.split('\n').slice(0, 8).join('\n       ') : e}`);
-  }
-  try { await screenshot(name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()); } catch { /* page gone */ }
-}
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
 const eq = (a, b) => JSON.stringify(a) === JSON.stringify(b);
-
-async function poll(fn, what, ms = 20000) {
-  const t0 = Date.now();
-  let last;
-  for (;;) {
-    try { last = await fn(); if (last === true) return; } catch (e) { last = e.message; }
-    if (Date.now() - t0 > ms) throw new Error(`${what}${last && last !== false ? `: ${last}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 // A direct POST that reads the whole SSE answer: [{event, data}].
 async function sse(path, body) {
@@ -131,13 +53,16 @@ const TEXT = 'Lily saw a';
 const PARAMS = { depth: 6, max: 12, cutoff: 0.1, multiplier: 1, split: 3, autostop: true, logprob: false };
 
 // ------------------------------------------------------------ the run
+let setupError = null;
 try {
-  server = await startServer();
+  const args = ['-m', MODEL, '--mix-model', MIX_MODEL, '--scenarios', join(ROOT, 'scenarios'), '--db', join(tmp, 'stories.db')];
+  if (process.env.E2E_WEB_DIR) args.push('--web-dir', resolve(process.env.E2E_WEB_DIR));   // iterate without rebuilding
+  server = run.server = await run.startServer(args);
   base = server.base.replace(/\/$/, '');
   console.log(`${TAG}: server at ${base}, chromium ${CHROMIUM}, screenshots in build/e2e/loom-*.png`);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  browser = run.browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
-  page = await context.newPage();
+  page = run.page = await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error' && !expectErrors) consoleErrors.push(`console: ${m.text()} (${(m.location() || {}).url || ''})`); });
   page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
 
@@ -364,18 +289,6 @@ try {
     assert(consoleErrors.length === 0, consoleErrors.join('\n'));
   });
 } catch (e) {
-  results.push({ name: 'setup', ok: false });
-  console.log(`  FAIL setup: ${e && e.stack ? e.stack : e}`);
-} finally {
-  if (browser) await browser.close().catch(() => {});
-  if (server) {
-    server.kill('SIGTERM');
-    await new Promise((r) => { server.on('exit', r); setTimeout(r, 5000); });
-  }
-  rmSync(tmp, { recursive: true, force: true });
+  setupError = e;
 }
-
-const passed = results.filter((r) => r.ok).length;
-const failed = results.length - passed;
-console.log(`${TAG}: ${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+await run.finish(setupError);

@@ -4,71 +4,19 @@
 // Screenshots of every step go to build/e2e/player-NN-step.png, the
 // server's log to build/e2e/player-server.log. Prints "e2e: N passed, M failed".
 
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, createWriteStream, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ROOT, MODEL, CHROMIUM, STEP_TIMEOUT, assert, poll, begin } from './harness.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const MODEL = resolve(ROOT, process.env.E2E_MODEL || '../shared/models/stories260K.gguf');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = join(ROOT, 'build/e2e');
-const STEP_TIMEOUT = 60000;
-
-if (!existsSync(MODEL)) {
-  console.log(`e2e: SKIPPED — the model ${MODEL} is absent (put stories260K.gguf there to run the browser tests)`);
-  console.log('e2e: 0 passed, 0 failed (skipped)');
-  process.exit(0);
-}
-if (!existsSync(CHROMIUM)) {
-  console.log(`e2e: FAILED — no browser at ${CHROMIUM} (apt-get install chromium; make deps does)`);
-  console.log('e2e: 0 passed, 1 failed');
-  process.exit(1);
-}
-
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch {
-  console.log('e2e: FAILED — playwright-core is not installed (npm ci)');
-  console.log('e2e: 0 passed, 1 failed');
-  process.exit(1);
-}
-
-mkdirSync(OUT, { recursive: true });
-for (const f of readdirSync(OUT)) if (/^player-.*\.png$/.test(f)) rmSync(join(OUT, f));
-const tmp = mkdtempSync(join(tmpdir(), 'simularity-e2e-'));
-
-// ------------------------------------------------------------ the server
-function startServer() {
-  return new Promise((res, rej) => {
-    const args = ['serve', '-m', MODEL, '--scenarios', join(ROOT, 'scenarios'), '--db', join(tmp, 'stories.db'),
-      '--port', '0', '-c', '8192', '--story-ctx', '8192'];
-    const srv = spawn(process.env.SIM_BIN ? resolve(process.env.SIM_BIN) : join(ROOT, 'simularity'), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    const log = createWriteStream(join(OUT, 'player-server.log'));
-    let buf = '';
-    const timer = setTimeout(() => rej(new Error(`the server did not start in 30 s:\n${buf}`)), 30000);
-    srv.stdout.pipe(log);
-    srv.stderr.on('data', (d) => {
-      log.write(d);
-      buf += d;
-      const m = buf.match(/listening on (http:\/\/[^\s]+)/);
-      if (m && !srv.base) {
-        srv.base = m[1];
-        clearTimeout(timer);
-        res(srv);
-      }
-    });
-    srv.on('exit', (code) => { clearTimeout(timer); if (!srv.base) rej(new Error(`the server exited (${code}):\n${buf}`)); });
-  });
-}
+const run = await begin({ tag: 'e2e', prefix: 'player', stale: /^player-.*\.png$/, what: 'the browser tests' });
+const { chromium, tmp, step, screenshot } = run;
 
 let server, browser;
-const results = [];
 const consoleErrors = [];
-let page, base, storyId = 0, shot = 0;
+let page, base, storyId = 0;
 const inflight = new Map();   // request -> start time (printed when a step fails)
+run.onFail = () => {
+  for (const [r, t] of inflight) if (!r.url().includes('/events')) console.log(`       pending for ${Date.now() - t} ms: ${r.method()} ${r.url()}`);
+};
 
 async function apiGet(path) {
   const r = await fetch(base + path);
@@ -77,37 +25,6 @@ async function apiGet(path) {
 }
 const story = () => apiGet(`/api/stories/${storyId}`);
 const head = (s) => s.path[s.path.length - 1];
-
-async function screenshot(name) {
-  shot += 1;
-  await page.screenshot({ path: join(OUT, `player-${String(shot).padStart(2, '0')}-${name}.png`) });
-}
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await Promise.race([fn(), new Promise((_, rej) => setTimeout(() => rej(new Error('timed out')), STEP_TIMEOUT))]);
-    results.push({ name, ok: true });
-    console.log(`  ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`  FAIL ${name}: ${e && e.message ? e.message.split('\n').slice(0, 6).join('\n       ') : e}`);
-    for (const [r, t] of inflight) if (!r.url().includes('/events')) console.log(`       pending for ${Date.now() - t} ms: ${r.method()} ${r.url()}`);
-  }
-  try { await screenshot(name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()); } catch { /* page gone */ }
-}
-
-function assert(cond, msg) { if (!cond) throw new Error(msg); }
-
-async function poll(fn, what, ms = 20000) {
-  const t0 = Date.now();
-  let last;
-  for (;;) {
-    try { last = await fn(); if (last === true) return; } catch (e) { last = e.message; }
-    if (Date.now() - t0 > ms) throw new Error(`${what}${last && last !== false ? `: ${last}` : ''}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-}
 
 // The player is idle: no operation running, the line fully shown.
 async function idle() {
@@ -201,17 +118,19 @@ async function pressAndWait(action, changed, what) {
 }
 
 // ------------------------------------------------------------ the run
+let setupError = null;
 try {
-  server = await startServer();
+  server = run.server = await run.startServer(['-m', MODEL, '--scenarios', join(ROOT, 'scenarios'), '--db', join(tmp, 'stories.db'),
+    '-c', '8192', '--story-ctx', '8192']);
   base = server.base.replace(/\/$/, '');
   console.log(`e2e: server at ${base}, chromium ${CHROMIUM}, screenshots in build/e2e/`);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required'] });
+  browser = run.browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   // Instant text keeps the run short; the stream still arrives in text events.
   await context.addInitScript(() => {
     if (!localStorage.getItem('simularity.settings')) localStorage.setItem('simularity.settings', JSON.stringify({ text_speed: 200 }));
   });
-  page = await context.newPage();
+  page = run.page = await context.newPage();
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`console: ${m.text()} (${(m.location() || {}).url || ''})`); });
   page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
   page.on('request', (r) => inflight.set(r, Date.now()));
@@ -481,18 +400,6 @@ try {
     assert(consoleErrors.length === 0, consoleErrors.join('\n'));
   });
 } catch (e) {
-  results.push({ name: 'setup', ok: false });
-  console.log(`  FAIL setup: ${e && e.stack ? e.stack : e}`);
-} finally {
-  if (browser) await browser.close().catch(() => {});
-  if (server) {
-    server.kill('SIGTERM');
-    await new Promise((r) => { server.on('exit', r); setTimeout(r, 5000); });
-  }
-  rmSync(tmp, { recursive: true, force: true });
+  setupError = e;
 }
-
-const passed = results.filter((r) => r.ok).length;
-const failed = results.length - passed;
-console.log(`e2e: ${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+await run.finish(setupError);
