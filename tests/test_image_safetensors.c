@@ -76,6 +76,41 @@ static void test_valid(void) {
     st_close(f);
 }
 
+// The read hook sees every tensor read, after conversion, and can fail it.
+static sim_status add_name_len(void *ud, const char *name, float *data, int n_dims, const int64_t *shape, sim_err *err) {
+    int *calls = ud;
+    (*calls)++;
+    if (strcmp(name, "c.bf16") == 0) return err_set(err, SIM_ERR_ARG, "refused '%s'", name);
+    int64_t n = 1;
+    for (int i = 0; i < n_dims; i++) n *= shape[i];
+    for (int64_t i = 0; i < n; i++) data[i] += (float)strlen(name);
+    return SIM_OK;
+}
+
+static void test_patch_hook(void) {
+    uint8_t d[64];
+    size_t n = build(VALID, d, valid_data(d));
+    st_file *f;
+    sim_err err = {0};
+    CHECK_EQ_INT(st_open_memory(&f, g_buf, n, "valid", &err), SIM_OK);
+    if (!f) return;
+    int calls = 0;
+    st_set_patch(f, add_name_len, &calls);
+    float o[8];
+    CHECK_EQ_INT(st_read_f32(f, "a.f32", (int64_t[]){2, 3}, 2, o, &err), SIM_OK);
+    CHECK(o[0] == 1 + 5 && o[5] == -7 + 5);
+    CHECK_EQ_INT(st_read_f32(f, "b.f16", NULL, 0, o, &err), SIM_OK);
+    CHECK(o[1] == -1.25f + 5);
+    CHECK_EQ_INT(st_read_f32(f, "c.bf16", NULL, 0, o, &err), SIM_ERR_ARG);
+    CHECK(strstr(err.msg, "refused 'c.bf16'") != NULL);
+    CHECK_EQ_INT(st_read_f32(f, "nope", NULL, 0, o, &err), SIM_ERR_FORMAT); // not called
+    CHECK_EQ_INT(calls, 3);
+    st_set_patch(f, NULL, NULL);
+    CHECK_EQ_INT(st_read_f32(f, "a.f32", NULL, 0, o, &err), SIM_OK);
+    CHECK(o[0] == 1 && calls == 3);
+    st_close(f);
+}
+
 // Opens header+data; expects failure with `code` and `want` in the message.
 static void refuse(const char *header, size_t data_len, sim_status code, const char *want) {
     uint8_t d[256] = {0};
@@ -199,6 +234,7 @@ static void test_real_files(void) {
 int main(int argc, char **argv) {
     test_init(argc, argv);
     TEST_RUN(test_valid);
+    TEST_RUN(test_patch_hook);
     TEST_RUN(test_hostile);
     TEST_RUN(test_truncated);
     TEST_RUN(test_alloc_failures);

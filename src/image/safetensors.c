@@ -316,5 +316,10 @@ sim_status st_read_f32(const st_file *f, const char *name, const int64_t *shape,
         return err_set(err, SIM_ERR_UNSUPPORTED, "%s: tensor '%s' is %s (only F32, F16 and BF16 weights are supported)",
                        f->path, name, st_dtype_name(t->dtype));
     }
-    return SIM_OK;
+    return f->patch ? f->patch(f->patch_ud, name, out, t->n_dims, t->shape, err) : SIM_OK;
+}
+
+void st_set_patch(st_file *f, st_patch_fn fn, void *ud) {
+    f->patch = fn;
+    f->patch_ud = ud;
 }

@@ -64,6 +64,11 @@ typedef struct st_tensor {
     size_t size;                   // bytes = n_elem * st_dtype_size(dtype)
 } st_tensor;
 
+// A hook st_read_f32 calls with every tensor it has just converted to
+// float32 (e.g. to merge a LoRA into it): name as asked for, data holding
+// n_elem floats of the tensor's shape. An error fails the read.
+typedef sim_status (*st_patch_fn)(void *ud, const char *name, float *data, int n_dims, const int64_t *shape, sim_err *err);
+
 typedef struct st_file {
     file_map map;        // unused when opened from memory
     const uint8_t *base; // the whole file
@@ -73,6 +78,8 @@ typedef struct st_file {
     char *names;         // all names, NUL-terminated, back to back
     char *path;          // for messages
     uint8_t *owned;      // data owned by the file (st_from_parts), or NULL
+    st_patch_fn patch;   // see st_set_patch; NULL: none
+    void *patch_ud;
 } st_file;
 
 const char *st_dtype_name(st_dtype t);
@@ -102,6 +109,11 @@ const st_tensor *st_find(const st_file *f, const char *name);
 // gives both shapes), SIM_ERR_UNSUPPORTED for a dtype other than F32/F16/BF16.
 sim_status st_read_f32(const st_file *f, const char *name, const int64_t *shape, int n_dims,
                        float *out, sim_err *err);
+
+// Sets (or with fn NULL clears) the hook st_read_f32 calls after each read.
+// Readers that keep a tensor in another type must take tensors through
+// st_read_f32 when a hook is set, so that it sees every weight.
+void st_set_patch(st_file *f, st_patch_fn fn, void *ud);
 
 // Formats t's shape as "[a, b, c]" into buf.
 const char *st_shape_str(const int64_t *shape, int n_dims, char *buf, size_t cap);
