@@ -3,7 +3,8 @@
 // on x0 with a perfect denoiser, Euler equals DDIM (the same ODE step in
 // another scale), DPM++ 2M's first step is DDIM's, the generator is a
 // standard Gaussian and seeds reproduce. (The guided DDIM run against the
-// golden arrays is in test_image_unet.c.)
+// golden arrays is in test_image_unet.c.) The step hook sees each step's
+// x0 and can stop the run.
 #include <stdio.h>
 #include <string.h>
 
@@ -120,6 +121,42 @@ static void test_equivalences(void) {
     CHECK_EQ_INT(g_calls, 2);
 }
 
+// The step hook: with a perfect denoiser every step's x0 is the true x0;
+// the last call sees ᾱ = 1 and scale 1; an error from the hook stops the run.
+typedef struct hook_log {
+    int calls, stop_at;
+    double worst_x0, last_acp, last_scale;
+} hook_log;
+
+static sim_status hook(void *ctx, int i, int steps, float *x, double xscale, const float *x0, double acp_next, sim_err *err) {
+    (void)x, (void)steps;
+    hook_log *h = ctx;
+    h->calls++;
+    h->worst_x0 = fmax(h->worst_x0, max_diff(x0, g_x0));
+    h->last_acp = acp_next, h->last_scale = xscale;
+    return i == h->stop_at ? err_set(err, SIM_ERR_ABORTED, "hook stop") : SIM_OK;
+}
+
+static void test_step_hook(void) {
+    dsamp_gauss(7, g_x0, N);
+    float x[N], work[3 * N];
+    int ts[6];
+    sim_err err = {0};
+    dsamp_timesteps(&g_s, 6, ts);
+    for (int k = 0; k < DSAMP_COUNT; k++) {
+        hook_log h = {.stop_at = -1};
+        dsamp_gauss(8, x, N);
+        dsamp_params p = {.kind = (dsamp_kind)k, .seed = 3, .on_step = hook, .step_ctx = &h};
+        CHECK_EQ_INT(dsamp_run(&g_s, &p, ts, 6, x, N, work, perfect, NULL, &err), SIM_OK);
+        CHECK_EQ_INT(h.calls, 6);
+        CHECK_MSG(h.worst_x0 < 2e-4, "%s: x0 off by %g", dsamp_name((dsamp_kind)k), h.worst_x0);
+        CHECK(h.last_acp == 1.0 && h.last_scale == 1.0);
+        h = (hook_log){.stop_at = 2};
+        CHECK_EQ_INT(dsamp_run(&g_s, &p, ts, 6, x, N, work, perfect, NULL, &err), SIM_ERR_ABORTED);
+        CHECK_EQ_INT(h.calls, 3);
+    }
+}
+
 static void test_seeds(void) {
     static float g[200000];
     dsamp_gauss(1234, g, ARRAY_LEN(g));
@@ -153,6 +190,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_schedule);
     TEST_RUN(test_perfect_denoiser);
     TEST_RUN(test_equivalences);
+    TEST_RUN(test_step_hook);
     TEST_RUN(test_seeds);
     return test_finish();
 }

@@ -10,9 +10,11 @@
 #include "test.h"
 
 static int g_steps_seen;
-static bool on_step(void *ud, int step, int steps, double s) {
-    (void)s;
+static float g_x0[256]; // the last step's denoised estimate (micro-sd15: 4 × 8 × 8)
+static bool on_step(void *ud, int step, int steps, double s, const float *latent) {
+    (void)s, (void)steps;
     g_steps_seen = step;
+    memcpy(g_x0, latent, sizeof g_x0);
     return !ud || step < *(int *)ud;
 }
 
@@ -43,6 +45,8 @@ static void test_micro_sd15(void) {
     CHECK_MSG(sd_generate(m, &c, &p, img, lat, &err) == SIM_OK, "%s", err.msg);
     CHECK_EQ_INT(g_steps_seen, 4);
     test_compare_rel("sd_generate final latent", lat, lref, 256, 1e-3);
+    // DDIM's last step goes to ᾱ = 1: the final latent is that step's x0.
+    CHECK(memcmp(g_x0, lat, sizeof g_x0) == 0);
     test_compare_rel("sd_generate image", img, iref, 768, 1e-3);
     // The same with explicit timesteps.
     static const int ts[4] = {999, 749, 499, 249};
@@ -82,6 +86,15 @@ static void test_micro_sd15(void) {
     CHECK(strstr(err.msg, "multiples of 4") != NULL);
     p.width = 16, p.steps = 0;
     CHECK_EQ_INT(sd_generate(m, &c, &p, a, NULL, &err), SIM_ERR_ARG);
+    // Preview without a tiny autoencoder: the linear map, each cell 2 × 2 pixels.
+    // Cells (1, 0, 0, 0) and (0, 0, 0, 2): (1 + Σ l·K) · 127.5 by hand.
+    static const float pl8[8] = {1, 0, 0, 0, 0, 0, 0, 2};
+    static const uint8_t want[2][3] = {{165, 154, 154}, {81, 58, 7}};
+    uint8_t rgb[2 * 4 * 3];
+    CHECK_EQ_INT(sd_preview(m, &c, pl8, 1, 2, rgb, &err), SIM_OK);
+    for (int y = 0; y < 2; y++)
+        for (int x = 0; x < 4; x++)
+            for (int o = 0; o < 3; o++) CHECK_EQ_INT(rgb[(y * 4 + x) * 3 + o], want[x / 2][o]);
     pool_free(pl);
     sd_free(m);
     CHECK_EQ_INT(sd_load(&m, "/nonexistent", &err), SIM_ERR_IO);

@@ -28,10 +28,11 @@ typedef struct progress {
     bool tty;
 } progress;
 
-static bool on_step(void *ud, int step, int steps, double seconds) {
+static bool on_step(void *ud, int step, int steps, double seconds, const float *latent) {
+    (void)latent;
     progress *pr = ud;
     fprintf(stderr, "%s[image %d/%d] step %d/%d  %.2f s/step", pr->tty ? "\r" : "", pr->image, pr->n_images, step, steps,
-            seconds);
+            seconds / step);
     if (!pr->tty || step == steps) fputc('\n', stderr);
     return true;
 }

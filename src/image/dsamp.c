@@ -104,7 +104,7 @@ static double sigma_to_t(const dsamp_schedule *s, double sigma) {
 
 static sim_status run_ddim_lcm(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps, float *x, size_t n,
                                float *work, dsamp_model_fn model, void *ctx, sim_err *err) {
-    float *eps = work, *noise = work + n;
+    float *eps = work, *noise = work + n; // after a step eps holds x0
     rng r;
     rng_seed(&r, p->seed + 1);
     for (int i = 0; i < steps; i++) {
@@ -116,17 +116,20 @@ static sim_status run_ddim_lcm(const dsamp_schedule *s, const dsamp_params *p, c
             for (size_t j = 0; j < n; j++) {
                 double x0 = (x[j] - s1a * eps[j]) / sa;
                 x[j] = (float)(sap * x0 + s1ap * eps[j]);
+                eps[j] = (float)x0;
             }
-            continue;
+        } else {
+            // LCM: consistency boundary conditions (σ_data 0.5, timestep scaling 10), fresh noise between steps.
+            double tsc = ts[i] * 10.0, c_skip = 0.25 / (tsc * tsc + 0.25), c_out = tsc / sqrt(tsc * tsc + 0.25);
+            bool last = i + 1 == steps;
+            for (size_t j = 0; j < n; j++) noise[j] = last ? 0.0f : (float)gauss(&r);
+            for (size_t j = 0; j < n; j++) {
+                double x0 = (x[j] - s1a * eps[j]) / sa, den = c_out * x0 + c_skip * x[j];
+                x[j] = (float)(last ? den : sap * den + s1ap * noise[j]);
+                eps[j] = (float)den;
+            }
         }
-        // LCM: consistency boundary conditions (σ_data 0.5, timestep scaling 10), fresh noise between steps.
-        double tsc = ts[i] * 10.0, c_skip = 0.25 / (tsc * tsc + 0.25), c_out = tsc / sqrt(tsc * tsc + 0.25);
-        bool last = i + 1 == steps;
-        for (size_t j = 0; j < n; j++) noise[j] = last ? 0.0f : (float)gauss(&r);
-        for (size_t j = 0; j < n; j++) {
-            double x0 = (x[j] - s1a * eps[j]) / sa, den = c_out * x0 + c_skip * x[j];
-            x[j] = (float)(last ? den : sap * den + s1ap * noise[j]);
-        }
+        if (p->on_step && (st = p->on_step(p->step_ctx, i, steps, x, 1.0, eps, ap, err)) != SIM_OK) return st;
     }
     return SIM_OK;
 }
@@ -134,7 +137,7 @@ static sim_status run_ddim_lcm(const dsamp_schedule *s, const dsamp_params *p, c
 // Euler, Euler ancestral, DPM++ 2M: on x̃ = x·√(1+σ²) with σ falling to 0.
 static sim_status run_k(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps, float *x, size_t n, float *work,
                         dsamp_model_fn model, void *ctx, sim_err *err) {
-    float *eps = work, *old = work + n, *xin = work + 2 * n;
+    float *eps = work, *old = work + n, *xin = work + 2 * n; // after a step xin holds x0
     double sig[DSAMP_TRAIN_STEPS + 1];
     if (p->karras) {
         double rho = 7.0, mn = pow(s->sigma[0], 1 / rho), mx = pow(s->sigma[DSAMP_TRAIN_STEPS - 1], 1 / rho);
@@ -154,7 +157,10 @@ static sim_status run_k(const dsamp_schedule *s, const dsamp_params *p, const in
         sim_status st = model(ctx, xin, (float)t, eps, err);
         if (st != SIM_OK) return st;
         if (p->kind == DSAMP_EULER) {
-            for (size_t j = 0; j < n; j++) x[j] = (float)(x[j] + (sn - sg) * eps[j]);
+            for (size_t j = 0; j < n; j++) {
+                xin[j] = (float)(x[j] - sg * eps[j]);
+                x[j] = (float)(x[j] + (sn - sg) * eps[j]);
+            }
         } else if (p->kind == DSAMP_EULER_A) {
             double up = sn > 0 ? sqrt(sn * sn * (sg * sg - sn * sn) / (sg * sg)) : 0, down;
             up = MIN(up, sn);
@@ -162,6 +168,7 @@ static sim_status run_k(const dsamp_schedule *s, const dsamp_params *p, const in
             for (size_t j = 0; j < n; j++) {
                 double x0 = x[j] - sg * eps[j];
                 x[j] = (float)(x0 + down * eps[j] + (up > 0 ? up * gauss(&r) : 0));
+                xin[j] = (float)x0;
             }
         } else { // DPM++ 2M
             double tt = -log(sg), tn = sn > 0 ? -log(sn) : INFINITY, h = tn - tt;
@@ -172,9 +179,11 @@ static sim_status run_k(const dsamp_schedule *s, const dsamp_params *p, const in
                 double den = x[j] - sg * eps[j], d = den;
                 if (!first) d = (1 + 1 / (2 * rr)) * den - (1 / (2 * rr)) * old[j];
                 x[j] = (float)(ratio * x[j] + em * d);
-                old[j] = (float)den;
+                old[j] = xin[j] = (float)den;
             }
         }
+        double acp = 1 / (1 + sn * sn);
+        if (p->on_step && (st = p->on_step(p->step_ctx, i, steps, x, sqrt(acp), xin, acp, err)) != SIM_OK) return st;
     }
     return SIM_OK;
 }

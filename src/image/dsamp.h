@@ -38,10 +38,22 @@ typedef struct dsamp_schedule {
     double sigma[DSAMP_TRAIN_STEPS]; // σ_t
 } dsamp_schedule;
 
+// Called after step i (0-based) of `steps` with the sampler's latent x (n)
+// and the step's denoised estimate x0 (n, DDIM scale). x·xscale is the
+// latent in DDIM scale at the next noise level ᾱ = acp_next (1 after the
+// last step, where xscale is 1 too): xscale is 1 for DDIM and LCM and √ᾱ
+// for the k-diffusion samplers, which hold x/√ᾱ. The hook may change x in
+// place (in that scale), e.g. to blend in a noised init latent for
+// inpainting; a status other than SIM_OK stops the run and comes back.
+typedef sim_status (*dsamp_step_fn)(void *ctx, int i, int steps, float *x, double xscale, const float *x0, double acp_next,
+                                    sim_err *err);
+
 typedef struct dsamp_params {
     dsamp_kind kind;
     bool karras;      // DPM++ 2M / Euler: Karras sigmas (ρ = 7) instead of the timesteps' own
     uint64_t seed;    // ancestral noise (Euler a, LCM)
+    dsamp_step_fn on_step; // optional
+    void *step_ctx;
 } dsamp_params;
 
 // eps (n) = the guided noise prediction for latent x (n, as the model takes
@@ -62,9 +74,9 @@ int dsamp_parse(const char *name);
 // Floats of work memory dsamp_run needs for a latent of n floats.
 size_t dsamp_work_floats(size_t n);
 
-// Runs the sampler from x (noise at ts[0]) to the final latent, in place.
-// ts: `steps` descending timesteps in [0, 999]. On a model error the
-// status comes back unchanged and x holds the partial result.
+// Runs the sampler from x (noise at ts[0], DDIM scale) to the final latent,
+// in place. ts: `steps` descending timesteps in [0, 999]. On a model or hook
+// error the status comes back unchanged and x holds the partial result.
 sim_status dsamp_run(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps, float *x, size_t n,
                      float *work, dsamp_model_fn model, void *ctx, sim_err *err);
 

@@ -1,6 +1,7 @@
 // sd.c — the text-to-image pipeline over a diffusers folder (see sd.h).
 #include "image/sd.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "image/clip_text.h"
@@ -80,7 +81,6 @@ typedef struct gen {
     int lh, lw, n_ctx;
     const float *cond, *uncond; // (n_ctx, hidden): chunks of n_pos tokens
     float *eu, *ec;             // (C_lat, lh, lw)
-    int step;
     uint64_t t0;
 } gen;
 
@@ -97,9 +97,15 @@ static sim_status guided_eps(void *ctx, const float *x, float t, float *eps, sim
         if (st != SIM_OK) return st;
         for (size_t i = 0; i < n; i++) eps[i] = g->eu[i] + g->p->cfg * (g->ec[i] - g->eu[i]);
     }
-    g->step++;
-    if (g->p->on_step && !g->p->on_step(g->p->ud, g->step, g->p->steps, (double)(time_ns() - g->t0) / 1e9))
-        return err_set(err, SIM_ERR_ABORTED, "stopped after step %d of %d", g->step, g->p->steps);
+    return SIM_OK;
+}
+
+// After each sampler step: the caller's progress callback with x0.
+static sim_status after_step(void *ctx, int i, int steps, float *x, double xscale, const float *x0, double acp_next, sim_err *err) {
+    (void)x, (void)xscale, (void)acp_next;
+    gen *g = ctx;
+    if (g->p->on_step && !g->p->on_step(g->p->ud, i + 1, steps, (double)(time_ns() - g->t0) / 1e9, x0))
+        return err_set(err, SIM_ERR_ABORTED, "stopped after step %d of %d", i + 1, steps);
     return SIM_OK;
 }
 
@@ -160,8 +166,8 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
         else dsamp_gauss(p->seed, x, n);
         if (p->timesteps) memcpy(ts, p->timesteps, (size_t)p->steps * sizeof *ts);
         else dsamp_timesteps(&m->sched, p->steps, ts);
-        gen g = {m, c, p, uw, lh, lw, n_ctx, cond, uncond, eu, ec, 0, time_ns()};
-        dsamp_params sp = {.kind = p->sampler, .karras = p->karras, .seed = p->seed};
+        gen g = {m, c, p, uw, lh, lw, n_ctx, cond, uncond, eu, ec, time_ns()};
+        dsamp_params sp = {.kind = p->sampler, .karras = p->karras, .seed = p->seed, .on_step = after_step, .step_ctx = &g};
         st = dsamp_run(&m->sched, &sp, ts, p->steps, x, n, work, guided_eps, &g, err);
     }
     if (st == SIM_OK) {
@@ -178,4 +184,35 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     mem_free(tok);
     mem_free(tw);
     return st;
+}
+
+// --- previews ----------------------------------------------------------------------------------
+
+// SD 1.4 latent channel → (R, G, B) weights (see sd.h).
+static const float PREVIEW_K[4][3] = {
+    {0.298f, 0.207f, 0.208f},
+    {0.187f, 0.286f, 0.173f},
+    {-0.158f, 0.189f, 0.264f},
+    {-0.184f, -0.271f, -0.473f},
+};
+
+static uint8_t to_byte(float v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v)); }
+
+sim_status sd_preview(sd_model *m, const op_ctx *c, const float *latent, int lh, int lw, uint8_t *rgb, sim_err *err) {
+    (void)c;
+    int cl = m->pipe.vae.latent_ch, f = vae_factor(m->vae);
+    if (cl != 4) return err_set(err, SIM_ERR_UNSUPPORTED, "no preview for %d latent channels without a tiny autoencoder", cl);
+    size_t plane = (size_t)lh * lw, W = (size_t)lw * f;
+    for (int y = 0; y < lh; y++)
+        for (int x = 0; x < lw; x++) {
+            uint8_t px[3];
+            for (int o = 0; o < 3; o++) {
+                float v = 0;
+                for (int k = 0; k < 4; k++) v += latent[k * plane + (size_t)y * lw + x] * PREVIEW_K[k][o];
+                px[o] = to_byte((v + 1) * 127.5f);
+            }
+            for (int dy = 0; dy < f; dy++)
+                for (int dx = 0; dx < f; dx++) memcpy(rgb + (((size_t)y * f + dy) * W + (size_t)x * f + dx) * 3, px, 3);
+        }
+    return SIM_OK;
 }

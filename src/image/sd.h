@@ -44,8 +44,11 @@ typedef struct sd_params {
     int clip_skip;                   // 0: the last layer
     const float *init_latent;        // optional (C_lat, H/8, W/8) instead of seeded noise
     const int *timesteps;            // optional, `steps` descending values
-    // Called after each step; returning false stops with SIM_ERR_ABORTED.
-    bool (*on_step)(void *ud, int step, int steps, double seconds);
+    // Called after each step (1-based step of steps; seconds since the start)
+    // with the step's denoised estimate x0: the predicted final latent
+    // (C_lat, H/8, W/8) in the sampler's scale (as latent_out), which
+    // sd_preview turns into a picture. Returning false stops with SIM_ERR_ABORTED.
+    bool (*on_step)(void *ud, int step, int steps, double seconds, const float *latent);
     void *ud;
 } sd_params;
 
@@ -59,5 +62,15 @@ int sd_vae_factor(const sd_model *m);
 
 // image (3, H, W) decoded (about [-1, 1]); latent_out (C_lat, H/8, W/8) or NULL.
 sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err);
+
+// A quick picture of a latent (C_lat, lh, lw) in the sampler's scale (as
+// on_step and latent_out give it): rgb (lh·f, lw·f, 3) bytes, f =
+// sd_vae_factor. Without a tiny autoencoder it is a linear map of each
+// latent cell (4-channel SD latents only; each cell fills f × f pixels):
+//     rgb = (1 + Σ_c latent_c · K[c]) / 2 · 255,
+// with K the SD 1.4 latent→RGB factors measured by Kevin Turner ("keturn",
+// discuss.huggingface.co/t/decoding-latents-to-rgb-without-upscaling/23204),
+// which the web UIs' "approx cheap" preview uses.
+sim_status sd_preview(sd_model *m, const op_ctx *c, const float *latent, int lh, int lw, uint8_t *rgb, sim_err *err);
 
 #endif
