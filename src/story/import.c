@@ -2,12 +2,12 @@
 //
 // The manifest is built as a Jansson tree (the existing one, loaded, or a
 // new one), the asset files are written first, and the manifest last with a
-// rename, so a failure at any step leaves the old manifest as it was.
+// rename (story/manifest.h), so a failure at any step leaves the old
+// manifest as it was.
 #include "story/import.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,11 +15,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/file.h"
-#include "base/sha256.h"
 #include "story/card.h"
+#include "story/manifest.h"
 #include "story/scenario.h"
 
 // --- small helpers ---------------------------------------------------------------------------
@@ -55,49 +54,14 @@ void imp_slug(const char *name, char out[65]) {
     out[n] = 0;
 }
 
-static bool id_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 64 || !(s[0] >= 'a' && s[0] <= 'z')) return false;
-    for (size_t i = 1; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-')) return false;
-    return true;
-}
-
-// Whether arr (an array of objects) has an entry whose "id" is id.
-static bool has_id(json_t *arr, const char *id) {
-    size_t i;
-    json_t *e;
-    json_array_foreach(arr, i, e) {
-        const char *x = json_string_value(json_object_get(e, "id"));
-        if (x && strcmp(x, id) == 0) return true;
-    }
-    return false;
-}
-
-// A text cut to the scenario's string limit at a UTF-8 boundary (noted).
-static json_t *str_limited(imp_result *r, const char *what, const char *s) {
-    size_t n = strlen(s);
-    if (n > SCN_MAX_STRING) {
-        n = SCN_MAX_STRING;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
-        if (what && what[0]) note(r, "%s was cut to %zu bytes (the limit of a scenario text)", what, n);
-    }
-    return json_stringn(s, n);
-}
-
-// A text in every locale of the manifest: {"en-US": s, ...}. NULL on no memory.
+// A text in every locale of the manifest: {"en-US": s, ...}, a cut noted
+// (what = "" or NULL: not noted). NULL on no memory.
 static json_t *text(imp_result *r, json_t *locales, const char *what, const char *s) {
-    json_t *t = json_object();
-    size_t i;
-    json_t *l;
-    json_array_foreach(locales, i, l) {
-        json_t *v = str_limited(r, what, s);
-        if (!t || !v || json_object_set_new(t, json_string_value(l), v) != 0) {
-            json_decref(t);
-            return NULL;
-        }
-        what = NULL; // noted once
-    }
+    bool cut;
+    json_t *t = mf_text(locales, s, &cut);
+    if (t && cut && what && what[0])
+        note(r, "%s was cut to %zu bytes (the limit of a scenario text)", what,
+             json_string_length(json_object_iter_value(json_object_iter(t))));
     return t;
 }
 
@@ -108,31 +72,6 @@ static json_t *text_x(imp_result *r, json_t *locales, const char *what, const ch
     json_t *t = text(r, locales, what, x);
     mem_free(x);
     return t;
-}
-
-static json_t *asset(const char *path, const void *data, size_t n) {
-    uint8_t d[SHA256_SIZE];
-    char hex[SHA256_HEX_SIZE];
-    sha256(data, n, d);
-    sha256_hex(d, hex);
-    return json_pack("{s:s, s:s}", "path", path, "sha256", hex);
-}
-
-// Writes dir/rel (creating its folders).
-static sim_status write_asset(const char *dir, const char *rel, const void *data, size_t n, sim_err *err) {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", dir, rel) >= (int)sizeof path) return err_set(err, SIM_ERR_ARG, "%s: path too long", dir);
-    for (char *s = path + strlen(dir) + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-                int e = errno;
-                *s = '/';
-                return err_set(err, SIM_ERR_IO, "cannot create the folder for %s: %s", path, strerror(e));
-            }
-            *s = '/';
-        }
-    return file_write_all(path, data, n, err);
 }
 
 // --- generated images --------------------------------------------------------------------------
@@ -160,82 +99,7 @@ static const char BACKGROUND_SVG[] =
     "  <rect width=\"1280\" height=\"720\" fill=\"url(#g)\"/>\n"
     "</svg>\n";
 
-// A readable colour from the name: each channel in 0x40..0xbf.
-static uint32_t name_color(const char *name) {
-    uint64_t h = hash64(name, strlen(name), 0x5eed);
-    uint32_t r = 0x40 + (uint32_t)(h & 0x7f), g = 0x40 + (uint32_t)((h >> 8) & 0x7f), b = 0x40 + (uint32_t)((h >> 16) & 0x7f);
-    return r << 16 | g << 8 | b;
-}
-
 // --- the manifest ---------------------------------------------------------------------------------
-
-// Loads dir/manifest.json (kept as it is) or returns NULL with err set.
-static json_t *load_manifest(const char *mpath, sim_err *err) {
-    char *buf;
-    size_t n;
-    if (file_read_all(mpath, SCN_MAX_MANIFEST, &buf, &n, err) != SIM_OK) return NULL;
-    json_error_t je;
-    json_t *m = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &je);
-    mem_free(buf);
-    if (!m) {
-        err_set(err, SIM_ERR_FORMAT, "%s: line %d, column %d: %s (fix the manifest first: simularity check)", mpath, je.line, je.column, je.text);
-        return NULL;
-    }
-    json_t *ch = json_object_get(m, "characters"), *loc = json_object_get(m, "locales");
-    bool locs_ok = json_is_array(loc) && json_array_size(loc) > 0 && json_array_size(loc) <= SCN_MAX_LOCALES;
-    size_t i;
-    json_t *l;
-    if (locs_ok) json_array_foreach(loc, i, l) locs_ok &= json_is_string(l);
-    json_t *lore = json_object_get(m, "lore");
-    if (!json_is_object(m) || !json_is_array(ch) || !locs_ok || (lore && !json_is_array(lore))) {
-        json_decref(m);
-        err_set(err, SIM_ERR_FORMAT, "%s: not a scenario manifest (it needs \"locales\" and \"characters\" arrays; run simularity check)", mpath);
-        return NULL;
-    }
-    return m;
-}
-
-// Writes the manifest to mpath through mpath.tmp, fsync and rename.
-static sim_status write_manifest(json_t *m, const char *mpath, sim_err *err) {
-    char *s = json_dumps(m, JSON_INDENT(2));
-    if (!s) return err_set(err, SIM_ERR_NOMEM, "%s: out of memory", mpath);
-    size_t n = strlen(s);
-    if (n + 1 > SCN_MAX_MANIFEST) {
-        free(s);
-        return err_set(err, SIM_ERR_RANGE, "%s: the manifest would be %zu bytes, more than the %zu-byte limit", mpath, n + 1, SCN_MAX_MANIFEST);
-    }
-    char tmp[4096 + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", mpath);
-    sim_status rc = SIM_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) rc = err_set(err, SIM_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    for (size_t off = 0; rc == SIM_OK && off < n + 1;) {
-        const char *p = off < n ? s + off : "\n";
-        size_t len = off < n ? n - off : 1;
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) rc = err_set(err, SIM_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-        else off += (size_t)w;
-    }
-    if (rc == SIM_OK && fsync(fd) != 0) rc = err_set(err, SIM_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
-    if (fd >= 0 && close(fd) != 0 && rc == SIM_OK) rc = err_set(err, SIM_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    if (rc == SIM_OK && rename(tmp, mpath) != 0) rc = err_set(err, SIM_ERR_IO, "cannot rename %s to %s: %s", tmp, mpath, strerror(errno));
-    if (rc != SIM_OK && fd >= 0) unlink(tmp);
-    free(s);
-    if (rc == SIM_OK) {
-        // The rename is durable once the folder is synced.
-        char d[4096];
-        snprintf(d, sizeof d, "%s", mpath);
-        char *sl = strrchr(d, '/');
-        if (sl) *sl = 0;
-        int dfd = open(sl ? d : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    return rc;
-}
 
 // The lorebook as "lore" entries appended to lore.
 static sim_status add_lore(imp_result *r, const card *c, const char *cid, json_t *locales, json_t *lore, const char *cn,
@@ -267,7 +131,7 @@ static sim_status add_lore(imp_result *r, const card *c, const char *cid, json_t
         if (slug[0]) snprintf(base, sizeof base, "%.30s-%.30s", cid, slug);
         else snprintf(base, sizeof base, "%.30s-lore-%d", cid, i + 1);
         snprintf(id, sizeof id, "%s", base);
-        for (int k = 2; has_id(lore, id); k++) snprintf(id, sizeof id, "%.58s-%d", base, k);
+        for (int k = 2; mf_find(lore, id); k++) snprintf(id, sizeof id, "%.58s-%d", base, k);
         int64_t pr = e->insertion_order;
         if (pr > 1000000) pr = 1000000;
         if (pr < -1000000) pr = -1000000;
@@ -309,7 +173,7 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
     char mpath[4096];
     if (snprintf(mpath, sizeof mpath, "%s/manifest.json", dir) >= (int)sizeof mpath - 8)
         return err_set(err, SIM_ERR_ARG, "%s: path too long", dir);
-    if (want_id && !id_ok(want_id))
+    if (want_id && !mf_id_ok(want_id))
         return err_set(err, SIM_ERR_ARG, "--id '%.80s' is not a valid id (use 1-64 characters a-z, 0-9, '_' or '-', starting with a letter)", want_id);
 
     char *bytes = NULL;
@@ -329,7 +193,7 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
         rc = err_set(err, SIM_ERR_ARG, "%s has files but no manifest.json: give an empty or new folder, or a scenario folder", dir);
         goto done;
     }
-    if (!r->created && !(m = load_manifest(mpath, err))) {
+    if (!r->created && !(m = mf_load(mpath, err))) {
         rc = err->code;
         goto done;
     }
@@ -352,12 +216,12 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
         if (!id[0] || strcmp(id, "narrator") == 0 || strcmp(id, "player") == 0) {
             for (int k = 1;; k++) {
                 snprintf(id, sizeof id, "character%d", k);
-                if (!has_id(chars, id)) break;
+                if (!mf_find(chars, id)) break;
             }
             note(r, "the name '%.60s' gives no usable id: the character's id is '%s' (or give --id)", c->name, id);
         }
     }
-    if (has_id(chars, id) || strcmp(id, "narrator") == 0 || strcmp(id, "player") == 0) {
+    if (mf_find(chars, id) || strcmp(id, "narrator") == 0 || strcmp(id, "player") == 0) {
         rc = err_set(err, SIM_ERR_ARG, "%s: a character with the id '%s' already exists (give another with --id NEW)", mpath, id);
         goto done;
     }
@@ -371,7 +235,7 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
 
     // The assets.
     char body_path[128], overlay_path[128];
-    uint32_t color = name_color(c->name);
+    uint32_t color = mf_color(c->name);
     const void *body_data;
     size_t body_len;
     snprintf(overlay_path, sizeof overlay_path, "characters/%s/overlay.svg", id);
@@ -387,8 +251,8 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
         body_len = strlen(body_svg);
         note(r, "a JSON card has no picture: %s is a placeholder silhouette; replace it (and its sha256)", body_path);
     }
-    if ((rc = write_asset(dir, body_path, body_data, body_len, err)) != SIM_OK) goto done;
-    if ((rc = write_asset(dir, overlay_path, OVERLAY_SVG, sizeof OVERLAY_SVG - 1, err)) != SIM_OK) goto done;
+    if ((rc = mf_write_file(dir, body_path, body_data, body_len, err)) != SIM_OK) goto done;
+    if ((rc = mf_write_file(dir, overlay_path, OVERLAY_SVG, sizeof OVERLAY_SVG - 1, err)) != SIM_OK) goto done;
 
     // The character.
     char hexcolor[8];
@@ -396,18 +260,14 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
     const char *about = c->description[0] ? c->description : c->name;
     const char *personality = c->personality[0] ? c->personality : "Not described.";
     note(r, "the card has no appearance field: 'appearance' is the description; edit it to describe only the looks");
-    json_t *layer = asset(overlay_path, OVERLAY_SVG, sizeof OVERLAY_SVG - 1);
-    if (!layer || json_object_set_new(layer, "x", json_integer(0)) || json_object_set_new(layer, "y", json_integer(0)) ||
-        json_object_set_new(layer, "scale", json_integer(1))) {
-        json_decref(layer);
-        goto nomem;
-    }
+    json_t *layer = mf_layer(overlay_path, OVERLAY_SVG, sizeof OVERLAY_SVG - 1, 0, 0, 1);
+    if (!layer) goto nomem;
     json_t *ch = json_pack("{s:s, s:o*, s:s, s:o*, s:o*, s:o*, s:[{s:s, s:o*}], s:[{s:s, s:o*, s:{s:O}}], s:[{s:s, s:o*, s:{s:O}}]}",
                            "id", id, "name", text(r, locales, "the name", c->name), "color", hexcolor,
                            "about", text_x(r, locales, "the description", about, cn, un),
                            "personality", text_x(r, locales, "the personality", personality, cn, un),
                            "appearance", text_x(r, locales, "the description", about, cn, un),
-                           "bodies", "id", "default", "image", asset(body_path, body_data, body_len),
+                           "bodies", "id", "default", "image", mf_asset(body_path, body_data, body_len),
                            "outfits", "id", "default", "name", text(r, locales, "", "Default"), "layers", "default", layer,
                            "expressions", "id", "neutral", "name", text(r, locales, "", "Neutral"), "layers", "default", layer);
     json_decref(layer);
@@ -423,7 +283,7 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
     if (r->created) {
         // The scenario around the character.
         const char *bg = "backgrounds/default.svg";
-        if ((rc = write_asset(dir, bg, BACKGROUND_SVG, sizeof BACKGROUND_SVG - 1, err)) != SIM_OK) goto done;
+        if ((rc = mf_write_file(dir, bg, BACKGROUND_SVG, sizeof BACKGROUND_SVG - 1, err)) != SIM_OK) goto done;
         const char *setting = c->scenario[0] ? c->scenario : "An ordinary day; the story begins here.";
         const char *cabout = c->creator_notes[0] ? c->creator_notes : about;
         char teaser[300];
@@ -443,7 +303,7 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
                                   "player", "name", text(r, locales, "", "You"), "about", text(r, locales, "", "The player."));
         json_t *scenes = json_pack("[{s:s, s:o*, s:o*, s:o*}]", "id", "default", "name", text(r, locales, "", "Default"),
                                    "prompt", text_x(r, locales, "the scenario", setting, cn, un), "background",
-                                   asset(bg, BACKGROUND_SVG, sizeof BACKGROUND_SVG - 1));
+                                   mf_asset(bg, BACKGROUND_SVG, sizeof BACKGROUND_SVG - 1));
         json_t *eps = json_array();
         if (!extra || !scenes || !eps || json_object_update(m, extra) != 0) {
             json_decref(extra);
@@ -484,7 +344,7 @@ sim_status imp_card(const char *card_path, const char *dir, const char *want_id,
         }
         r->n_episodes = (int)json_array_size(eps);
     }
-    rc = write_manifest(m, mpath, err);
+    rc = mf_write(m, mpath, err);
     goto done;
 nomem:
     rc = err_set(err, SIM_ERR_NOMEM, "%s: out of memory", card_path);

@@ -30,6 +30,7 @@
 // The manifest is written atomically (manifest.json.tmp, fsync, rename): on
 // any error the old manifest is untouched (asset files may have been
 // written). imp_card does not validate the result: call scn_load after it.
+// The manifest editing and atomic writes are story/manifest.h's.
 // Errors: SIM_ERR_IO (files), SIM_ERR_FORMAT/UNSUPPORTED/RANGE (the card or
 // the existing manifest), SIM_ERR_ARG (an id that is taken or invalid),
 // SIM_ERR_NOMEM; err names the file and the problem. Never prints.
