@@ -18,6 +18,19 @@
 // the group count and the head count) and refused with a message naming
 // the file and the field. Fields that diffusers defaults are defaulted the
 // same way. The structs own nothing; dif_pipeline holds its folder path.
+//
+// Families. Accepted: SD 1.x (768-wide context), SD 2.x (1024-wide context,
+// linear projections, per-block head counts) and the BK-SDM distillations
+// of either (segmind small-sd / tiny-sd: one layer per block, no mid
+// block); dif_unet_family says which a U-Net is. Everything else is refused
+// with the file, the field and the family it looks like: SDXL
+// (addition_embed_type "text_time", transformer_layers_per_block > 1, a
+// 2048-wide context, text_encoder_2), SD 3 / Flux / other transformer
+// pipelines, unconditional UNet2DModel, inpainting (in_channels 9) and
+// InstructPix2Pix (8), the x4 upscaler and unCLIP (class embeddings), LCM
+// guidance embeddings (time_cond_proj_dim), DeepFloyd IF / Kandinsky block
+// types, and any non-default value of the diffusers options the engine does
+// not implement.
 #ifndef SIM_DIFFUSERS_H
 #define SIM_DIFFUSERS_H
 
@@ -37,7 +50,7 @@ typedef struct dif_clip_config {
     int n_pos;        // max_position_embeddings (77)
     dif_act act;      // quick_gelu (SD 1.x) or gelu (SD 2.x)
     float ln_eps;
-    int bos, eos;     // 49406, 49407
+    int bos, eos;     // 49406, 49407 (the legacy 0 / 2 of older configs mean these too)
 } dif_clip_config;
 
 // diffusers AutoencoderKL
@@ -72,8 +85,16 @@ typedef struct dif_unet_config {
     int freq_shift;
 } dif_unet_config;
 
+typedef enum dif_family { DIF_FAMILY_SD1, DIF_FAMILY_SD2, DIF_FAMILY_BK_SDM } dif_family;
+
+// SD 2.x: linear projections or a 1024-wide context; BK-SDM: no mid block
+// or one layer per block (of either version); SD 1.x otherwise.
+dif_family dif_unet_family(const dif_unet_config *c);
+const char *dif_family_name(dif_family f); // "SD 1.x", "SD 2.x", "BK-SDM"
+
 typedef struct dif_pipeline {
     char dir[1024];
+    dif_family family;
     dif_clip_config clip;
     dif_unet_config unet;
     dif_vae_config vae;
