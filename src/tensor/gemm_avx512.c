@@ -54,38 +54,6 @@
 #define Q32_MIN_COLS 2
 #define K_MIN_COLS 5
 
-// --- 16x16 dword transpose ----------------------------------------------------------
-
-// z[r] holds 16 dwords of row r; afterwards z[k] holds dword k of rows 0..15.
-INLINE void transpose16(__m512i z[16]) {
-    __m512i a[16], b[16];
-    UNROLL
-    for (int i = 0; i < 8; i++) {
-        a[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
-        a[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
-    }
-    // b[4g+e], 128-bit lane L: rows 4g..4g+3 of dword 4L+e
-    UNROLL
-    for (int g = 0; g < 4; g++) {
-        b[4 * g + 0] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
-        b[4 * g + 1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
-        b[4 * g + 2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
-        b[4 * g + 3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
-    }
-    // 4x4 transpose of 128-bit lanes: out[4L+e] lane g = b[4g+e] lane L
-    UNROLL
-    for (int e = 0; e < 4; e++) {
-        __m512i c0 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0x44);
-        __m512i c1 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0xEE);
-        __m512i c2 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0x44);
-        __m512i c3 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0xEE);
-        z[e] = _mm512_shuffle_i32x4(c0, c2, 0x88);
-        z[4 + e] = _mm512_shuffle_i32x4(c0, c2, 0xDD);
-        z[8 + e] = _mm512_shuffle_i32x4(c1, c3, 0x88);
-        z[12 + e] = _mm512_shuffle_i32x4(c1, c3, 0xDD);
-    }
-}
-
 // --- type descriptions -----------------------------------------------------------------
 
 // 32-element types.
@@ -207,7 +175,7 @@ INLINE void pack_q32(int t, const uint8_t *const rows[16], int nbk, uint8_t *dst
             __m256i hi = two ? q32_codes(t, x + bs) : _mm256_setzero_si256();
             z[r] = _mm512_inserti64x4(_mm512_castsi256_si512(q32_codes(t, x)), hi, 1);
         }
-        transpose16(z);
+        k512_transpose16(z);
         uint8_t *p0 = dst + (size_t)b * pbk, *p1 = p0 + pbk;
         UNROLL
         for (int j = 0; j < 8; j++) _mm512_store_si512(p0 + 64 * j, z[j]);
@@ -235,7 +203,7 @@ INLINE void pack_k(int t, const uint8_t *const rows[16], int nbk, uint8_t *dst) 
             __m512i z[16];
             UNROLL
             for (int r = 0; r < 16; r++) z[r] = k_chunk(t, rows[r] + (size_t)b * bs, c);
-            transpose16(z);
+            k512_transpose16(z);
             UNROLL
             for (int j = 0; j < 16; j++) _mm512_store_si512(pb + 64 * (16 * c + j), z[j]);
         }

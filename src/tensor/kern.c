@@ -89,6 +89,22 @@ static void swiglu_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+static void sg_tile_ref(int kc, const float *a, size_t lda, const float *bp, float *c, size_t ldc, int mr, int nr,
+                        const float *bias_r, const float *bias_c, int acc) {
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float s = 0;
+            for (int k = 0; k < kc; k++) s += a[(size_t)i * lda + k] * bp[(size_t)k * KERN_SG_NR + j];
+            float *o = &c[(size_t)i * ldc + j];
+            *o = (acc ? *o : 0) + s + (bias_r ? bias_r[i] : 0) + (bias_c ? bias_c[j] : 0);
+        }
+}
+
+static void sg_transpose16_ref(const float *src, size_t lds, float *dst, size_t ldd) {
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
+}
+
 // One generic gemm per type, calling that type's reference dot product.
 #define REF_GEMM(T, TT)                                                                 \
     static void vd_##T(int64_t n, float *s, const void *w, const void *a) {            \
@@ -135,6 +151,8 @@ void kern_fill_ref(kern_ops *k) {
     k->f32_to_f16 = f32_to_f16_ref;
     k->exp_sum = exp_sum_ref;
     k->swiglu = swiglu_ref;
+    k->sg_tile = sg_tile_ref;
+    k->sg_transpose16 = sg_transpose16_ref;
 }
 
 // --- the tables ------------------------------------------------------------------
@@ -163,6 +181,7 @@ static void build(void) {
         memset(tables[KERN_AVX512].vec_dot_n, 0, sizeof tables[KERN_AVX512].vec_dot_n);
         kern_fill_avx512(&tables[KERN_AVX512]);
         kern_fill_math_avx512(&tables[KERN_AVX512]);
+        kern_fill_sgemm_avx512(&tables[KERN_AVX512]);
     }
     const char *env = getenv("SIM_KERNELS");
     if (env && strcmp(env, "ref") == 0) forced = KERN_REF;

@@ -71,7 +71,20 @@ typedef struct kern_ops {
     float (*exp_sum)(float *x, int64_t n, float max);
     // SwiGLU: g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)).
     void (*swiglu)(float *g, const float *u, int64_t n);
+
+    // The f32 GEMM's micro-kernel (sgemm.h): for i < mr <= KERN_SG_MR, j < nr <= KERN_SG_NR,
+    //   s = sum over k < kc of a[i * lda + k] * bp[k * KERN_SG_NR + j]   (k in order)
+    //   c[i * ldc + j] = (acc ? c[i * ldc + j] : 0) + s + bias_r[i] + bias_c[j]
+    // (a NULL bias adds nothing). Rows of a at or past mr are never read;
+    // bp is a packed panel (zero past nr).
+    void (*sg_tile)(int kc, const float *a, size_t lda, const float *bp, float *c, size_t ldc, int mr, int nr,
+                    const float *bias_r, const float *bias_c, int acc);
+    // dst[j * ldd + i] = src[i * lds + j] for i, j < 16 (panel packing of transposed operands).
+    void (*sg_transpose16)(const float *src, size_t lds, float *dst, size_t ldd);
 } kern_ops;
+
+#define KERN_SG_MR 6  // micro-tile rows (broadcast operand)
+#define KERN_SG_NR 64 // micro-tile columns (vector operand: 4 zmm)
 
 kern_level kern_detect(void);              // the best level this CPU supports
 const kern_ops *kern_get(kern_level max);  // the table for min(max, detected, $SIM_KERNELS)
@@ -85,5 +98,6 @@ void kern_fill_avx2(kern_ops *k);
 void kern_fill_avx512(kern_ops *k);
 void kern_fill_math_avx2(kern_ops *k);   // math_avx2.c: exp_sum, swiglu
 void kern_fill_math_avx512(kern_ops *k); // math_avx512.c: exp_sum, swiglu
+void kern_fill_sgemm_avx512(kern_ops *k); // sgemm_avx512.c: sg_tile, sg_transpose16
 
 #endif

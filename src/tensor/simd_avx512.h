@@ -58,6 +58,38 @@ INLINE __m512i k512_bcast256(const void *p) {
     return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
 }
 
+// --- 16x16 dword transpose (gemm panels, sgemm packing) ------------------------------
+
+// z[r] holds 16 dwords of row r; afterwards z[k] holds dword k of rows 0..15.
+INLINE void k512_transpose16(__m512i z[16]) {
+    __m512i a[16], b[16];
+    UNROLL
+    for (int i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+    }
+    // b[4g+e], 128-bit lane L: rows 4g..4g+3 of dword 4L+e
+    UNROLL
+    for (int g = 0; g < 4; g++) {
+        b[4 * g + 0] = _mm512_unpacklo_epi64(a[4 * g], a[4 * g + 2]);
+        b[4 * g + 1] = _mm512_unpackhi_epi64(a[4 * g], a[4 * g + 2]);
+        b[4 * g + 2] = _mm512_unpacklo_epi64(a[4 * g + 1], a[4 * g + 3]);
+        b[4 * g + 3] = _mm512_unpackhi_epi64(a[4 * g + 1], a[4 * g + 3]);
+    }
+    // 4x4 transpose of 128-bit lanes: out[4L+e] lane g = b[4g+e] lane L
+    UNROLL
+    for (int e = 0; e < 4; e++) {
+        __m512i c0 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0x44);
+        __m512i c1 = _mm512_shuffle_i32x4(b[e], b[4 + e], 0xEE);
+        __m512i c2 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0x44);
+        __m512i c3 = _mm512_shuffle_i32x4(b[8 + e], b[12 + e], 0xEE);
+        z[e] = _mm512_shuffle_i32x4(c0, c2, 0x88);
+        z[4 + e] = _mm512_shuffle_i32x4(c0, c2, 0xDD);
+        z[8 + e] = _mm512_shuffle_i32x4(c1, c3, 0x88);
+        z[12 + e] = _mm512_shuffle_i32x4(c1, c3, 0xDD);
+    }
+}
+
 // --- unpackers: codes to bytes ------------------------------------------------------
 //
 // Every unpacker yields unsigned codes (the offset of Q4_0/Q5_0/Q8_0/Q3_K/Q6_K
