@@ -87,6 +87,7 @@ int cmd_image(int argc, char **argv);
 int cmd_image_gen(int argc, char **argv);
 int cmd_image_key(int argc, char **argv);
 int cmd_image_prompts(int argc, char **argv);
+int cmd_sprite(int argc, char **argv);
 
 // bench --runtime (bench_runtime.c): the runtime's savings on a model.
 int bench_runtime(model *m, int n_threads, int n_prompt);

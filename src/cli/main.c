@@ -23,6 +23,7 @@ static const struct {
     {"loom", cmd_loom, "the tree of likely continuations of a prompt (LLooM)"},
     {"mix", cmd_mix, "several models write one text together, token by token"},
     {"image", cmd_image, "image tools: key (chroma key), prompts (dynamic prompts)"},
+    {"sprite", cmd_sprite, "generate a character's layered sprite set (or a background) into a scenario"},
 };
 
 static int usage(FILE *f) {
