@@ -1,10 +1,12 @@
-// test_image_ops.c — the image operators (src/tensor/ops.h): every fast path
-// against its scalar reference on odd sizes, on each kernel level this CPU
-// has, with 1 and 2 threads (which must agree bit for bit).
+// test_image_ops.c — the image operators (src/tensor/ops.h) and their GEMM
+// (src/tensor/sgemm.h): every fast path against its scalar reference on odd
+// sizes, on each kernel level this CPU has, with 1 and 2 threads (which
+// must agree bit for bit), with F32, F16 and BF16 weights.
 #include <stdio.h>
 #include <string.h>
 
 #include "tensor/ops.h"
+#include "tensor/sgemm.h"
 #include "test.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -51,64 +53,114 @@ static float g_scratch[8 << 20];
         }                                                                                     \
     }
 
+// W (n floats) as F16 / BF16 copies (the reference reads the same rounded values).
+static void *to_16(const float *w, size_t n, tt_type t) {
+    uint16_t *h = malloc(n * sizeof *h + 64);
+    for (size_t i = 0; i < n; i++) h[i] = t == TT_F16 ? tt_float_to_half(w[i]) : tt_float_to_bf16(w[i]);
+    return h;
+}
+
+// The GEMM alone: odd shapes (K across several blocks, M and N past tile
+// and panel edges), every A type, both packers, biases, accumulation;
+// against a double-precision loop, and the tiling must not change a bit.
+static void test_sgemm(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {5, 3, 7}, {7, 65, 31}, {13, 64, 257}, {200, 33, 600}, {6, 300, 16}, {61, 257, 513}};
+    static const tt_type types[] = {TT_F32, TT_F16, TT_BF16};
+    static float buf[SG_THREAD_FLOATS];
+    for (size_t s = 0; s < ARRAY_LEN(shapes); s++)
+        for (size_t ti = 0; ti < ARRAY_LEN(types); ti++)
+            for (int variant = 0; variant < 2; variant++) { // 0: dense B, bias_r; 1: B = Rᵀ, bias_c, accumulate
+                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                float *A = rnd((size_t)M * K), *B = rnd((size_t)K * N), *bias = rnd((size_t)MAX(M, N)), *C0 = rnd((size_t)M * N);
+                float *ref = malloc((size_t)M * N * sizeof *ref), *y = malloc((size_t)M * N * sizeof *y), *y1 = malloc((size_t)M * N * sizeof *y);
+                void *A16 = types[ti] == TT_F32 ? NULL : to_16(A, (size_t)M * K, types[ti]);
+                op_mat Am = A16 ? (op_mat){types[ti], A16} : op_f32(A);
+                // B's transposed copy for the rows packer: R (N, K), B[k][n] = R[n][k].
+                float *R = malloc((size_t)N * K * sizeof *R);
+                for (int k = 0; k < K; k++)
+                    for (int n = 0; n < N; n++) R[(size_t)n * K + k] = B[(size_t)k * N + n];
+                for (int m = 0; m < M; m++)
+                    for (int n = 0; n < N; n++) {
+                        double acc = variant ? C0[(size_t)m * N + n] + bias[n] : bias[m];
+                        for (int k = 0; k < K; k++) acc += (double)op_mat_at(Am, (size_t)m * K + k) * B[(size_t)k * N + n];
+                        ref[(size_t)m * N + n] = (float)acc;
+                    }
+                sg_dense dense = {B, (size_t)N};
+                sg_rows rows = {TT_F32, R, (size_t)K};
+                for (int lvl = 0; lvl <= KERN_AVX512; lvl++) {
+                    const kern_ops *k = kern_get_exact((kern_level)lvl);
+                    if (!k) continue;
+                    for (int tiles = 1; tiles <= 64; tiles *= 64) {
+                        sg_args g = {.k = k, .M = M, .N = N, .K = K, .a_type = Am.type, .a = Am.data, .lda = (size_t)K,
+                                     .pack_b = variant ? sg_pack_rows : sg_pack_dense, .b = variant ? (const void *)&rows : &dense,
+                                     .c = y, .ldc = (size_t)N, .bias_r = variant ? NULL : bias, .bias_c = variant ? bias : NULL,
+                                     .acc = variant};
+                        memcpy(y, C0, (size_t)M * N * sizeof *y);
+                        sg_plan(&g, tiles);
+                        pool_counter ctr = {0};
+                        sg_run(&g, &ctr, buf);
+                        CHECK_CLOSE("sgemm", y, ref, (size_t)M * N, 2e-6 * sqrt(K));
+                        if (tiles == 1) memcpy(y1, y, (size_t)M * N * sizeof *y);
+                        else CHECK(memcmp(y1, y, (size_t)M * N * sizeof *y) == 0);
+                    }
+                }
+                free(A), free(B), free(bias), free(C0), free(ref), free(y), free(y1), free(A16), free(R);
+            }
+}
+
 static void test_linear(void) {
-    static const int sizes[][3] = {{1, 1, 1}, {3, 7, 5}, {7, 31, 33}, {33, 64, 17}, {77, 32, 64}, {5, 255, 3}, {64, 33, 96}};
-    for (size_t s = 0; s < ARRAY_LEN(sizes); s++) {
-        int N = sizes[s][0], I = sizes[s][1], O = sizes[s][2];
-        float *x = rnd((size_t)N * I), *W = rnd((size_t)O * I), *b = rnd((size_t)O);
-        float *ref = rnd((size_t)N * O), *y = rnd((size_t)N * O), *y1 = rnd((size_t)N * O);
-        op_linear_ref(ref, x, W, b, N, I, O);
-        FOR_CTX(c, {
-            op_linear(&c, y, x, W, s & 1 ? NULL : b, N, I, O);
-            if (s & 1) op_linear_ref(ref, x, W, NULL, N, I, O);
-            CHECK_CLOSE("linear", y, ref, (size_t)N * O, 1e-5);
-            if (t_ == 0) memcpy(y1, y, (size_t)N * O * sizeof *y);
-            else CHECK(memcmp(y1, y, (size_t)N * O * sizeof *y) == 0);
-        })
-        free(x), free(W), free(b), free(ref), free(y), free(y1);
-    }
+    static const int sizes[][3] = {{1, 1, 1}, {3, 7, 5}, {7, 31, 33}, {33, 64, 17}, {77, 32, 64}, {5, 255, 3}, {64, 33, 96}, {70, 300, 130}};
+    for (size_t s = 0; s < ARRAY_LEN(sizes); s++)
+        for (tt_type t = TT_F32; t <= TT_BF16; t = t == TT_F32 ? TT_F16 : t == TT_F16 ? TT_BF16 : TT_COUNT) {
+            int N = sizes[s][0], I = sizes[s][1], O = sizes[s][2];
+            float *x = rnd((size_t)N * I), *W = rnd((size_t)O * I), *b = rnd((size_t)O);
+            float *ref = rnd((size_t)N * O), *y = rnd((size_t)N * O), *y1 = rnd((size_t)N * O);
+            void *W16 = t == TT_F32 ? NULL : to_16(W, (size_t)O * I, t);
+            op_mat Wm = W16 ? (op_mat){t, W16} : op_f32(W);
+            op_linear_ref(ref, x, Wm, s & 1 ? NULL : b, N, I, O);
+            FOR_CTX(c, {
+                op_linear(&c, y, x, Wm, s & 1 ? NULL : b, N, I, O);
+                CHECK_CLOSE("linear", y, ref, (size_t)N * O, 1e-5);
+                if (t_ == 0) memcpy(y1, y, (size_t)N * O * sizeof *y);
+                else CHECK(memcmp(y1, y, (size_t)N * O * sizeof *y) == 0);
+            })
+            // F16 weights against the f32 ones they were rounded from: close, not equal.
+            if (t == TT_F16) {
+                op_linear_ref(y, x, op_f32(W), s & 1 ? NULL : b, N, I, O);
+                CHECK_CLOSE("linear f16 vs f32", ref, y, (size_t)N * O, 2e-3);
+            }
+            free(x), free(W), free(b), free(ref), free(y), free(y1), free(W16);
+        }
 }
 
 static void test_conv2d(void) {
     static const op_conv convs[] = {
-        {3, 5, 3, 3, 1, 1, 1, 1, 1, false},  {4, 32, 3, 3, 1, 1, 1, 1, 1, false}, {7, 3, 1, 1, 1, 0, 0, 0, 0, false},
-        {5, 9, 3, 3, 2, 0, 0, 1, 1, false},  {6, 6, 3, 3, 2, 1, 1, 1, 1, false},  {33, 17, 3, 3, 1, 1, 1, 1, 1, false},
-        {2, 3, 3, 3, 1, 2, 0, 1, 3, false},  {1, 1, 1, 1, 1, 0, 0, 0, 0, false},
+        {3, 5, 3, 3, 1, 1, 1, 1, 1},  {4, 32, 3, 3, 1, 1, 1, 1, 1}, {7, 3, 1, 1, 1, 0, 0, 0, 0},
+        {5, 9, 3, 3, 2, 0, 0, 1, 1},  {6, 6, 3, 3, 2, 1, 1, 1, 1},  {33, 17, 3, 3, 1, 1, 1, 1, 1},
+        {2, 3, 3, 3, 1, 2, 0, 1, 3},  {1, 1, 1, 1, 1, 0, 0, 0, 0},  {40, 13, 3, 3, 1, 1, 1, 1, 1},
     };
-    static const int hw[][2] = {{1, 1}, {7, 5}, {8, 8}, {13, 31}};
+    static const int hw[][2] = {{1, 1}, {7, 5}, {8, 8}, {13, 31}, {9, 70}};
     for (size_t s = 0; s < ARRAY_LEN(convs); s++)
         for (size_t d = 0; d < ARRAY_LEN(hw); d++) {
             const op_conv *p = &convs[s];
             int h = hw[d][0], w = hw[d][1], ho, wo;
             op_conv_out_size(p, h, w, &ho, &wo);
             if (ho <= 0 || wo <= 0) continue;
-            size_t no = (size_t)p->cout * ho * wo;
-            float *x = rnd((size_t)p->cin * h * w), *W = rnd((size_t)p->cout * p->cin * p->kh * p->kw), *b = rnd((size_t)p->cout);
+            size_t no = (size_t)p->cout * ho * wo, nw = (size_t)p->cout * p->cin * p->kh * p->kw;
+            float *x = rnd((size_t)p->cin * h * w), *W = rnd(nw), *b = rnd((size_t)p->cout);
             float *ref = rnd(no), *y = rnd(no), *y1 = rnd(no);
-            op_conv2d_ref(ref, x, p, h, w, W, b);
-            FOR_CTX(c, {
-                CHECK(op_conv2d_scratch(p, h, w) <= c.scratch_cap);
-                op_conv2d(&c, y, x, p, h, w, W, b);
-                CHECK_CLOSE("conv2d", y, ref, no, 1e-5);
-                // Bands of one output row give the same result.
-                op_ctx c2 = c;
-                c2.scratch_cap = op_conv2d_scratch_rows(p, w, 1);
-                op_conv2d(&c2, y1, x, p, h, w, W, b);
-                CHECK(memcmp(y1, y, no * sizeof *y) == 0);
-                // Packed weights: the same result, with less scratch.
-                op_conv pk = *p;
-                pk.packed = true;
-                float *Wp = malloc((size_t)p->cout * p->cin * p->kh * p->kw * sizeof *Wp);
-                op_conv_pack(p, W, Wp);
-                c2.scratch_cap = op_conv2d_scratch_rows(&pk, w, 1);
-                CHECK(c2.scratch_cap < op_conv2d_scratch_rows(p, w, 1));
-                op_conv2d(&c2, y1, x, &pk, h, w, Wp, b);
-                CHECK(memcmp(y1, y, no * sizeof *y) == 0);
-                op_conv2d_ref(y1, x, &pk, h, w, Wp, b);
-                CHECK_CLOSE("conv2d packed ref", y1, ref, no, 1e-6);
-                free(Wp);
-            })
-            free(x), free(W), free(b), free(ref), free(y), free(y1);
+            void *W16 = to_16(W, nw, TT_F16);
+            for (int half = 0; half < 2; half++) {
+                op_mat Wm = half ? (op_mat){TT_F16, W16} : op_f32(W);
+                op_conv2d_ref(ref, x, p, h, w, Wm, b);
+                FOR_CTX(c, {
+                    op_conv2d(&c, y, x, p, h, w, Wm, b);
+                    CHECK_CLOSE("conv2d", y, ref, no, 1e-5);
+                    if (t_ == 0) memcpy(y1, y, no * sizeof *y);
+                    else CHECK(memcmp(y1, y, no * sizeof *y) == 0);
+                })
+            }
+            free(x), free(W), free(b), free(ref), free(y), free(y1), free(W16);
         }
 }
 
@@ -151,6 +203,8 @@ static void test_attention(void) {
     static const op_attn cases[] = {
         {1, 1, 1, 1, 1, 1, 1, 1, false},       {7, 7, 2, 16, 96, 96, 96, 32, false}, {77, 77, 2, 16, 96, 96, 96, 32, true},
         {64, 77, 2, 16, 32, 64, 64, 32, false}, {33, 5, 3, 7, 21, 42, 42, 21, false}, {31, 31, 1, 40, 120, 120, 120, 40, true},
+        // several query and key tiles, heads of 40 and 80, causal across tiles
+        {300, 300, 2, 40, 240, 240, 240, 80, false}, {70, 600, 1, 80, 80, 160, 160, 80, false}, {300, 300, 2, 40, 240, 240, 240, 80, true},
     };
     for (size_t s = 0; s < ARRAY_LEN(cases); s++) {
         const op_attn *a = &cases[s];
@@ -241,6 +295,7 @@ int main(int argc, char **argv) {
     sim_err err;
     if (pool_new(&g_pool[1], 2, &err) != SIM_OK) return 1;
     g_pool[0] = NULL;
+    TEST_RUN(test_sgemm);
     TEST_RUN(test_linear);
     TEST_RUN(test_conv2d);
     TEST_RUN(test_norms);

@@ -1,21 +1,27 @@
 // clip_text.c — CLIP text encoder: weight loading and the forward pass.
 #include "image/clip_text.h"
 
+#include "image/wts.h"
+
 #include <stdio.h>
 #include <string.h>
 
 typedef struct clip_layer {
     float *ln1_g, *ln1_b;   // (C)
-    float *qkv_w, *qkv_b;   // (3C, C), (3C): q, k, v stacked
-    float *out_w, *out_b;   // (C, C), (C)
+    op_mat qkv_w;           // (3C, C): q, k, v stacked
+    float *qkv_b;           // (3C)
+    op_mat out_w;           // (C, C)
+    float *out_b;           // (C)
     float *ln2_g, *ln2_b;   // (C)
-    float *fc1_w, *fc1_b;   // (I, C), (I)
-    float *fc2_w, *fc2_b;   // (C, I), (C)
+    op_mat fc1_w;           // (I, C)
+    float *fc1_b;           // (I)
+    op_mat fc2_w;           // (C, I)
+    float *fc2_b;           // (C)
 } clip_layer;
 
 struct clip_text {
     dif_clip_config cfg;
-    float *weights;         // every tensor below points into this one allocation
+    void *weights;          // every tensor below points into this one arena
     float *tok_emb;         // (vocab, C)
     float *pos_emb;         // (n_pos, C)
     clip_layer *layers;     // (n_layers)
@@ -26,7 +32,7 @@ struct clip_text {
     float *qkv;             // (T, 3C)
     float *att;             // (T, C)
     float *mlp;             // (T, I)
-    float *scratch;         // attention scores
+    float *scratch;         // GEMM packing and attention tiles
     size_t scratch_cap;
 };
 
@@ -40,23 +46,36 @@ void clip_text_free(clip_text *m) {
 
 // --- loading ---------------------------------------------------------------------------
 
-typedef struct loader {
-    const st_file *f;
-    const char *prefix;
-    float *next; // where the next tensor goes
-    sim_err *err;
-} loader;
-
-// Reads prefix+name with the given shape into the next floats of the arena.
-static sim_status take(loader *L, float **out, const char *name, int64_t d0, int64_t d1) {
-    char full[256];
-    snprintf(full, sizeof full, "%s%s", L->prefix, name);
-    int64_t shape[2] = {d0, d1};
-    sim_status st = st_read_f32(L->f, full, shape, d1 ? 2 : 1, L->next, L->err);
-    if (st != SIM_OK) return st;
-    *out = L->next;
-    L->next += d0 * (d1 ? d1 : 1);
-    return SIM_OK;
+static void bind(wts_loader *L, void *ud) {
+    clip_text *m = ud;
+    const dif_clip_config *cfg = &m->cfg;
+    int64_t C = cfg->hidden, I = cfg->intermediate;
+    wts_take(L, &m->tok_emb, WTS_SHAPE(cfg->vocab, C), "embeddings.token_embedding.weight");
+    wts_take(L, &m->pos_emb, WTS_SHAPE(cfg->n_pos, C), "embeddings.position_embedding.weight");
+    for (int l = 0; l < cfg->n_layers; l++) {
+        clip_layer *y = &m->layers[l];
+        char p[64], q[3][96];
+        float *tmp;
+        snprintf(p, sizeof p, "encoder.layers.%d", l);
+        wts_take(L, &y->ln1_g, WTS_SHAPE(C), "%s.layer_norm1.weight", p);
+        wts_take(L, &y->ln1_b, WTS_SHAPE(C), "%s.layer_norm1.bias", p);
+        // q, k, v weights and then biases land back to back: one (3C, C) matrix, one (3C) bias.
+        for (int i = 0; i < 3; i++) snprintf(q[i], sizeof q[i], "%s.self_attn.%c_proj.weight", p, "qkv"[i]);
+        wts_take_stack(L, &y->qkv_w, 3, WTS_SHAPE(C, C), (const char *const[]){q[0], q[1], q[2]});
+        wts_take(L, &y->qkv_b, WTS_SHAPE(C), "%s.self_attn.q_proj.bias", p);
+        wts_take(L, &tmp, WTS_SHAPE(C), "%s.self_attn.k_proj.bias", p);
+        wts_take(L, &tmp, WTS_SHAPE(C), "%s.self_attn.v_proj.bias", p);
+        wts_take_mat(L, &y->out_w, WTS_SHAPE(C, C), "%s.self_attn.out_proj.weight", p);
+        wts_take(L, &y->out_b, WTS_SHAPE(C), "%s.self_attn.out_proj.bias", p);
+        wts_take(L, &y->ln2_g, WTS_SHAPE(C), "%s.layer_norm2.weight", p);
+        wts_take(L, &y->ln2_b, WTS_SHAPE(C), "%s.layer_norm2.bias", p);
+        wts_take_mat(L, &y->fc1_w, WTS_SHAPE(I, C), "%s.mlp.fc1.weight", p);
+        wts_take(L, &y->fc1_b, WTS_SHAPE(I), "%s.mlp.fc1.bias", p);
+        wts_take_mat(L, &y->fc2_w, WTS_SHAPE(C, I), "%s.mlp.fc2.weight", p);
+        wts_take(L, &y->fc2_b, WTS_SHAPE(C), "%s.mlp.fc2.bias", p);
+    }
+    wts_take(L, &m->lnf_g, WTS_SHAPE(C), "final_layer_norm.weight");
+    wts_take(L, &m->lnf_b, WTS_SHAPE(C), "final_layer_norm.bias");
 }
 
 sim_status clip_text_load(clip_text **out, const dif_clip_config *cfg, const st_file *f, sim_err *err) {
@@ -69,78 +88,31 @@ sim_status clip_text_load(clip_text **out, const dif_clip_config *cfg, const st_
         if (st_find(f, name)) prefix = prefixes[i];
     }
     if (!prefix) return err_set(err, SIM_ERR_FORMAT, "%s: no CLIP text encoder (no *embeddings.token_embedding.weight)", f->path);
-    int64_t C = cfg->hidden, I = cfg->intermediate, L = cfg->n_layers, T = cfg->n_pos;
-    size_t per_layer = (size_t)(4 * C + 3 * C * C + 3 * C + C * C + C + I * C + I + C * I + C);
-    size_t total = (size_t)(cfg->vocab + T) * (size_t)C + (size_t)L * per_layer + 2 * (size_t)C;
+    size_t C = (size_t)cfg->hidden, I = (size_t)cfg->intermediate, T = (size_t)cfg->n_pos;
     clip_text *m = mem_calloc(1, sizeof *m);
     if (!m) return err_set(err, SIM_ERR_NOMEM, "out of memory loading the text encoder");
     m->cfg = *cfg;
-    m->weights = mem_alloc(total * sizeof(float));
-    m->layers = mem_calloc((size_t)L, sizeof *m->layers);
-    size_t n_act = (size_t)T * (size_t)(C + C + 3 * C + C + I);
-    m->scratch_cap = op_attention_scratch(&(op_attn){.Tk = (int)T}, POOL_MAX_THREADS);
+    m->layers = mem_calloc((size_t)cfg->n_layers, sizeof *m->layers);
+    size_t n_act = T * (C + C + 3 * C + C + I);
+    m->scratch_cap = MAX(op_gemm_scratch(POOL_MAX_THREADS),
+                         op_attention_scratch(&(op_attn){.d = cfg->hidden / cfg->n_heads}, POOL_MAX_THREADS));
     m->x = mem_alloc((n_act + m->scratch_cap) * sizeof(float));
-    if (!m->weights || !m->layers || !m->x) {
+    if (!m->layers || !m->x) {
         clip_text_free(m);
-        return err_set(err, SIM_ERR_NOMEM, "out of memory for a %zu-float text encoder", total);
+        return err_set(err, SIM_ERR_NOMEM, "out of memory for the text encoder's buffers");
     }
     m->h = m->x + T * C;
     m->qkv = m->h + T * C;
     m->att = m->qkv + T * 3 * C;
     m->mlp = m->att + T * C;
     m->scratch = m->mlp + T * I;
-
-    loader ld = {f, prefix, m->weights, err};
-    sim_status st;
-#define TAKE(dst, name, d0, d1)                                                        \
-    do {                                                                               \
-        if ((st = take(&ld, &(dst), name, d0, d1)) != SIM_OK) goto fail;               \
-    } while (0)
-    TAKE(m->tok_emb, "embeddings.token_embedding.weight", cfg->vocab, C);
-    TAKE(m->pos_emb, "embeddings.position_embedding.weight", T, C);
-    for (int l = 0; l < L; l++) {
-        clip_layer *y = &m->layers[l];
-        char n[128];
-#define LN(field, suffix, d0, d1)                                                      \
-    do {                                                                               \
-        snprintf(n, sizeof n, "encoder.layers.%d.%s", l, suffix);                      \
-        TAKE(y->field, n, d0, d1);                                                     \
-    } while (0)
-        LN(ln1_g, "layer_norm1.weight", C, 0);
-        LN(ln1_b, "layer_norm1.bias", C, 0);
-        // q, k, v weights then biases land back to back: one (3C, C) matrix.
-        float *tmp;
-#define LNT(suffix, d0, d1)                                                            \
-    do {                                                                               \
-        snprintf(n, sizeof n, "encoder.layers.%d.%s", l, suffix);                      \
-        TAKE(tmp, n, d0, d1);                                                          \
-    } while (0)
-        LN(qkv_w, "self_attn.q_proj.weight", C, C);
-        LNT("self_attn.k_proj.weight", C, C);
-        LNT("self_attn.v_proj.weight", C, C);
-        LN(qkv_b, "self_attn.q_proj.bias", C, 0);
-        LNT("self_attn.k_proj.bias", C, 0);
-        LNT("self_attn.v_proj.bias", C, 0);
-#undef LNT
-        LN(out_w, "self_attn.out_proj.weight", C, C);
-        LN(out_b, "self_attn.out_proj.bias", C, 0);
-        LN(ln2_g, "layer_norm2.weight", C, 0);
-        LN(ln2_b, "layer_norm2.bias", C, 0);
-        LN(fc1_w, "mlp.fc1.weight", I, C);
-        LN(fc1_b, "mlp.fc1.bias", I, 0);
-        LN(fc2_w, "mlp.fc2.weight", C, I);
-        LN(fc2_b, "mlp.fc2.bias", C, 0);
-#undef LN
+    sim_status st = wts_load(f, prefix, bind, m, &m->weights, err);
+    if (st != SIM_OK) {
+        clip_text_free(m);
+        return st;
     }
-    TAKE(m->lnf_g, "final_layer_norm.weight", C, 0);
-    TAKE(m->lnf_b, "final_layer_norm.bias", C, 0);
-#undef TAKE
-    ASSERT(ld.next == m->weights + total);
     *out = m;
     return SIM_OK;
-fail:
-    clip_text_free(m);
-    return st;
 }
 
 // --- forward ----------------------------------------------------------------------------

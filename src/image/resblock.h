@@ -14,10 +14,14 @@
 
 typedef struct rb_block {
     int cin, cout, temb;              // temb: width of the time embedding, 0 when none
-    float *n1_g, *n1_b, *c1_w, *c1_b; // (cin) ×2, (cout, cin, 3, 3) packed, (cout)
-    float *t_w, *t_b;                 // (cout, temb), (cout); NULL when temb is 0
-    float *n2_g, *n2_b, *c2_w, *c2_b; // (cout) ×2, (cout, cout, 3, 3) packed, (cout)
-    float *sc_w, *sc_b;               // (cout, cin, 1, 1), (cout) when cin != cout, else NULL
+    float *n1_g, *n1_b, *c1_b;        // (cin) ×2, (cout)
+    op_mat c1_w;                      // (cout, cin, 3, 3)
+    op_mat t_w;                       // (cout, temb); data NULL when temb is 0
+    float *t_b;                       // (cout); NULL when temb is 0
+    float *n2_g, *n2_b, *c2_b;        // (cout) ×2, (cout)
+    op_mat c2_w;                      // (cout, cout, 3, 3)
+    op_mat sc_w;                      // (cout, cin, 1, 1) when cin != cout, else data NULL
+    float *sc_b;                      // (cout) when cin != cout, else NULL
 } rb_block;
 
 // Binds the block's weights under `name` (e.g. "down_blocks.0.resnets.1").

@@ -13,19 +13,22 @@
 #define GN_EPS 1e-5f
 
 typedef struct tblock {
-    float *w[3], *b[3];       // conv.0/2/4: (CH, CH, 3, 3), (CH)
-    float *p0, *pg, *pb, *p3; // pool: (4CH, CH, 1, 1), GroupNorm (4CH) ×2, (CH, 4CH, 1, 1); NULL without
+    op_mat w[3];              // conv.0/2/4: (CH, CH, 3, 3)
+    float *b[3];              // (CH)
+    op_mat p0, p3;            // pool: (4CH, CH, 1, 1), (CH, 4CH, 1, 1); data NULL without
+    float *pg, *pb;           // pool GroupNorm (4CH) ×2
 } tblock;
 
 typedef struct tconv {
     op_conv p;
-    float *w, *b; // b NULL for bias-free convs
+    op_mat w;     // (cout, cin, 3, 3)
+    float *b;     // (cout); NULL for bias-free convs
 } tconv;
 
 struct taesd {
     int lat;              // latent channels
     bool has_dec, has_enc;
-    float *dec_weights, *enc_weights;
+    void *dec_weights, *enc_weights; // the arenas
     // decoder: 1 conv, 3 blocks, 3 × (up, conv, blocks), 19 conv
     tconv d_in, d_up[3], d_out;
     tblock d_blk[10];     // 3 + 3 + 3 + 1
@@ -45,23 +48,24 @@ struct taesd_work {
 // --- binding -------------------------------------------------------------------------------
 
 static void take_conv(wts_loader *L, tconv *c, int cin, int cout, int stride, bool bias, int idx) {
-    c->p = (op_conv){cin, cout, 3, 3, stride, 1, 1, 1, 1, true};
-    wts_take_conv(L, &c->w, cout, cin, 3, 3, "%d.weight", idx);
+    c->p = (op_conv){cin, cout, 3, 3, stride, 1, 1, 1, 1};
+    wts_take_mat(L, &c->w, WTS_SHAPE(cout, cin, 3, 3), "%d.weight", idx);
     c->b = NULL;
     if (bias) wts_take(L, &c->b, WTS_SHAPE(cout), "%d.bias", idx);
 }
 
 static void take_block(wts_loader *L, tblock *b, bool gn, int idx) {
     for (int i = 0; i < 3; i++) {
-        wts_take_conv(L, &b->w[i], CH, CH, 3, 3, "%d.conv.%d.weight", idx, 2 * i);
+        wts_take_mat(L, &b->w[i], WTS_SHAPE(CH, CH, 3, 3), "%d.conv.%d.weight", idx, 2 * i);
         wts_take(L, &b->b[i], WTS_SHAPE(CH), "%d.conv.%d.bias", idx, 2 * i);
     }
-    b->p0 = b->pg = b->pb = b->p3 = NULL;
+    b->p0 = b->p3 = (op_mat){0};
+    b->pg = b->pb = NULL;
     if (!gn) return;
-    wts_take(L, &b->p0, WTS_SHAPE(GN_MUL * CH, CH, 1, 1), "%d.pool.0.weight", idx);
+    wts_take_mat(L, &b->p0, WTS_SHAPE(GN_MUL * CH, CH, 1, 1), "%d.pool.0.weight", idx);
     wts_take(L, &b->pg, WTS_SHAPE(GN_MUL * CH), "%d.pool.1.weight", idx);
     wts_take(L, &b->pb, WTS_SHAPE(GN_MUL * CH), "%d.pool.1.bias", idx);
-    wts_take(L, &b->p3, WTS_SHAPE(CH, GN_MUL * CH, 1, 1), "%d.pool.3.weight", idx);
+    wts_take_mat(L, &b->p3, WTS_SHAPE(CH, GN_MUL * CH, 1, 1), "%d.pool.3.weight", idx);
 }
 
 static void bind_decoder(wts_loader *L, taesd *m, bool gn) {
@@ -87,7 +91,6 @@ static void bind_encoder(wts_loader *L, taesd *m, bool gn) {
     take_conv(L, &m->e_out, CH, m->lat, 1, true, idx);
 }
 
-// Binds one half; *arena gets its weights.
 // One half (decoder or encoder) for wts_load.
 typedef struct half {
     taesd *m;
@@ -100,7 +103,7 @@ static void bind_half(wts_loader *L, void *ud) {
     else bind_encoder(L, h->m, h->gn);
 }
 
-static sim_status load_half(taesd *m, const st_file *f, bool dec, float **arena, sim_err *err) {
+static sim_status load_half(taesd *m, const st_file *f, bool dec, void **arena, sim_err *err) {
     const st_tensor *t = st_find(f, dec ? "1.weight" : "14.weight");
     if (!t || t->n_dims != 4) return err_set(err, SIM_ERR_FORMAT, "%s: not a tiny autoencoder %s (no 4-D '%s')", f->path, dec ? "decoder" : "encoder", dec ? "1.weight" : "14.weight");
     int lat = (int)(dec ? t->shape[1] : t->shape[0]);
@@ -141,8 +144,7 @@ sim_status taesd_work_new(taesd_work **out, const taesd *m, int lh, int lw, sim_
     *out = NULL;
     if (lh < 1 || lw < 1 || lh > 512 || lw > 512) return err_set(err, SIM_ERR_RANGE, "latent %d x %d (1 to 512 per side)", lh, lw);
     size_t full = (size_t)CH * 64 * (size_t)lh * lw, npool = (size_t)GN_MUL * CH * lh * lw;
-    op_conv worst = {GN_MUL * CH, GN_MUL * CH, 3, 3, 1, 1, 1, 1, 1, true}; // bounds every conv here
-    size_t scratch = op_conv2d_scratch_rows(&worst, 8 * lw, 1) + (4u << 20);
+    size_t scratch = op_gemm_scratch(POOL_MAX_THREADS);
     size_t act = MAX(full, (size_t)MAX(3, m->lat) * 64 * lh * lw);
     taesd_work *w = mem_calloc(1, sizeof *w);
     float *buf = w ? mem_alloc((3 * act + npool + scratch) * sizeof(float)) : NULL;
@@ -170,9 +172,9 @@ static void relu(op_ctx *c, float *x, size_t n) { op_act_inplace(c, x, n, OP_ACT
 // y = block(x); x is modified by the pooled branch; t and gbuf are work space.
 static void block(op_ctx *c, const tblock *b, float *y, float *x, float *t, float *gbuf, int h, int w) {
     size_t n = (size_t)CH * h * w;
-    op_conv k3 = {CH, CH, 3, 3, 1, 1, 1, 1, 1, true};
-    if (b->p0) {
-        op_conv up = {CH, GN_MUL * CH, 1, 1, 1, 0, 0, 0, 0, false}, down = {GN_MUL * CH, CH, 1, 1, 1, 0, 0, 0, 0, false};
+    op_conv k3 = {CH, CH, 3, 3, 1, 1, 1, 1, 1};
+    if (b->p0.data) {
+        op_conv up = {CH, GN_MUL * CH, 1, 1, 1, 0, 0, 0, 0}, down = {GN_MUL * CH, CH, 1, 1, 1, 0, 0, 0, 0};
         op_conv2d(c, gbuf, x, &up, h, w, b->p0, NULL);
         op_group_norm(c, gbuf, gbuf, GN_MUL * CH, h * w, GN_GROUPS, GN_EPS, b->pg, b->pb, false);
         relu(c, gbuf, (size_t)GN_MUL * n);

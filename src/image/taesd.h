@@ -18,7 +18,8 @@
 //     taesd_work *w; taesd_work_new(&w, m, 64, 64, &err);
 //     taesd_decode(m, w, &c, z, 64, 64, image, &err);       // image (3, 512, 512)
 //
-// Ownership: the model owns float32 copies of its weights; a taesd_work
+// Ownership: the model owns copies of its weights (wts.h: matrices in the
+// file's F16/BF16, else float32); a taesd_work
 // owns all activation memory for latents up to its size, so decoding and
 // encoding allocate nothing.
 #ifndef SIM_TAESD_H

@@ -12,28 +12,33 @@
 #define LN_EPS 1e-5f
 
 typedef struct u_tblock {
-    float *n1_g, *n1_b, *qkv_w, *o1_w, *o1_b; // self-attention: (3C, C) stacked, no bias
-    float *n2_g, *n2_b, *q2_w, *kv2_w, *o2_w, *o2_b; // cross: q (C, C), k v (2C, cross) stacked
-    float *n3_g, *n3_b, *ff1_w, *ff1_b, *ff2_w, *ff2_b; // GEGLU (8C, C), (8C); (C, 4C), (C)
+    float *n1_g, *n1_b, *o1_b;          // (C) ×3
+    op_mat qkv_w, o1_w;                 // self-attention: (3C, C) stacked, no bias; (C, C)
+    float *n2_g, *n2_b, *o2_b;          // (C) ×3
+    op_mat q2_w, kv2_w, o2_w;           // cross: q (C, C), k v (2C, cross) stacked, (C, C)
+    float *n3_g, *n3_b, *ff1_b, *ff2_b; // (C) ×2, (8C), (C)
+    op_mat ff1_w, ff2_w;                // GEGLU (8C, C); (C, 4C)
 } u_tblock;
 
 typedef struct u_transformer {
     int C, heads;
-    float *gn_g, *gn_b;
-    float *pin_w, *pin_b, *pout_w, *pout_b; // (C, C) as linear layers
+    float *gn_g, *gn_b, *pin_b, *pout_b;    // (C)
+    op_mat pin_w, pout_w;                   // (C, C) as linear layers
     u_tblock *blocks;                       // (transformer_layers)
 } u_transformer;
 
 typedef struct u_conv {
     op_conv p;
-    float *w, *b;
+    op_mat w;  // (cout, cin, k, k)
+    float *b;  // (cout)
 } u_conv;
 
 struct unet {
     dif_unet_config cfg;
-    float *weights;
+    void *weights;                            // the arena everything below points into
     int temb_dim;                             // 4·c0
-    float *t1_w, *t1_b, *t2_w, *t2_b;         // (4c0, c0), (4c0), (4c0, 4c0), (4c0)
+    op_mat t1_w, t2_w;                        // (4c0, c0), (4c0, 4c0)
+    float *t1_b, *t2_b;                       // (4c0) ×2
     u_conv conv_in, conv_out;
     float *no_g, *no_b;
     rb_block *down_res;                       // (n_blocks * lpb)
@@ -60,8 +65,8 @@ struct unet_work {
 // --- binding ----------------------------------------------------------------------------------
 
 static void take_conv(wts_loader *L, u_conv *c, int cin, int cout, int k, int stride, const char *name) {
-    c->p = (op_conv){cin, cout, k, k, stride, k / 2, k / 2, k / 2, k / 2, true};
-    wts_take_conv(L, &c->w, cout, cin, k, k, "%s.weight", name);
+    c->p = (op_conv){cin, cout, k, k, stride, k / 2, k / 2, k / 2, k / 2};
+    wts_take_mat(L, &c->w, WTS_SHAPE(cout, cin, k, k), "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
 }
 
@@ -69,37 +74,35 @@ static void take_tf(wts_loader *L, const dif_unet_config *cf, u_transformer *t, 
     t->C = C, t->heads = heads, t->blocks = blocks;
     wts_take(L, &t->gn_g, WTS_SHAPE(C), "%s.norm.weight", name);
     wts_take(L, &t->gn_b, WTS_SHAPE(C), "%s.norm.bias", name);
-    if (cf->linear_proj) wts_take(L, &t->pin_w, WTS_SHAPE(C, C), "%s.proj_in.weight", name);
-    else wts_take(L, &t->pin_w, WTS_SHAPE(C, C, 1, 1), "%s.proj_in.weight", name);
+    if (cf->linear_proj) wts_take_mat(L, &t->pin_w, WTS_SHAPE(C, C), "%s.proj_in.weight", name);
+    else wts_take_mat(L, &t->pin_w, WTS_SHAPE(C, C, 1, 1), "%s.proj_in.weight", name);
     wts_take(L, &t->pin_b, WTS_SHAPE(C), "%s.proj_in.bias", name);
     for (int b = 0; b < cf->transformer_layers; b++) {
         u_tblock *k = &blocks[b];
-        float *tmp;
-        char p[160];
+        char p[160], q[3][200];
         snprintf(p, sizeof p, "%s.transformer_blocks.%d", name, b);
         wts_take(L, &k->n1_g, WTS_SHAPE(C), "%s.norm1.weight", p);
         wts_take(L, &k->n1_b, WTS_SHAPE(C), "%s.norm1.bias", p);
-        wts_take(L, &k->qkv_w, WTS_SHAPE(C, C), "%s.attn1.to_q.weight", p);
-        wts_take(L, &tmp, WTS_SHAPE(C, C), "%s.attn1.to_k.weight", p);
-        wts_take(L, &tmp, WTS_SHAPE(C, C), "%s.attn1.to_v.weight", p);
-        wts_take(L, &k->o1_w, WTS_SHAPE(C, C), "%s.attn1.to_out.0.weight", p);
+        for (int i = 0; i < 3; i++) snprintf(q[i], sizeof q[i], "%s.attn1.to_%c.weight", p, "qkv"[i]);
+        wts_take_stack(L, &k->qkv_w, 3, WTS_SHAPE(C, C), (const char *const[]){q[0], q[1], q[2]});
+        wts_take_mat(L, &k->o1_w, WTS_SHAPE(C, C), "%s.attn1.to_out.0.weight", p);
         wts_take(L, &k->o1_b, WTS_SHAPE(C), "%s.attn1.to_out.0.bias", p);
         wts_take(L, &k->n2_g, WTS_SHAPE(C), "%s.norm2.weight", p);
         wts_take(L, &k->n2_b, WTS_SHAPE(C), "%s.norm2.bias", p);
-        wts_take(L, &k->q2_w, WTS_SHAPE(C, C), "%s.attn2.to_q.weight", p);
-        wts_take(L, &k->kv2_w, WTS_SHAPE(C, cf->cross_dim), "%s.attn2.to_k.weight", p);
-        wts_take(L, &tmp, WTS_SHAPE(C, cf->cross_dim), "%s.attn2.to_v.weight", p);
-        wts_take(L, &k->o2_w, WTS_SHAPE(C, C), "%s.attn2.to_out.0.weight", p);
+        wts_take_mat(L, &k->q2_w, WTS_SHAPE(C, C), "%s.attn2.to_q.weight", p);
+        for (int i = 0; i < 2; i++) snprintf(q[i], sizeof q[i], "%s.attn2.to_%c.weight", p, "kv"[i]);
+        wts_take_stack(L, &k->kv2_w, 2, WTS_SHAPE(C, cf->cross_dim), (const char *const[]){q[0], q[1]});
+        wts_take_mat(L, &k->o2_w, WTS_SHAPE(C, C), "%s.attn2.to_out.0.weight", p);
         wts_take(L, &k->o2_b, WTS_SHAPE(C), "%s.attn2.to_out.0.bias", p);
         wts_take(L, &k->n3_g, WTS_SHAPE(C), "%s.norm3.weight", p);
         wts_take(L, &k->n3_b, WTS_SHAPE(C), "%s.norm3.bias", p);
-        wts_take(L, &k->ff1_w, WTS_SHAPE(8 * C, C), "%s.ff.net.0.proj.weight", p);
+        wts_take_mat(L, &k->ff1_w, WTS_SHAPE(8 * C, C), "%s.ff.net.0.proj.weight", p);
         wts_take(L, &k->ff1_b, WTS_SHAPE(8 * C), "%s.ff.net.0.proj.bias", p);
-        wts_take(L, &k->ff2_w, WTS_SHAPE(C, 4 * C), "%s.ff.net.2.weight", p);
+        wts_take_mat(L, &k->ff2_w, WTS_SHAPE(C, 4 * C), "%s.ff.net.2.weight", p);
         wts_take(L, &k->ff2_b, WTS_SHAPE(C), "%s.ff.net.2.bias", p);
     }
-    if (cf->linear_proj) wts_take(L, &t->pout_w, WTS_SHAPE(C, C), "%s.proj_out.weight", name);
-    else wts_take(L, &t->pout_w, WTS_SHAPE(C, C, 1, 1), "%s.proj_out.weight", name);
+    if (cf->linear_proj) wts_take_mat(L, &t->pout_w, WTS_SHAPE(C, C), "%s.proj_out.weight", name);
+    else wts_take_mat(L, &t->pout_w, WTS_SHAPE(C, C, 1, 1), "%s.proj_out.weight", name);
     wts_take(L, &t->pout_b, WTS_SHAPE(C), "%s.proj_out.bias", name);
 }
 
@@ -109,9 +112,9 @@ static void bind(wts_loader *L, void *ud) {
     int n = c->n_blocks, lpb = c->layers_per_block, c0 = c->block_out[0], T = u->temb_dim, nt = c->transformer_layers;
     u_tblock *tb = u->tblocks;
     char name[128];
-    wts_take(L, &u->t1_w, WTS_SHAPE(T, c0), "time_embedding.linear_1.weight");
+    wts_take_mat(L, &u->t1_w, WTS_SHAPE(T, c0), "time_embedding.linear_1.weight");
     wts_take(L, &u->t1_b, WTS_SHAPE(T), "time_embedding.linear_1.bias");
-    wts_take(L, &u->t2_w, WTS_SHAPE(T, T), "time_embedding.linear_2.weight");
+    wts_take_mat(L, &u->t2_w, WTS_SHAPE(T, T), "time_embedding.linear_2.weight");
     wts_take(L, &u->t2_b, WTS_SHAPE(T), "time_embedding.linear_2.bias");
     take_conv(L, &u->conv_in, c->in_ch, c0, 3, 1, "conv_in");
     int ch = c0;
@@ -217,9 +220,9 @@ sim_status unet_work_new(unet_work **out, const unet *u, int lh, int lw, int n_c
         chw = MAX(chw, (size_t)c->block_out[i] * hw);
         res += (size_t)c->layers_per_block * c->block_out[i] * hw + (i + 1 < n ? (size_t)c->block_out[i] * (hw >> 2) : 0);
     }
-    op_conv worst = {2 * maxc, maxc, 3, 3, 1, 1, 1, 1, 1, true}; // up-block resnets take the concat
-    size_t scratch = MAX(op_conv2d_scratch_rows(&worst, lw, 1) + (4u << 20),
-                         op_attention_scratch(&(op_attn){.Tk = (int)MAX(hw0, (size_t)n_ctx)}, POOL_MAX_THREADS));
+    int dmax = 0; // the widest attention head
+    for (int i = 0; i < n; i++) dmax = MAX(dmax, c->block_out[i] / c->n_heads[i]);
+    size_t scratch = MAX(op_gemm_scratch(POOL_MAX_THREADS), op_attention_scratch(&(op_attn){.d = dmax}, POOL_MAX_THREADS));
     size_t T = (size_t)u->temb_dim;
     size_t total = 3 * big + res + 14 * chw + (size_t)n_ctx * 2 * maxc + 3 * T + (size_t)maxc + scratch;
     unet_work *w = mem_calloc(1, sizeof *w);

@@ -19,7 +19,8 @@
 //     unet_work *w; unet_work_new(&w, u, 64, 64, 77, &err);
 //     unet_forward(u, w, &c, latent, 64, 64, 999.0f, context, 77, eps, &err);
 //
-// Ownership: the model owns float32 weights; unet_work owns every buffer
+// Ownership: the model owns a copy of its weights (wts.h: matrices in the
+// file's F16/BF16, else float32); unet_work owns every buffer
 // for latents up to its size and contexts up to its length, so a forward
 // pass allocates nothing.
 #ifndef SIM_UNET_H

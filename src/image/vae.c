@@ -12,18 +12,21 @@
 typedef struct vae_attn {
     int C;
     float *gn_g, *gn_b;   // (C)
-    float *qkv_w, *qkv_b; // (3C, C), (3C): q, k, v stacked
-    float *out_w, *out_b; // (C, C), (C)
+    op_mat qkv_w;         // (3C, C): q, k, v stacked
+    float *qkv_b;         // (3C)
+    op_mat out_w;         // (C, C)
+    float *out_b;         // (C)
 } vae_attn;
 
 typedef struct vae_conv {
     op_conv p;
-    float *w, *b;
+    op_mat w;  // (cout, cin, k, k)
+    float *b;  // (cout)
 } vae_conv;
 
 struct vae {
     dif_vae_config cfg;
-    float *weights;
+    void *weights;                                    // the arena everything below points into
     // encoder
     vae_conv enc_in;                                  // in_ch → ch[0]
     rb_block *enc_res;                              // (n_blocks * layers_per_block)
@@ -49,7 +52,7 @@ struct vae_work {
     size_t n_act;          // floats in each of a, b, t
     float *a, *b, *t;      // activations (C, H, W), the largest stage
     float *qkv, *att;      // mid-block attention, token-major (HW, 3C), (HW, C)
-    float *scratch;        // im2col bands and attention scores
+    float *scratch;        // GEMM packing and attention tiles
     size_t scratch_cap;
 };
 
@@ -57,24 +60,24 @@ struct vae_work {
 
 static void take_conv(wts_loader *L, vae_conv *c, int cin, int cout, int k, int stride, const char *name) {
     int pad = k / 2;
-    c->p = (op_conv){cin, cout, k, k, stride, pad, pad, pad, pad, true};
-    if (stride == 2) c->p = (op_conv){cin, cout, k, k, 2, 0, 0, 1, 1, true}; // diffusers pads (0, 1, 0, 1)
-    wts_take_conv(L, &c->w, cout, cin, k, k, "%s.weight", name);
+    c->p = (op_conv){cin, cout, k, k, stride, pad, pad, pad, pad};
+    if (stride == 2) c->p = (op_conv){cin, cout, k, k, 2, 0, 0, 1, 1}; // diffusers pads (0, 1, 0, 1)
+    wts_take_mat(L, &c->w, WTS_SHAPE(cout, cin, k, k), "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
 }
 
 static void take_attn(wts_loader *L, vae_attn *a, int C, const char *name) {
     float *tmp;
+    char q[3][200];
     a->C = C;
     wts_take(L, &a->gn_g, WTS_SHAPE(C), "%s.group_norm.weight", name);
     wts_take(L, &a->gn_b, WTS_SHAPE(C), "%s.group_norm.bias", name);
-    wts_take(L, &a->qkv_w, WTS_SHAPE(C, C), "%s.to_q.weight", name);
-    wts_take(L, &tmp, WTS_SHAPE(C, C), "%s.to_k.weight", name);
-    wts_take(L, &tmp, WTS_SHAPE(C, C), "%s.to_v.weight", name);
+    for (int i = 0; i < 3; i++) snprintf(q[i], sizeof q[i], "%s.to_%c.weight", name, "qkv"[i]);
+    wts_take_stack(L, &a->qkv_w, 3, WTS_SHAPE(C, C), (const char *const[]){q[0], q[1], q[2]});
     wts_take(L, &a->qkv_b, WTS_SHAPE(C), "%s.to_q.bias", name);
     wts_take(L, &tmp, WTS_SHAPE(C), "%s.to_k.bias", name);
     wts_take(L, &tmp, WTS_SHAPE(C), "%s.to_v.bias", name);
-    wts_take(L, &a->out_w, WTS_SHAPE(C, C), "%s.to_out.0.weight", name);
+    wts_take_mat(L, &a->out_w, WTS_SHAPE(C, C), "%s.to_out.0.weight", name);
     wts_take(L, &a->out_b, WTS_SHAPE(C), "%s.to_out.0.bias", name);
 }
 
@@ -164,7 +167,7 @@ sim_status vae_work_new(vae_work **out, const vae *v, int lh, int lw, sim_err *e
     if (lh < 1 || lw < 1 || lh > 4096 / f || lw > 4096 / f)
         return err_set(err, SIM_ERR_RANGE, "latent %d x %d (1 to %d per side)", lh, lw, 4096 / f);
     // The largest (channels × pixels) any stage holds, on either side.
-    size_t big = 0, wmax = 0;
+    size_t big = 0;
     for (int i = 0; i < n; i++) {
         size_t hw = (size_t)(lh << (n - 1 - i)) * (size_t)(lw << (n - 1 - i)); // resolution of encoder block i
         int cin = i ? c->block_out[i - 1] : c->block_out[0];
@@ -173,14 +176,8 @@ sim_status vae_work_new(vae_work **out, const vae *v, int lh, int lw, sim_err *e
         int dprev = i + 1 < n ? c->block_out[i + 1] : c->block_out[n - 1];
         big = MAX(big, (size_t)MAX(dprev, c->block_out[i]) * hw);
     }
-    for (int i = 0; i < n; i++) wmax = MAX(wmax, (size_t)c->block_out[i] * 9 * (size_t)(lw << (n - 1)));
     size_t hw_mid = (size_t)lh * lw, top = (size_t)c->block_out[n - 1];
-    op_attn at = {.Tk = (int)hw_mid};
-    int maxc = 0;
-    for (int i = 0; i < n; i++) maxc = MAX(maxc, c->block_out[i]);
-    op_conv worst = {maxc, maxc, 3, 3, 1, 1, 1, 1, 1, true}; // one-row bands of the widest conv, plus room for bigger bands
-    size_t conv = op_conv2d_scratch_rows(&worst, lw << (n - 1), 1) + (4u << 20);
-    size_t scratch = MAX(MAX(wmax, conv), op_attention_scratch(&at, POOL_MAX_THREADS));
+    size_t scratch = MAX(op_gemm_scratch(POOL_MAX_THREADS), op_attention_scratch(&(op_attn){.d = (int)top}, POOL_MAX_THREADS));
     size_t total = 3 * big + 4 * top * hw_mid + scratch;
     vae_work *w = mem_calloc(1, sizeof *w);
     float *buf = w ? mem_alloc(total * sizeof(float)) : NULL;

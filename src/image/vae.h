@@ -19,7 +19,8 @@
 //     vae_decode(v, w, &c, z, 64, 64, image);   // image (3, 512, 512)
 //     vae_work_free(w); vae_free(v);
 //
-// Ownership: the vae owns its float32 weights; a vae_work owns every
+// Ownership: the vae owns a copy of its weights (wts.h: matrices in the
+// file's F16/BF16, else float32); a vae_work owns every
 // activation buffer for latents up to the size it was made for, so
 // encoding and decoding allocate nothing. Scaling by scaling_factor is the
 // pipeline's business, not this module's.

@@ -1,88 +1,123 @@
-// wts.c — two-pass weight binding into a float32 arena (see wts.h).
+// wts.c — two-pass weight binding into one arena (see wts.h).
 #include "image/wts.h"
-
-#include "tensor/ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-void wts_begin(wts_loader *L, const st_file *f, const char *prefix, sim_err *err) {
-    memset(L, 0, sizeof *L);
-    L->f = f;
-    snprintf(L->prefix, sizeof L->prefix, "%s", prefix);
-    L->counting = true;
-    L->err = err;
+static size_t elems(int nd, const int64_t *d) {
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)d[i];
+    return n;
 }
 
-sim_status wts_alloc(wts_loader *L) {
-    if (L->st != SIM_OK) return L->st;
-    L->counting = false;
-    L->arena = L->next = mem_alloc((L->count ? L->count : 1) * sizeof(float));
-    if (!L->arena) L->st = err_set(L->err, SIM_ERR_NOMEM, "%s: out of memory for %zu weights", L->f->path, L->count);
-    return L->st;
+// Room for n elements of es bytes, aligned to es: the next slot (pass 2) or NULL (pass 1).
+static char *reserve(wts_loader *L, size_t n, size_t es) {
+    size_t at = (L->count + es - 1) / es * es;
+    L->count = at + n * es;
+    if (L->counting) return NULL;
+    ASSERT(L->arena + L->count <= L->end); // pass 2 takes what pass 1 counted
+    return L->arena + at;
 }
 
-float *wts_arena(wts_loader *L) {
-    return L->st == SIM_OK ? L->arena : NULL;
+static void full_name(wts_loader *L, char *name, size_t cap, const char *fmt, va_list ap) {
+    int k = snprintf(name, cap, "%s", L->prefix);
+    vsnprintf(name + k, cap - (size_t)k, fmt, ap);
 }
 
-void wts_abort(wts_loader *L) {
-    mem_free(L->arena);
-    L->arena = L->next = NULL;
+static void take_f32(wts_loader *L, float **out, int nd, const int64_t *d, const char *name) {
+    float *p = (float *)reserve(L, elems(nd, d), sizeof(float));
+    *out = p;
+    if (p) L->st = st_read_f32(L->f, name, d, nd, p, L->err);
 }
 
 void wts_take(wts_loader *L, float **out, int nd, const int64_t *d, const char *fmt, ...) {
     if (L->st != SIM_OK) return;
-    size_t n = 1;
-    for (int i = 0; i < nd; i++) n *= (size_t)d[i];
-    if (L->counting) {
-        L->count += n;
-        *out = NULL;
-        return;
-    }
     char name[256];
-    int k = snprintf(name, sizeof name, "%s", L->prefix);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name + k, sizeof name - (size_t)k, fmt, ap);
+    full_name(L, name, sizeof name, fmt, ap);
     va_end(ap);
-    ASSERT(L->next + n <= L->arena + L->count); // pass 2 takes what pass 1 counted
-    L->st = st_read_f32(L->f, name, d, nd, L->next, L->err);
-    *out = L->next;
-    L->next += n;
+    take_f32(L, out, nd, d, name);
 }
 
-void wts_take_conv(wts_loader *L, float **out, int cout, int cin, int kh, int kw, const char *fmt, ...) {
+// The 16-bit type a matrix is kept in (TT_F16, TT_BF16), or TT_F32.
+static tt_type kept_type(const st_file *f, const char *name) {
+    const st_tensor *t = st_find(f, name);
+    return !t ? TT_F32 : t->dtype == ST_F16 ? TT_F16 : t->dtype == ST_BF16 ? TT_BF16 : TT_F32;
+}
+
+// Reads a 16-bit tensor of type tt as it is (or through st_read_f32 and
+// the patch hook, then back to tt) into dst.
+static sim_status read_16(wts_loader *L, const char *name, int nd, const int64_t *d, tt_type tt, void *dst) {
+    const st_file *f = L->f;
+    const st_tensor *t = st_find(f, name);
+    size_t n = elems(nd, d);
+    bool same = t->n_dims == nd;
+    for (int i = 0; same && i < nd; i++) same = d[i] == t->shape[i];
+    if (!f->patch && same) {
+        memcpy(dst, t->data, n * 2);
+        return SIM_OK;
+    }
+    float *tmp = mem_alloc(n * sizeof *tmp);
+    if (!tmp) return err_set(L->err, SIM_ERR_NOMEM, "%s: out of memory reading '%s'", f->path, name);
+    sim_status st = st_read_f32(f, name, d, nd, tmp, L->err); // checks the shape; calls the hook
+    if (st == SIM_OK && tt == TT_F16) kern_get(KERN_BEST)->f32_to_f16(tmp, dst, (int64_t)n);
+    else if (st == SIM_OK)
+        for (size_t i = 0; i < n; i++) ((tt_bf16 *)dst)[i] = tt_float_to_bf16(tmp[i]);
+    mem_free(tmp);
+    return st;
+}
+
+void wts_take_stack(wts_loader *L, op_mat *out, int n, int nd, const int64_t *d, const char *const *names) {
+    if (L->st != SIM_OK) return;
+    char name[256];
+    tt_type tt = TT_F32;
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s%s", L->prefix, names[i]);
+        tt_type ti = kept_type(L->f, name);
+        tt = i == 0 || ti == tt ? ti : TT_F32;
+    }
+    size_t each = elems(nd, d), es = tt == TT_F32 ? 4 : 2;
+    char *p = reserve(L, (size_t)n * each, es);
+    *out = (op_mat){tt, p};
+    for (int i = 0; p && i < n && L->st == SIM_OK; i++) {
+        snprintf(name, sizeof name, "%s%s", L->prefix, names[i]);
+        char *dst = p + (size_t)i * each * es;
+        L->st = tt == TT_F32 ? st_read_f32(L->f, name, d, nd, (float *)dst, L->err) : read_16(L, name, nd, d, tt, dst);
+    }
+}
+
+void wts_take_mat(wts_loader *L, op_mat *out, int nd, const int64_t *d, const char *fmt, ...) {
+    if (L->st != SIM_OK) return;
     char name[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    wts_take(L, out, 4, (const int64_t[]){cout, cin, kh, kw}, "%s", name);
-    if (L->counting || L->st != SIM_OK || (kh == 1 && kw == 1)) return; // 1×1: packing is the identity
-    size_t n = (size_t)cout * cin * kh * kw;
-    float *tmp = mem_alloc(n * sizeof *tmp);
-    if (!tmp) {
-        L->st = err_set(L->err, SIM_ERR_NOMEM, "%s: out of memory packing '%s'", L->f->path, name);
-        return;
-    }
-    memcpy(tmp, *out, n * sizeof *tmp);
-    op_conv p = {.cin = cin, .cout = cout, .kh = kh, .kw = kw};
-    op_conv_pack(&p, tmp, *out);
-    mem_free(tmp);
+    const char *names[1] = {name};
+    wts_take_stack(L, out, 1, nd, d, names);
 }
 
-sim_status wts_load(const st_file *f, const char *prefix, void (*bind)(wts_loader *L, void *ud), void *ud, float **arena,
+sim_status wts_load(const st_file *f, const char *prefix, void (*bind)(wts_loader *L, void *ud), void *ud, void **arena,
                     sim_err *err) {
-    wts_loader L;
-    wts_begin(&L, f, prefix, err);
+    wts_loader L = {.f = f, .counting = true, .err = err};
+    snprintf(L.prefix, sizeof L.prefix, "%s", prefix);
     bind(&L, ud);
-    if (wts_alloc(&L) == SIM_OK) bind(&L, ud);
+    if (L.st == SIM_OK) {
+        L.arena = mem_alloc(L.count ? L.count : 1);
+        if (!L.arena) L.st = err_set(err, SIM_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", f->path, L.count);
+    }
+    if (L.st == SIM_OK) {
+        L.end = L.arena + L.count;
+        L.count = 0;
+        L.counting = false;
+        bind(&L, ud);
+    }
     if (L.st != SIM_OK) {
-        wts_abort(&L);
+        mem_free(L.arena);
         return L.st;
     }
-    *arena = wts_arena(&L);
+    *arena = L.arena;
     return SIM_OK;
 }

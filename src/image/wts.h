@@ -1,56 +1,57 @@
 // wts.h — binding a model's weights from a safetensors file into one
-// float32 arena, in two passes over the same binding function:
+// arena, in two passes over the same binding function:
 //
-//     static sim_status bind(wts_loader *L, my_model *m) {
-//         WTS_TAKE(L, &m->conv_w, SHAPE(64, 4, 3, 3), "decoder.conv_in.weight");
+//     static void bind(wts_loader *L, void *ud) {
+//         my_model *m = ud;
+//         wts_take_mat(L, &m->conv_w, WTS_SHAPE(64, 4, 3, 3), "decoder.conv_in.weight");
+//         wts_take(L, &m->conv_b, WTS_SHAPE(64), "decoder.conv_in.bias");
 //         ...
 //     }
-//     wts_loader L;
-//     wts_begin(&L, f, "", err);        // pass 1: only counts floats
-//     bind(&L, m);
-//     wts_alloc(&L);                    // one allocation of the counted size
-//     bind(&L, m);                      // pass 2: reads, converts and checks shapes
-//     m->weights = wts_arena(&L);
+//     void *arena;
+//     wts_load(f, "", bind, m, &arena, err);  // pass 1 counts bytes, one allocation, pass 2 reads
 //
-// (wts_load does exactly this with a callback.)
+// Matrix weights (convolutions, linear layers: wts_take_mat, wts_take_stack)
+// stay in the file's type when it is F16 or BF16 — half the memory of
+// float32, converted to f32 inside the GEMM's packing — and are float32
+// otherwise. Everything else (norms, biases, embeddings: wts_take) is
+// float32. When the file has a patch hook (st_set_patch, e.g. a LoRA
+// merge), every tensor goes through st_read_f32 so the hook sees it, and a
+// kept F16/BF16 tensor is converted back after patching.
 //
-// Tensors land in the arena in the order they are taken, so consecutive
-// takes of (C, C) matrices form one (k·C, C) matrix (q, k, v stacked).
+// Tensors land in the arena in the order they are taken, each aligned to
+// its element size. wts_take_stack takes several matrices of one shape as
+// one (q, k, v stacked: (3C, C)), in one type.
 // Errors: the first failure (missing tensor, other shape, unsupported
-// dtype, no memory) is kept; later takes do nothing and wts_status
-// returns it, so a binding function need not check each take.
+// dtype, no memory) is kept; later takes do nothing and wts_load returns
+// it, so a binding function need not check each take.
 #ifndef SIM_WTS_H
 #define SIM_WTS_H
 
 #include "image/safetensors.h"
+#include "tensor/ops.h"
 
 typedef struct wts_loader {
     const st_file *f;
     char prefix[96];     // prepended to every name
     bool counting;       // pass 1
-    size_t count;        // floats counted (pass 1) or used (pass 2)
-    float *arena, *next; // pass 2
+    size_t count;        // bytes counted (pass 1) or used (pass 2)
+    char *arena, *end;   // pass 2
     sim_status st;
     sim_err *err;
 } wts_loader;
 
-void wts_begin(wts_loader *L, const st_file *f, const char *prefix, sim_err *err);
-// Ends pass 1: allocates the arena (SIM_ERR_NOMEM kept in L->st on failure).
-sim_status wts_alloc(wts_loader *L);
-// The arena (the caller frees it with mem_free); NULL after an error.
-float *wts_arena(wts_loader *L);
-void wts_abort(wts_loader *L); // frees the arena after an error
-
-// Both passes at once: bind(L, ud) counts, the arena is allocated, bind(L, ud)
-// reads. *arena gets the arena (mem_free) on success; on error nothing is kept.
-sim_status wts_load(const st_file *f, const char *prefix, void (*bind)(wts_loader *L, void *ud), void *ud, float **arena,
+// Binds with bind(L, ud) twice: counting, then (after one allocation)
+// reading. *arena gets the arena (mem_free) on success; on error nothing is kept.
+sim_status wts_load(const st_file *f, const char *prefix, void (*bind)(wts_loader *L, void *ud), void *ud, void **arena,
                     sim_err *err);
 
-// Takes the tensor prefix + printf(fmt, ...) with shape (d[0..nd)) into *out.
+// Takes the tensor prefix + printf(fmt, ...) with shape (d[0..nd)) as float32 into *out.
 void wts_take(wts_loader *L, float **out, int nd, const int64_t *d, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-// A conv weight (cout, cin, kh, kw), stored packed as op_conv_pack does
-// ((cout, kh, kw, cin)); use it with op_conv.packed = true.
-void wts_take_conv(wts_loader *L, float **out, int cout, int cin, int kh, int kw, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+// A matrix weight (shape d: rows first, e.g. (cout, cin, kh, kw)): F16/BF16 kept, else float32.
+void wts_take_mat(wts_loader *L, op_mat *out, int nd, const int64_t *d, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+// n matrices of shape d named prefix + names[i], back to back as one matrix
+// of n·d[0] rows; kept in F16/BF16 only when all n are of that type.
+void wts_take_stack(wts_loader *L, op_mat *out, int n, int nd, const int64_t *d, const char *const *names);
 #define WTS_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
 
 #endif

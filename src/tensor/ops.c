@@ -1,11 +1,11 @@
 // ops.c — image-model operators (see ops.h): scalar references, and fast
-// paths that split rows across the pool and use the matmul module's gemm.
+// paths that split work across the pool and run products on sgemm.
 #include "tensor/ops.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "tensor/matmul.h"
+#include "tensor/sgemm.h"
 
 // --- running on the pool ------------------------------------------------------------
 
@@ -14,9 +14,6 @@ static void run(op_ctx *c, pool_fn fn, void *arg) {
     else fn(arg, 0, 1);
 }
 
-static void barrier(op_ctx *c, int nth) {
-    if (nth > 1) pool_barrier(c->pool);
-}
 
 // The range [*a, *b) of n items that thread ith of nth takes (contiguous).
 static void share(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
@@ -24,43 +21,66 @@ static void share(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
     *b = n * (ith + 1) / nth;
 }
 
+// --- weights and the GEMM ------------------------------------------------------------
+
+float op_mat_at(op_mat m, size_t i) {
+    switch (m.type) {
+    case TT_F32: return ((const float *)m.data)[i];
+    case TT_F16: return tt_half_to_float(((const tt_half *)m.data)[i]);
+    case TT_BF16: return tt_bf16_to_float(((const tt_bf16 *)m.data)[i]);
+    default: ASSERT(!"op_mat: not a float type");
+    }
+    return 0;
+}
+
+size_t op_gemm_scratch(int n_threads) { return (size_t)n_threads * SG_THREAD_FLOATS; }
+
+static void count(op_ctx *c, uint64_t flops) {
+    if (c->flops) *c->flops += flops;
+}
+
+typedef struct gemm_args {
+    op_ctx *c;
+    sg_args g;
+    pool_counter ctr;
+} gemm_args;
+
+static void gemm_work(void *arg, int ith, int nth) {
+    (void)nth;
+    gemm_args *a = arg;
+    sg_run(&a->g, &a->ctr, a->c->scratch + (size_t)ith * SG_THREAD_FLOATS);
+}
+
+// Runs the planned product on the pool.
+static void gemm(op_ctx *c, gemm_args *a) {
+    int nth = c->pool ? pool_size(c->pool) : 1;
+    ASSERT(c->scratch && c->scratch_cap >= op_gemm_scratch(nth));
+    a->c = c;
+    sg_plan(&a->g, 8 * nth);
+    run(c, gemm_work, a);
+}
+
 // --- linear ---------------------------------------------------------------------------
 
-void op_linear_ref(float *y, const float *x, const float *W, const float *b, int N, int n_in, int n_out) {
+void op_linear_ref(float *y, const float *x, op_mat W, const float *b, int N, int n_in, int n_out) {
     for (int t = 0; t < N; t++)
         for (int o = 0; o < n_out; o++) {
             float s = b ? b[o] : 0;
-            for (int i = 0; i < n_in; i++) s += x[(size_t)t * n_in + i] * W[(size_t)o * n_in + i];
+            for (int i = 0; i < n_in; i++) s += x[(size_t)t * n_in + i] * op_mat_at(W, (size_t)o * n_in + i);
             y[(size_t)t * n_out + o] = s;
         }
 }
 
-typedef struct linear_args {
-    op_ctx *c;
-    float *y;
-    const float *x, *W, *b;
-    int N, n_in, n_out;
-    pool_counter ctr;
-} linear_args;
-
-static void linear_work(void *arg, int ith, int nth) {
-    linear_args *a = arg;
-    mm_tensor W = {.type = TT_F32, .ne0 = a->n_in, .ne1 = a->n_out, .row_bytes = (size_t)a->n_in * 4, .data = a->W};
-    // F32 activations are used as they are (their "quantized" form is a copy).
-    mm_mul(a->c->k, &W, a->x, a->N, a->y, (size_t)a->n_out, &a->ctr, nth);
-    if (!a->b) return;
-    barrier(a->c, nth);
-    int64_t t0, t1;
-    share(a->N, ith, nth, &t0, &t1);
-    for (int64_t t = t0; t < t1; t++)
-        for (int o = 0; o < a->n_out; o++) a->y[(size_t)t * a->n_out + o] += a->b[o];
-}
-
-void op_linear(op_ctx *c, float *y, const float *x, const float *W, const float *b, int N, int n_in, int n_out) {
+void op_linear(op_ctx *c, float *y, const float *x, op_mat W, const float *b, int N, int n_in, int n_out) {
     ASSERT(N >= 0 && n_in > 0 && n_out > 0);
+    count(c, 2ull * (uint64_t)N * (uint64_t)n_in * (uint64_t)n_out);
     if (c->ref) return op_linear_ref(y, x, W, b, N, n_in, n_out);
-    linear_args a = {c, y, x, W, b, N, n_in, n_out, {0}};
-    run(c, linear_work, &a);
+    if (N == 0) return;
+    // y = x · Wᵀ: A = the tokens, B = Wᵀ packed from W's rows.
+    sg_rows B = {W.type, W.data, (size_t)n_in};
+    gemm_args a = {.g = {.k = c->k, .M = N, .N = n_out, .K = n_in, .a_type = TT_F32, .a = x, .lda = (size_t)n_in,
+                         .pack_b = sg_pack_rows, .b = &B, .c = y, .ldc = (size_t)n_out, .bias_c = b}};
+    gemm(c, &a);
 }
 
 // --- conv2d ----------------------------------------------------------------------------
@@ -71,42 +91,7 @@ void op_conv_out_size(const op_conv *p, int h, int w, int *ho, int *wo) {
     *wo = ew < 0 ? 0 : ew / p->stride + 1;
 }
 
-// The fast path works on bands of output rows. For each band the input rows
-// it reads are copied, zero-padded, into pixel-major (NHWC) order, so a
-// patch is kh·kw contiguous runs of cin floats, copied without branches;
-// the weights are reordered once per call to the same (ky, kx, ci) order.
-// Floats for a band of `rows` output rows:
-static size_t conv_need(const op_conv *p, int w, int wo, int rows) {
-    size_t K = (size_t)p->cin * p->kh * p->kw, wp = (size_t)w + p->pad_l + p->pad_r;
-    size_t in_rows = (size_t)(rows - 1) * p->stride + p->kh;
-    return (p->packed ? 0 : (size_t)p->cout * K) + in_rows * wp * p->cin + (size_t)rows * wo * K;
-}
-
-size_t op_conv2d_scratch(const op_conv *p, int h, int w) {
-    int ho, wo;
-    op_conv_out_size(p, h, w, &ho, &wo);
-    // Room for every patch when small, else bands of about 4 M floats of patches.
-    size_t all = conv_need(p, w, wo, ho);
-    if (all < (8u << 20)) return all;
-    size_t K = (size_t)p->cin * p->kh * p->kw;
-    int rows = (int)MAX((size_t)1, MIN((size_t)ho, (size_t)(4u << 20) / (K * (size_t)wo)));
-    return conv_need(p, w, wo, rows);
-}
-
-void op_conv_pack(const op_conv *p, const float *w, float *out) {
-    size_t K = (size_t)p->cin * p->kh * p->kw, T = (size_t)p->kh * p->kw;
-    for (int co = 0; co < p->cout; co++)
-        for (int ci = 0; ci < p->cin; ci++)
-            for (size_t t = 0; t < T; t++) out[(size_t)co * K + t * p->cin + ci] = w[(size_t)co * K + (size_t)ci * T + t];
-}
-
-size_t op_conv2d_scratch_rows(const op_conv *p, int w, int rows) {
-    int ho, wo;
-    op_conv_out_size(p, 1 << 20, w, &ho, &wo);
-    return conv_need(p, w, wo, rows);
-}
-
-void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, const float *weight, const float *bias) {
+void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, op_mat weight, const float *bias) {
     int ho, wo;
     op_conv_out_size(p, h, w, &ho, &wo);
     for (int co = 0; co < p->cout; co++)
@@ -118,98 +103,77 @@ void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, con
                         for (int kx = 0; kx < p->kw; kx++) {
                             int iy = oy * p->stride - p->pad_t + ky, ix = ox * p->stride - p->pad_l + kx;
                             if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                            size_t wi = p->packed ? (((size_t)co * p->kh + ky) * p->kw + kx) * p->cin + ci
-                                                  : (((size_t)co * p->cin + ci) * p->kh + ky) * p->kw + kx;
-                            s += x[((size_t)ci * h + iy) * w + ix] * weight[wi];
+                            s += x[((size_t)ci * h + iy) * w + ix] * op_mat_at(weight, (((size_t)co * p->cin + ci) * p->kh + ky) * p->kw + kx);
                         }
                 y[((size_t)co * ho + oy) * wo + ox] = s;
             }
 }
 
-typedef struct conv_args {
-    op_ctx *c;
-    float *y;
-    const float *x, *weight, *bias;
+// The convolution is the product weight (cout, K) · patches (K, ho·wo),
+// K = (ci, ky, kx) in PyTorch's order; the patch matrix is never built:
+// this packer writes B's panels from the image. Row k of a panel holds
+// the pixel (ci, oy·s + ky - pad_t, ox·s + kx - pad_l) of each of its
+// output pixels, taken in runs along output rows (a shifted row copy for
+// stride 1), zero outside the image.
+typedef struct conv_b {
+    const float *x;
     const op_conv *p;
-    int h, w, ho, wo, band; // output rows per band
-    pool_counter ctr[2];
-} conv_args;
+    int h, w, wo;
+} conv_b;
 
-static void conv_work(void *arg, int ith, int nth) {
-    conv_args *a = arg;
-    const op_conv *p = a->p;
-    int cin = p->cin, K = cin * p->kh * p->kw, HWo = a->ho * a->wo, wp = a->w + p->pad_l + p->pad_r, s = p->stride;
-    int in_max = (a->band - 1) * s + p->kh;
-    float *wr = p->packed ? NULL : a->c->scratch, *xp = a->c->scratch + (p->packed ? 0 : (size_t)p->cout * K),
-          *patches = xp + (size_t)in_max * wp * cin;
-    const float *wk = p->packed ? a->weight : wr;
-    int64_t q0, q1;
-    // Weights (cout, cin, kh, kw) → (cout, kh, kw, cin), unless packed already.
-    share(p->cout, ith, nth, &q0, &q1);
-    for (int64_t co = q0; co < q1 && wr; co++)
-        for (int ci = 0; ci < cin; ci++)
-            for (int t = 0; t < p->kh * p->kw; t++)
-                wr[(size_t)co * K + (size_t)t * cin + ci] = a->weight[((size_t)co * cin + ci) * p->kh * p->kw + t];
-    for (int r0 = 0, bi = 0; r0 < a->ho; r0 += a->band, bi++) {
-        int r1 = MIN(a->ho, r0 + a->band), y0 = r0 * s - p->pad_t, n_in = (r1 - 1 - r0) * s + p->kh;
-        if (ith == 0) atomic_store_explicit(&a->ctr[(bi + 1) & 1].next, 0, memory_order_relaxed);
-        // Input rows y0 .. y0 + n_in (padded coordinates) → NHWC, zero outside the image.
-        share(n_in, ith, nth, &q0, &q1);
-        for (int64_t r = q0; r < q1; r++) {
-            int iy = y0 + (int)r;
-            float *dst = xp + (size_t)r * wp * cin;
-            if (iy < 0 || iy >= a->h) {
-                memset(dst, 0, (size_t)wp * cin * sizeof *dst);
-                continue;
+static void pack_conv(const void *b, const kern_ops *k, int k0, int kc, int64_t n0, int nc, float *bp, float *tmp) {
+    (void)k, (void)tmp;
+    const conv_b *cb = b;
+    const op_conv *p = cb->p;
+    int s = p->stride, taps = p->kh * p->kw;
+    for (int pn = 0; pn * KERN_SG_NR < nc; pn++) {
+        int np = MIN(KERN_SG_NR, nc - pn * KERN_SG_NR);
+        int64_t q0 = n0 + (int64_t)pn * KERN_SG_NR;
+        float *dst = bp + (size_t)pn * kc * KERN_SG_NR;
+        for (int kk = 0; kk < kc; kk++) {
+            int kg = k0 + kk, ci = kg / taps, ky = kg % taps / p->kw, kx = kg % p->kw;
+            float *d = dst + (size_t)kk * KERN_SG_NR;
+            const float *plane = cb->x + (size_t)ci * cb->h * cb->w;
+            int oy = (int)(q0 / cb->wo), ox = (int)(q0 % cb->wo);
+            for (int j = 0; j < np; oy++, ox = 0) {
+                int run = MIN(np - j, cb->wo - ox), iy = oy * s - p->pad_t + ky, ix0 = ox * s - p->pad_l + kx;
+                float *o = d + j;
+                j += run;
+                if (iy < 0 || iy >= cb->h) {
+                    memset(o, 0, (size_t)run * sizeof *o);
+                    continue;
+                }
+                const float *row = plane + (size_t)iy * cb->w;
+                if (s == 1) { // columns ix0 .. ix0 + run: zeros, the image's run, zeros
+                    int lo = MIN(run, MAX(0, -ix0)), hi = MAX(lo, MIN(run, cb->w - ix0));
+                    memset(o, 0, (size_t)lo * sizeof *o);
+                    if (hi > lo) memcpy(o + lo, row + ix0 + lo, (size_t)(hi - lo) * sizeof *o);
+                    memset(o + hi, 0, (size_t)(run - hi) * sizeof *o);
+                } else {
+                    for (int t = 0; t < run; t++) {
+                        int ix = ix0 + t * s;
+                        o[t] = ix >= 0 && ix < cb->w ? row[ix] : 0;
+                    }
+                }
             }
-            memset(dst, 0, (size_t)p->pad_l * cin * sizeof *dst);
-            memset(dst + (size_t)(p->pad_l + a->w) * cin, 0, (size_t)p->pad_r * cin * sizeof *dst);
-            for (int ci = 0; ci < cin; ci++) {
-                const float *src = a->x + ((size_t)ci * a->h + iy) * a->w;
-                float *d = dst + (size_t)p->pad_l * cin + ci;
-                for (int ix = 0; ix < a->w; ix++) d[(size_t)ix * cin] = src[ix];
-            }
+            memset(d + np, 0, (size_t)(KERN_SG_NR - np) * sizeof *d);
         }
-        barrier(a->c, nth);
-        // im2col: patch q (output pixel r0*wo + q) = kh*kw runs of cin floats.
-        int64_t P = (int64_t)(r1 - r0) * a->wo;
-        share(P, ith, nth, &q0, &q1);
-        for (int64_t q = q0; q < q1; q++) {
-            int oy = (int)(q / a->wo), ox = (int)(q % a->wo);
-            float *dst = patches + (size_t)q * K;
-            for (int ky = 0; ky < p->kh; ky++) {
-                const float *row = xp + ((size_t)(oy * s + ky) * wp + (size_t)ox * s) * cin;
-                memcpy(dst, row, (size_t)p->kw * cin * sizeof *dst); // kx runs are adjacent in NHWC
-                dst += (size_t)p->kw * cin;
-            }
-        }
-        barrier(a->c, nth);
-        // y[co][pixel] = patch · weight[co]: the patches play the weight
-        // matrix, so the output comes out channel-major (NCHW) directly.
-        mm_tensor Pm = {.type = TT_F32, .ne0 = K, .ne1 = P, .row_bytes = (size_t)K * 4, .data = patches};
-        mm_mul(a->c->k, &Pm, wk, p->cout, a->y + (size_t)r0 * a->wo, (size_t)HWo, &a->ctr[bi & 1], nth);
-        barrier(a->c, nth);
     }
-    if (!a->bias) return;
-    int64_t c0, c1;
-    share(p->cout, ith, nth, &c0, &c1);
-    for (int64_t co = c0; co < c1; co++)
-        for (int i = 0; i < HWo; i++) a->y[(size_t)co * HWo + i] += a->bias[co];
 }
 
-void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int w, const float *weight, const float *bias) {
+void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int w, op_mat weight, const float *bias) {
     ASSERT(p->cin > 0 && p->cout > 0 && p->kh > 0 && p->kw > 0 && p->stride > 0);
     ASSERT(p->pad_t >= 0 && p->pad_l >= 0 && p->pad_b >= 0 && p->pad_r >= 0);
-    if (c->ref) return op_conv2d_ref(y, x, p, h, w, weight, bias);
     int ho, wo;
     op_conv_out_size(p, h, w, &ho, &wo);
-    ASSERT(ho > 0 && wo > 0);
-    ASSERT(c->scratch && c->scratch_cap >= conv_need(p, w, wo, 1));
-    // need(rows) = fixed + rows · per_row: the most rows that fit.
-    size_t fixed = conv_need(p, w, wo, 1), per_row = conv_need(p, w, wo, 2) - fixed;
-    int band = (int)MIN((size_t)ho, 1 + (c->scratch_cap - fixed) / per_row);
-    conv_args a = {c, y, x, weight, bias, p, h, w, ho, wo, band, {{0}, {0}}};
-    run(c, conv_work, &a);
+    int K = p->cin * p->kh * p->kw;
+    count(c, 2ull * (uint64_t)p->cout * (uint64_t)K * (uint64_t)ho * (uint64_t)wo);
+    if (c->ref) return op_conv2d_ref(y, x, p, h, w, weight, bias);
+    if (ho == 0 || wo == 0) return;
+    conv_b B = {x, p, h, w, wo};
+    gemm_args a = {.g = {.k = c->k, .M = p->cout, .N = (int64_t)ho * wo, .K = K, .a_type = weight.type, .a = weight.data,
+                         .lda = (size_t)K, .pack_b = pack_conv, .b = &B, .c = y, .ldc = (size_t)ho * wo, .bias_r = bias}};
+    gemm(c, &a);
 }
 
 // --- normalization ------------------------------------------------------------------
@@ -354,51 +318,94 @@ void op_attention_ref(float *out, const float *q, const float *k, const float *v
         }
 }
 
-size_t op_attention_scratch(const op_attn *a, int n_threads) {
-    return (size_t)n_threads * ((size_t)a->Tk + 16);
-}
+// The fast path: for each head and tile of AT_TQ queries (one thread's
+// unit of work), over tiles of AT_TK keys: S = Q·Kᵀ (the GEMM, keys packed
+// as rows), scaled; the online softmax (running max m and sum l per query;
+// the output so far is rescaled by exp(m_old - m_new)); O += P·V (the
+// GEMM accumulating). Scratch per thread: the GEMM's, S, O, m, l.
+#define AT_TQ 64
+#define AT_TK 256
+
+static size_t attn_thread_floats(int d) { return SG_THREAD_FLOATS + (size_t)AT_TQ * AT_TK + (size_t)AT_TQ * (size_t)d + 2 * AT_TQ; }
+
+size_t op_attention_scratch(const op_attn *a, int n_threads) { return (size_t)n_threads * attn_thread_floats(a->d); }
 
 typedef struct attn_args {
     op_ctx *c;
     float *out;
     const float *q, *k, *v;
     const op_attn *a;
+    pool_counter ctr;
 } attn_args;
 
-static void attn_work(void *arg, int ith, int nth) {
-    attn_args *A = arg;
+// Runs a planned product on the calling thread alone.
+static void gemm_1(sg_args *g, float *buf) {
+    sg_plan(g, 1);
+    for (int64_t t = 0; t < sg_tiles(g); t++) sg_tile(g, t, buf);
+}
+
+static void attn_unit(const attn_args *A, int h, int i0, float *buf) {
     const op_attn *a = A->a;
     const kern_ops *K = A->c->k;
-    float *s = A->c->scratch + (size_t)ith * ((size_t)a->Tk + 16);
-    float scale = 1.0f / sqrtf((float)a->d);
-    int64_t i0, i1;
-    share((int64_t)a->n_head * a->Tq, ith, nth, &i0, &i1);
-    for (int64_t it = i0; it < i1; it++) {
-        int h = (int)(it / a->Tq), i = (int)(it % a->Tq);
-        int n = a->causal ? MIN(i + 1, a->Tk) : a->Tk;
-        const float *qi = A->q + (size_t)i * a->ldq + (size_t)h * a->d;
-        float mx = -INFINITY;
-        for (int j = 0; j < n; j++) {
-            s[j] = K->dot_f32(qi, A->k + (size_t)j * a->ldk + (size_t)h * a->d, a->d) * scale;
-            mx = fmaxf(mx, s[j]);
+    int d = a->d, tq = MIN(AT_TQ, a->Tq - i0), n_keys = a->causal ? MIN(a->Tk, i0 + tq) : a->Tk;
+    float *S = buf + SG_THREAD_FLOATS, *O = S + (size_t)AT_TQ * AT_TK, *m = O + (size_t)AT_TQ * d, *l = m + AT_TQ;
+    float scale = 1.0f / sqrtf((float)d);
+    memset(O, 0, (size_t)tq * d * sizeof *O);
+    for (int i = 0; i < tq; i++) m[i] = -INFINITY, l[i] = 0;
+    for (int j0 = 0; j0 < n_keys; j0 += AT_TK) {
+        int tk = MIN(AT_TK, n_keys - j0);
+        sg_rows kr = {TT_F32, A->k + (size_t)j0 * a->ldk + (size_t)h * d, (size_t)a->ldk};
+        sg_args qk = {.k = K, .M = tq, .N = tk, .K = d, .a_type = TT_F32, .a = A->q + (size_t)i0 * a->ldq + (size_t)h * d,
+                      .lda = (size_t)a->ldq, .pack_b = sg_pack_rows, .b = &kr, .c = S, .ldc = AT_TK};
+        gemm_1(&qk, buf);
+        for (int i = 0; i < tq; i++) {
+            float *s = S + (size_t)i * AT_TK;
+            int n = a->causal ? MIN(tk, i0 + i + 1 - j0) : tk; // keys this query sees in the tile
+            if (n <= 0) {
+                memset(s, 0, (size_t)tk * sizeof *s);
+                continue;
+            }
+            float mx = m[i];
+            for (int j = 0; j < n; j++) {
+                s[j] *= scale;
+                mx = fmaxf(mx, s[j]);
+            }
+            float sum = K->exp_sum(s, n, mx), alpha = expf(m[i] - mx); // exp(-inf) = 0 on the first tile
+            memset(s + n, 0, (size_t)(tk - n) * sizeof *s);
+            l[i] = l[i] * alpha + sum, m[i] = mx;
+            if (alpha != 1.0f)
+                for (int e = 0; e < d; e++) O[(size_t)i * d + e] *= alpha;
         }
-        float sum = K->exp_sum(s, n, mx), inv = 1.0f / sum;
-        float *o = A->out + (size_t)i * a->ldo + (size_t)h * a->d;
-        for (int e = 0; e < a->d; e++) o[e] = 0;
-        for (int j = 0; j < n; j++) {
-            const float *vj = A->v + (size_t)j * a->ldv + (size_t)h * a->d;
-            float p = s[j] * inv;
-            for (int e = 0; e < a->d; e++) o[e] += p * vj[e];
-        }
+        sg_dense vr = {A->v + (size_t)j0 * a->ldv + (size_t)h * d, (size_t)a->ldv};
+        sg_args pv = {.k = K, .M = tq, .N = d, .K = tk, .a_type = TT_F32, .a = S, .lda = AT_TK, .pack_b = sg_pack_dense,
+                      .b = &vr, .c = O, .ldc = (size_t)d, .acc = true};
+        gemm_1(&pv, buf);
     }
+    for (int i = 0; i < tq; i++) {
+        float inv = 1.0f / l[i], *o = A->out + (size_t)(i0 + i) * a->ldo + (size_t)h * d;
+        for (int e = 0; e < d; e++) o[e] = O[(size_t)i * d + e] * inv;
+    }
+}
+
+static void attn_work(void *arg, int ith, int nth) {
+    (void)nth;
+    attn_args *A = arg;
+    float *buf = A->c->scratch + (size_t)ith * attn_thread_floats(A->a->d);
+    int64_t n_qt = (A->a->Tq + AT_TQ - 1) / AT_TQ;
+    for (int64_t u; (u = pool_claim(&A->ctr)) < n_qt * A->a->n_head;)
+        attn_unit(A, (int)(u / n_qt), (int)(u % n_qt) * AT_TQ, buf);
 }
 
 void op_attention(op_ctx *c, float *out, const float *q, const float *k, const float *v, const op_attn *a) {
     ASSERT(a->Tq > 0 && a->Tk > 0 && a->n_head > 0 && a->d > 0);
+    // QKᵀ and PV: 2·d FLOPs each per (query, key) pair seen.
+    uint64_t pairs = a->causal ? 0 : (uint64_t)a->Tq * (uint64_t)a->Tk;
+    for (int i = 0; a->causal && i < a->Tq; i++) pairs += (uint64_t)MIN(i + 1, a->Tk);
+    count(c, 4ull * pairs * (uint64_t)a->d * (uint64_t)a->n_head);
     if (c->ref) return op_attention_ref(out, q, k, v, a);
     int nth = c->pool ? pool_size(c->pool) : 1;
     ASSERT(c->scratch && c->scratch_cap >= op_attention_scratch(a, nth));
-    attn_args A = {c, out, q, k, v, a};
+    attn_args A = {c, out, q, k, v, a, {0}};
     run(c, attn_work, &A);
 }
 

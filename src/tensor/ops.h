@@ -4,19 +4,22 @@
 // sequences (T, C).
 //
 // Every operator has a scalar `_ref` twin written as the textbook loop; the
-// fast path splits work across the pool's threads and hands the matrix
-// products to the matmul module (its SIMD gemm). Work is split by rows
-// whose boundaries depend only on the shapes, never by reductions, so
-// results do not depend on the thread count.
+// fast path splits work across the pool's threads. Linear layers,
+// convolutions and attention run on the f32 GEMM (sgemm.h): weights stay in
+// their file type (op_mat: F32, F16 or BF16 rows), a convolution's im2col
+// is written straight into the GEMM's packed panels, attention runs in
+// tiles with an online softmax. Work is split by tiles whose boundaries
+// depend only on the shapes, never by reductions, so results do not depend
+// on the thread count.
 //
 //     op_ctx c = {.pool = p, .k = kern_get(KERN_AVX512), .scratch = buf, .scratch_cap = n};
 //     op_conv2d(&c, y, x, &(op_conv){.cin = 4, .cout = 32, .kh = 3, .kw = 3, .stride = 1,
-//               .pad_t = 1, .pad_l = 1, .pad_b = 1, .pad_r = 1}, H, W, weight, bias);
+//               .pad_t = 1, .pad_l = 1, .pad_b = 1, .pad_r = 1}, H, W, op_f32(weight), bias);
 //     op_group_norm(&c, y, y, 32, H * W, 8, 1e-5f, gamma, beta, true);   // + SiLU
 //
 // Ownership: operators never allocate; the caller owns every buffer and
-// gives the context a scratch buffer sized with the *_scratch functions
-// (the largest over a model's calls). `out` may equal `in` only where a
+// gives the context a scratch buffer sized with op_gemm_scratch and
+// op_attention_scratch (the largest over a model's calls). `out` may equal `in` only where a
 // comment says so. Errors are bugs here (shapes are checked by the model
 // loaders), so operators ASSERT instead of returning a status.
 #ifndef SIM_OPS_H
@@ -35,38 +38,40 @@ typedef struct op_ctx {
     bool ref;             // force the scalar references (for tests and debugging)
     float *scratch;       // caller-owned work memory
     size_t scratch_cap;   // floats in scratch
+    uint64_t *flops;      // when not NULL, += the FLOPs of each linear, conv and attention
 } op_ctx;
+
+// A weight matrix: row-major elements of type F32, F16 or BF16.
+typedef struct op_mat {
+    tt_type type;
+    const void *data;
+} op_mat;
+static inline op_mat op_f32(const float *w) { return (op_mat){TT_F32, w}; }
+// Element i as a float.
+float op_mat_at(op_mat m, size_t i);
+
+// Floats of scratch op_linear and op_conv2d need with n_threads threads.
+size_t op_gemm_scratch(int n_threads);
 
 // --- matrix products -----------------------------------------------------------------
 
 // y (N, n_out) = x (N, n_in) · W^T + b; W (n_out, n_in) row-major, b (n_out) or NULL.
-void op_linear(op_ctx *c, float *y, const float *x, const float *W, const float *b, int N, int n_in, int n_out);
-void op_linear_ref(float *y, const float *x, const float *W, const float *b, int N, int n_in, int n_out);
+void op_linear(op_ctx *c, float *y, const float *x, op_mat W, const float *b, int N, int n_in, int n_out);
+void op_linear_ref(float *y, const float *x, op_mat W, const float *b, int N, int n_in, int n_out);
 
 typedef struct op_conv {
     int cin, cout;
     int kh, kw;
     int stride;
     int pad_t, pad_l, pad_b, pad_r; // zero padding on each side (asymmetric allowed)
-    bool packed;                    // weights in (cout, kh, kw, cin) order (op_conv_pack), else PyTorch's (cout, cin, kh, kw)
 } op_conv;
-
-// out (cout, kh, kw, cin) = w (cout, cin, kh, kw) reordered; out must not overlap w.
-// Packed weights save op_conv2d a reorder (and its scratch) on every call.
-void op_conv_pack(const op_conv *p, const float *w, float *out);
 
 // The output size of a convolution over an h × w input.
 void op_conv_out_size(const op_conv *p, int h, int w, int *ho, int *wo);
-// Floats of scratch op_conv2d uses for an h × w input: everything at once
-// when small, else bands of output rows. It works with less, down to bands
-// of one row (
-// op_conv2d_scratch_rows gives that for bands of `rows` output rows of a
-// w-wide input); results do not depend on it.
-size_t op_conv2d_scratch(const op_conv *p, int h, int w);
-size_t op_conv2d_scratch_rows(const op_conv *p, int w, int rows);
 // y (cout, ho, wo) = conv(x (cin, h, w), weight (cout, cin, kh, kw)) + bias (cout) or NULL.
-void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int w, const float *weight, const float *bias);
-void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, const float *weight, const float *bias);
+// Scratch: op_gemm_scratch.
+void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int w, op_mat weight, const float *bias);
+void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, op_mat weight, const float *bias);
 
 // --- normalization -------------------------------------------------------------------
 
@@ -87,7 +92,8 @@ void op_group_norm_ref(float *out, const float *x, int C, int HW, int G, float e
 //   out (Tq, n_head*d) rows ldo apart; causal: query i sees keys 0..i only.
 // Scale 1/sqrt(d). Self-attention passes the same buffer for the three
 // inputs with their column offsets; cross-attention takes k, v from the
-// text context. out must not overlap q, k or v.
+// text context. out must not overlap q, k or v. Scratch: op_attention_scratch
+// (which needs d and the thread count; it does not grow with Tq or Tk).
 typedef struct op_attn {
     int Tq, Tk, n_head, d;
     int ldq, ldk, ldv, ldo;
