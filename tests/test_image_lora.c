@@ -313,6 +313,38 @@ static void test_refusals(void) {
     rmdir(dir);
 }
 
+// Every allocation failing in turn while adding, attaching and merging gives
+// SIM_ERR_NOMEM (or success) and leaks nothing (the sanitizer build checks).
+static void test_alloc_failures(void) {
+    int nomem = 0, ok = 0;
+    for (long k = 0; k < 40; k++) {
+        uint8_t *kt, *ka;
+        st_file *t = target_file(&kt), *a = lora_a(&ka);
+        lora_set *s = NULL;
+        sim_err err = {0};
+        float got[6];
+        mem_fail_after(k);
+        sim_status st = lora_set_new(&s, &err);
+        if (st == SIM_OK) st = lora_add_file(s, a, 0.5f, &err);
+        else st_close(a);
+        if (st == SIM_OK) st = lora_attach(s, LORA_UNET, t, &err);
+        if (st == SIM_OK) {
+            st = st_read_f32(t, "blk.attn1.to_q.weight", NULL, 0, got, &err);
+            sim_status st2 = lora_detach(s, LORA_UNET, t, &err);
+            if (st == SIM_OK) st = st2;
+        }
+        bool failed = mem_fail_triggered();
+        mem_fail_after(-1);
+        CHECK_MSG(st == SIM_OK || (failed && st == SIM_ERR_NOMEM), "k=%ld: %d (%s)", k, st, err.msg);
+        if (st == SIM_OK) check_vals("merged", got, (const float[]){1.25f, 2.5f, 3, 3.75f, 5.25f, 6.25f}, 6);
+        nomem += st == SIM_ERR_NOMEM, ok += st == SIM_OK;
+        lora_set_free(s);
+        st_close(t);
+        free(kt), free(ka);
+    }
+    CHECK(nomem >= 5 && ok > 0);
+}
+
 // --- kohya names against micro-sd15's real tensors ------------------------------------------------
 
 // Every 2-D or 4-D weight of `rel` (except embeddings) gets a rank-1 kohya
@@ -459,6 +491,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_merge_linear_two);
     TEST_RUN(test_merge_conv_loha_old_names);
     TEST_RUN(test_refusals);
+    TEST_RUN(test_alloc_failures);
     TEST_RUN(test_kohya_unet);
     TEST_RUN(test_kohya_text);
     TEST_RUN(test_tags);
