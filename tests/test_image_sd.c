@@ -1,13 +1,19 @@
 // test_image_sd.c — the text-to-image pipeline (src/image/sd.h) on
 // micro-sd15 from the prompt string: tokenizer, CLIP, a 4-step guided DDIM
 // run from the golden initial latent and the VAE decode reproduce the
-// golden final latent and image (max |Δ| ≤ 1e-3 × max |reference|).
+// golden final latent and image (max |Δ| ≤ 1e-3 × max |reference|); the
+// step callback's x0; previews; a tiny autoencoder attached for previews
+// and the final decode.
 #include <stdio.h>
 #include <string.h>
 
 #include "base/file.h"
 #include "image/sd.h"
+#include "image/sdwrite.h"
+#include "image/taesd.h"
 #include "test.h"
+
+static char g_tmp[64];
 
 static int g_steps_seen;
 static float g_x0[256]; // the last step's denoised estimate (micro-sd15: 4 × 8 × 8)
@@ -100,8 +106,97 @@ static void test_micro_sd15(void) {
     CHECK_EQ_INT(sd_load(&m, "/nonexistent", &err), SIM_ERR_IO);
 }
 
+// 4 × 4 block means of a (3, 4h, 4w) image: the area resampling of a 4× downscale.
+static void block_mean4(const float *src, int h, int w, float *dst) {
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double s = 0;
+                for (int dy = 0; dy < 4; dy++)
+                    for (int dx = 0; dx < 4; dx++) s += src[((size_t)c * 4 * h + 4 * y + dy) * 4 * w + 4 * x + dx];
+                dst[((size_t)c * h + y) * w + x] = (float)(s / 16);
+            }
+}
+
+// A random 4-channel TAESD (sdwrite) attached to micro-sd15 (VAE factor 2):
+// previews and the final decode are its decode of the unscaled latent,
+// 4 × 4 area-averaged to 16 × 16 and mapped to [-1, 1].
+static void test_taesd(void) {
+    char dir[1024], tdir[128], path[1200];
+    if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return;
+    static float z[256], img64[3 * 64 * 64], want[768], img[768], lat[256];
+    if (!test_golden_f32("diffusion/micro-sd15/unet.in.latent.f32", z, 256)) return;
+    sim_err err = {0};
+    snprintf(tdir, sizeof tdir, "%s/taesd", g_tmp);
+    int64_t n_params;
+    CHECK_MSG(sdw_write_taesd(tdir, 4, &(sdw_opts){.dtype = ST_F32, .seed = 11}, &n_params, &err) == SIM_OK, "%s", err.msg);
+    // The reference: the tiny autoencoder alone.
+    st_file *f = NULL;
+    taesd *t = NULL;
+    taesd_work *tw = NULL;
+    snprintf(path, sizeof path, "%s/taesd_decoder.safetensors", tdir);
+    CHECK_MSG(st_open(&f, path, &err) == SIM_OK, "%s", err.msg);
+    if (f) CHECK_MSG(taesd_load(&t, f, NULL, &err) == SIM_OK, "%s", err.msg);
+    st_close(f);
+    if (!t) return;
+    pool *pl;
+    CHECK(pool_new(&pl, 2, &err) == SIM_OK);
+    op_ctx c = {.pool = pl, .k = kern_get(KERN_BEST)};
+    CHECK_EQ_INT(taesd_work_new(&tw, t, 8, 8, &err), SIM_OK);
+    CHECK_EQ_INT(taesd_decode(t, tw, &c, z, 8, 8, img64, &err), SIM_OK);
+    block_mean4(img64, 16, 16, want);
+    sd_model *m = NULL;
+    CHECK_MSG(sd_load(&m, dir, &err) == SIM_OK, "%s", err.msg);
+    if (!m) goto done;
+    // Refusals leave the model without one.
+    snprintf(path, sizeof path, "%s/none.safetensors", g_tmp);
+    CHECK_EQ_INT(sd_attach_taesd(m, path, &err), SIM_ERR_IO);
+    CHECK(strstr(err.msg, "none.safetensors") != NULL);
+    CHECK_EQ_INT(sd_attach_taesd(m, g_tmp, &err), SIM_ERR_IO);
+    CHECK(strstr(err.msg, "no taesd_decoder.safetensors or taesd_decoder.pth") != NULL);
+    char t2[1200];
+    if (test_shared_path(t2, sizeof t2, "diffusion/taef2/taef2_decoder.pth")) {
+        CHECK_EQ_INT(sd_attach_taesd(m, t2, &err), SIM_ERR_UNSUPPORTED);
+        CHECK(strstr(err.msg, "32 latent channels, the model has 4") != NULL);
+    }
+    CHECK(!sd_has_taesd(m));
+    CHECK_MSG(sd_attach_taesd(m, tdir, &err) == SIM_OK, "%s", err.msg);
+    CHECK(sd_has_taesd(m));
+    uint8_t rgb[768];
+    CHECK_MSG(sd_preview(m, &c, z, 8, 8, rgb, &err) == SIM_OK, "%s", err.msg);
+    int worst = 0;
+    for (int i = 0; i < 256; i++)
+        for (int o = 0; o < 3; o++) worst = MAX(worst, abs(rgb[i * 3 + o] - (int)lrintf(fminf(fmaxf(want[o * 256 + i], 0), 1) * 255)));
+    CHECK_MSG(worst <= 1, "preview off by %d", worst);
+    // The final decode through it.
+    sd_params p = sd_defaults();
+    p.prompt = "a cat", p.width = p.height = 16, p.steps = 2, p.seed = 3, p.taesd_decode = true;
+    CHECK_MSG(sd_generate(m, &c, &p, img, lat, &err) == SIM_OK, "%s", err.msg);
+    CHECK_EQ_INT(taesd_decode(t, tw, &c, lat, 8, 8, img64, &err), SIM_OK);
+    block_mean4(img64, 16, 16, want);
+    for (int i = 0; i < 768; i++) want[i] = want[i] * 2 - 1;
+    test_compare_rel("tiny autoencoder decode", img, want, 768, 1e-5);
+    sd_detach_taesd(m);
+    CHECK_EQ_INT(sd_generate(m, &c, &p, img, lat, &err), SIM_ERR_ARG);
+    CHECK(strstr(err.msg, "none is attached") != NULL);
+done:
+    sd_free(m);
+    taesd_work_free(tw);
+    taesd_free(t);
+    pool_free(pl);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
+    snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_test_sd_XXXXXX");
+    if (!mkdtemp(g_tmp)) {
+        perror("mkdtemp");
+        return 1;
+    }
     TEST_RUN(test_micro_sd15);
+    TEST_RUN(test_taesd);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
     return test_finish();
 }

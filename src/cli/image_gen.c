@@ -7,6 +7,11 @@
 // step's time. For exact reproduction: --init-latent F.f32 (raw float32,
 // (C, H/8, W/8)) replaces the seeded noise, --timesteps 999,749,... fixes the
 // schedule, --save-latent F.f32 writes the final latent.
+//
+// A tiny autoencoder (--taesd FILE|DIR) gives quick previews and, with
+// --vae taesd, a fast final decode. --preview K writes the denoised
+// estimate to OUT.preview.png every K steps (and after the last), through
+// the tiny autoencoder when there is one, else the linear approximation.
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,14 +31,28 @@
 typedef struct progress {
     int image, n_images;
     bool tty;
+    // --preview: every `every` steps the denoised estimate goes to `path`.
+    int every, lh, lw, f;
+    sd_model *m;
+    const op_ctx *c;
+    const char *path;
+    uint8_t *rgb;      // (lh·f, lw·f, 3)
+    sim_err err;
+    bool failed;       // a preview could not be written (err says why)
 } progress;
 
 static bool on_step(void *ud, int step, int steps, double seconds, const float *latent) {
-    (void)latent;
     progress *pr = ud;
     fprintf(stderr, "%s[image %d/%d] step %d/%d  %.2f s/step", pr->tty ? "\r" : "", pr->image, pr->n_images, step, steps,
             seconds / step);
     if (!pr->tty || step == steps) fputc('\n', stderr);
+    if (pr->every && (step % pr->every == 0 || step == steps)) {
+        if (sd_preview(pr->m, pr->c, latent, pr->lh, pr->lw, pr->rgb, &pr->err) != SIM_OK ||
+            png_write_file(pr->path, pr->rgb, pr->lw * pr->f, pr->lh * pr->f, 3, NULL, 0, &pr->err) != SIM_OK) {
+            pr->failed = true;
+            return false;
+        }
+    }
     return true;
 }
 
@@ -66,8 +85,8 @@ static void to_rgb(const float *img, int w, int h, uint8_t *out) {
 
 int cmd_image_gen(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *negative = "", *sampler = "ddim", *out = "image.png";
-    const char *init_latent = NULL, *timesteps_arg = NULL, *save_latent = NULL;
-    int steps = 20, width = 512, height = 512, batch = 1, n_threads = 0, clip_skip = 0;
+    const char *init_latent = NULL, *timesteps_arg = NULL, *save_latent = NULL, *vae_kind = "full", *taesd_path = NULL;
+    int steps = 20, width = 512, height = 512, batch = 1, n_threads = 0, clip_skip = 0, preview = 0;
     float cfg = 7.5f;
     uint64_t seed = 0;
     bool karras = false;
@@ -87,6 +106,11 @@ int cmd_image_gen(int argc, char **argv) {
         {"--init-latent", OPT_STR, &init_latent, "start from this latent (raw float32, C x H/8 x W/8) instead of noise"},
         {"--timesteps", OPT_STR, &timesteps_arg, "exact descending timesteps, e.g. 999,749,499,249 (sets the steps)"},
         {"--save-latent", OPT_STR, &save_latent, "write the final latent (raw float32) to FILE"},
+        {"--vae", OPT_STR, &vae_kind, "the final decoder: full (the model's VAE) or taesd (needs --taesd) [full]"},
+        {"--taesd", OPT_STR, &taesd_path, "a tiny autoencoder decoder (.pth/.safetensors, or a folder with taesd_decoder.*) "
+                                          "for --preview and --vae taesd"},
+        {"--preview", OPT_INT, &preview, "every K steps write the denoised estimate to OUT.preview.png (tiny autoencoder "
+                                         "with --taesd, else a linear approximation) [0: off]"},
         {"-o|--output", OPT_STR, &out, "the PNG to write [image.png]"},
         {"-t|--threads", OPT_INT, &n_threads, "threads (0: all CPUs)"},
     };
@@ -101,6 +125,10 @@ int cmd_image_gen(int argc, char **argv) {
         return cli_fail("image gen: -W and -H must be 8..4096 pixels");
     if (!(cfg >= 0 && cfg <= 100)) return cli_fail("image gen: --cfg must be 0..100");
     if (n_threads < 0 || clip_skip < 0) return cli_fail("image gen: --threads and --clip-skip must not be negative");
+    bool tiny = strcmp(vae_kind, "taesd") == 0;
+    if (!tiny && strcmp(vae_kind, "full") != 0) return cli_fail("image gen: --vae '%s' is not full or taesd", vae_kind);
+    if (tiny && !taesd_path) return cli_fail("image gen: --vae taesd needs the decoder's weights (--taesd PATH)");
+    if (preview < 0) return cli_fail("image gen: --preview must not be negative");
     int kind = dsamp_parse(sampler);
     if (kind < 0) return cli_fail("image gen: --sampler '%s' is unknown (ddim, euler, euler_a, dpmpp_2m, lcm)", sampler);
     int ts[GEN_MAX_STEPS];
@@ -119,6 +147,10 @@ int cmd_image_gen(int argc, char **argv) {
     rc = 1;
     if (sd_load(&m, model_dir, &err) != SIM_OK) {
         cli_fail("image gen: %s", err.msg);
+        goto done;
+    }
+    if (taesd_path && sd_attach_taesd(m, taesd_path, &err) != SIM_OK) {
+        cli_fail("image gen: --taesd: %s", err.msg);
         goto done;
     }
     int f = sd_vae_factor(m), cl = sd_latent_channels(m);
@@ -148,27 +180,32 @@ int cmd_image_gen(int argc, char **argv) {
         goto done;
     }
     op_ctx oc = {.pool = pl, .k = kern_get(KERN_BEST)};
-    progress pr = {.n_images = batch, .tty = isatty(2)};
+    progress pr = {.n_images = batch, .tty = isatty(2), .every = preview, .lh = height / f, .lw = width / f, .f = f, .m = m, .c = &oc,
+                   .rgb = rgb};
     for (int b = 0; b < batch; b++) {
         sd_params p = sd_defaults();
         p.prompt = prompt, p.negative = negative, p.width = width, p.height = height, p.steps = steps, p.cfg = cfg;
         p.sampler = (dsamp_kind)kind, p.karras = karras, p.seed = seed + (uint64_t)b, p.clip_skip = clip_skip;
         p.init_latent = init, p.timesteps = timesteps_arg ? ts : NULL, p.on_step = on_step, p.ud = &pr;
-        pr.image = b + 1;
-        if (sd_generate(m, &oc, &p, img, lat, &err) != SIM_OK) {
-            cli_fail("image gen: %s", err.msg);
-            goto done;
-        }
-        char params[4096], path[4096];
-        snprintf(params, sizeof params, "%s\nNegative prompt: %s\nSteps: %d, Sampler: %s%s, CFG scale: %g, Seed: %llu, Size: %dx%d, "
-                 "Model: %s, Engine: simularity", prompt, negative, steps, dsamp_name((dsamp_kind)kind),
-                 karras ? " Karras" : "", cfg, (unsigned long long)p.seed, width, height, cli_basename(model_dir));
+        p.taesd_decode = tiny;
+        char params[4096], path[4096], prev_path[4200];
         if (batch == 1) snprintf(path, sizeof path, "%s", out);
         else {
             const char *dot = strrchr(out, '.');
             int stem = dot ? (int)(dot - out) : (int)strlen(out);
             snprintf(path, sizeof path, "%.*s-%d%s", stem, out, b + 1, dot ? dot : ".png");
         }
+        const char *dot = strrchr(path, '.');
+        snprintf(prev_path, sizeof prev_path, "%.*s.preview.png", dot ? (int)(dot - path) : (int)strlen(path), path);
+        pr.image = b + 1, pr.path = prev_path;
+        if (sd_generate(m, &oc, &p, img, lat, &err) != SIM_OK) {
+            cli_fail("image gen: %s", pr.failed ? pr.err.msg : err.msg);
+            goto done;
+        }
+        snprintf(params, sizeof params, "%s\nNegative prompt: %s\nSteps: %d, Sampler: %s%s, CFG scale: %g, Seed: %llu, Size: %dx%d, "
+                 "Model: %s%s, Engine: simularity", prompt, negative, steps, dsamp_name((dsamp_kind)kind),
+                 karras ? " Karras" : "", cfg, (unsigned long long)p.seed, width, height, cli_basename(model_dir),
+                 tiny ? ", VAE: taesd" : "");
         to_rgb(img, width, height, rgb);
         png_text t = {"parameters", params};
         if (png_write_file(path, rgb, width, height, 3, &t, 1, &err) != SIM_OK) {

@@ -2,11 +2,16 @@
 #include "image/sd.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "image/clip_text.h"
 #include "image/diffusers.h"
+#include "image/pth.h"
+#include "image/resize.h"
 #include "image/safetensors.h"
+#include "image/taesd.h"
 #include "image/unet.h"
 #include "image/vae.h"
 
@@ -17,6 +22,13 @@ struct sd_model {
     unet *unet;
     vae *vae;
     dsamp_schedule sched;
+    // The attached tiny autoencoder (NULL without) and its buffers, made for
+    // the last latent size it decoded (tiny_lh × tiny_lw).
+    taesd *tiny;
+    taesd_work *tiny_w;
+    int tiny_lh, tiny_lw;
+    float *tiny_img;  // (3, 8·tiny_lh, 8·tiny_lw) in [0, 1]
+    float *tiny_out;  // (3, f·tiny_lh, f·tiny_lw) in [-1, 1]
 };
 
 sd_params sd_defaults(void) {
@@ -29,6 +41,7 @@ void sd_free(sd_model *m) {
     clip_text_free(m->text);
     unet_free(m->unet);
     vae_free(m->vae);
+    sd_detach_taesd(m);
     mem_free(m);
 }
 
@@ -71,6 +84,92 @@ sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
 int sd_latent_channels(const sd_model *m) { return m->pipe.vae.latent_ch; }
 int sd_vae_factor(const sd_model *m) { return vae_factor(m->vae); }
 
+// --- the tiny autoencoder -----------------------------------------------------------------------
+
+void sd_detach_taesd(sd_model *m) {
+    taesd_free(m->tiny);
+    taesd_work_free(m->tiny_w);
+    mem_free(m->tiny_img);
+    mem_free(m->tiny_out);
+    m->tiny = NULL, m->tiny_w = NULL, m->tiny_img = m->tiny_out = NULL, m->tiny_lh = m->tiny_lw = 0;
+}
+
+static bool is_dir(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static bool has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+// A .pth (PyTorch zip) or .safetensors decoder file.
+static sim_status open_weights(st_file **f, const char *path, sim_err *err) {
+    return has_suffix(path, ".pth") || has_suffix(path, ".ckpt") ? pth_open(f, path, err) : st_open(f, path, err);
+}
+
+sim_status sd_attach_taesd(sd_model *m, const char *path, sim_err *err) {
+    char file[1200];
+    snprintf(file, sizeof file, "%s", path);
+    if (is_dir(path)) {
+        // The decoder file of the published TAESD folders.
+        static const char *const names[] = {"taesd_decoder.safetensors", "taesd_decoder.pth"};
+        bool found = false;
+        for (size_t i = 0; i < ARRAY_LEN(names) && !found; i++) {
+            if (snprintf(file, sizeof file, "%s/%s", path, names[i]) >= (int)sizeof file)
+                return err_set(err, SIM_ERR_RANGE, "%s: path too long", path);
+            struct stat sb;
+            found = stat(file, &sb) == 0;
+        }
+        if (!found) return err_set(err, SIM_ERR_IO, "%s: no taesd_decoder.safetensors or taesd_decoder.pth in the folder", path);
+    }
+    st_file *f = NULL;
+    taesd *t = NULL;
+    sim_status st = open_weights(&f, file, err);
+    if (st == SIM_OK) st = taesd_load(&t, f, NULL, err);
+    st_close(f);
+    if (st != SIM_OK) return err_prefix(err, "tiny autoencoder %s", file);
+    if (taesd_latent_channels(t) != m->pipe.vae.latent_ch) {
+        int tc = taesd_latent_channels(t);
+        taesd_free(t);
+        return err_set(err, SIM_ERR_UNSUPPORTED, "tiny autoencoder %s: %d latent channels, the model has %d", file, tc,
+                       m->pipe.vae.latent_ch);
+    }
+    sd_detach_taesd(m);
+    m->tiny = t;
+    return SIM_OK;
+}
+
+bool sd_has_taesd(const sd_model *m) { return m->tiny != NULL; }
+
+// m->tiny_out (3, f·lh, f·lw) in [-1, 1] from the sampler's latent through the
+// tiny autoencoder (8× up, then resampled to the model's factor f if it
+// differs). TAESD decoders are distilled on the U-Net's latents (diffusers'
+// AutoencoderTiny has scaling_factor 1), so the latent goes in unscaled.
+static sim_status tiny_decode(sd_model *m, const op_ctx *c, const float *latent, int lh, int lw, sim_err *err) {
+    int f = vae_factor(m->vae);
+    if (lh != m->tiny_lh || lw != m->tiny_lw) {
+        taesd_work_free(m->tiny_w);
+        mem_free(m->tiny_img);
+        mem_free(m->tiny_out);
+        m->tiny_w = NULL, m->tiny_lh = m->tiny_lw = 0;
+        m->tiny_img = mem_alloc((size_t)3 * 64 * lh * lw * sizeof *m->tiny_img);
+        m->tiny_out = mem_alloc((size_t)3 * f * f * lh * lw * sizeof *m->tiny_out);
+        if (!m->tiny_img || !m->tiny_out) return err_set(err, SIM_ERR_NOMEM, "out of memory for a %d x %d preview", 8 * lw, 8 * lh);
+        sim_status st = taesd_work_new(&m->tiny_w, m->tiny, lh, lw, err);
+        if (st != SIM_OK) return st;
+        m->tiny_lh = lh, m->tiny_lw = lw;
+    }
+    float *image = m->tiny_out;
+    sim_status st = taesd_decode(m->tiny, m->tiny_w, c, latent, lh, lw, m->tiny_img, err);
+    if (st == SIM_OK && f != 8)
+        st = rsz_planes(m->tiny_img, 3, 8 * lw, 8 * lh, (rsz_box){0, 0, 8 * lw, 8 * lh}, image, f * lw, f * lh, RSZ_AREA, err);
+    else if (st == SIM_OK) memcpy(image, m->tiny_img, (size_t)3 * 64 * lh * lw * sizeof *image);
+    for (size_t i = 0; st == SIM_OK && i < (size_t)3 * f * f * lh * lw; i++) image[i] = image[i] * 2 - 1;
+    return st;
+}
+
 // --- generation ----------------------------------------------------------------------------------
 
 typedef struct gen {
@@ -109,6 +208,19 @@ static sim_status after_step(void *ctx, int i, int steps, float *x, double xscal
     return SIM_OK;
 }
 
+// image (3, f·lh, f·lw) from the sampler's latent x (scaled in place for the full VAE).
+static sim_status decode_latent(sd_model *m, const op_ctx *c, vae_work *vw, float *x, int lh, int lw, bool tiny, float *image,
+                                sim_err *err) {
+    if (tiny) {
+        sim_status st = tiny_decode(m, c, x, lh, lw, err);
+        if (st == SIM_OK) memcpy(image, m->tiny_out, (size_t)3 * lh * lw * vae_factor(m->vae) * vae_factor(m->vae) * sizeof *image);
+        return st;
+    }
+    float inv = 1.0f / m->pipe.vae.scaling_factor;
+    for (size_t i = 0; i < (size_t)m->pipe.vae.latent_ch * lh * lw; i++) x[i] *= inv;
+    return vae_decode(m->vae, vw, c, x, lh, lw, image, err);
+}
+
 sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err) {
     int f = vae_factor(m->vae), uf = 1 << (m->pipe.unet.n_blocks - 1), step = f * uf;
     if (p->width < step || p->height < step || p->width % step || p->height % step || p->width > 4096 || p->height > 4096)
@@ -137,7 +249,8 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     vae_work *vw = NULL;
     if (st == SIM_OK && !(buf && ids && ts)) st = err_set(err, SIM_ERR_NOMEM, "out of memory for a %d x %d image", p->width, p->height);
     if (st == SIM_OK) st = unet_work_new(&uw, m->unet, lh, lw, n_ctx, err);
-    if (st == SIM_OK) st = vae_work_new(&vw, m->vae, lh, lw, err);
+    if (st == SIM_OK && p->taesd_decode && !m->tiny) st = err_set(err, SIM_ERR_ARG, "decoding with the tiny autoencoder: none is attached");
+    if (st == SIM_OK && !p->taesd_decode) st = vae_work_new(&vw, m->vae, lh, lw, err);
     float *cond = buf, *uncond = cond + (size_t)n_ctx * C, *w77 = uncond + (size_t)n_ctx * C, *x = w77 + T, *eu = x + n, *ec = eu + n,
           *work = ec + n;
     for (int k = 0; k < 2 && st == SIM_OK; k++) {
@@ -172,9 +285,7 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     }
     if (st == SIM_OK) {
         if (latent_out) memcpy(latent_out, x, n * sizeof *x);
-        float inv = 1.0f / m->pipe.vae.scaling_factor;
-        for (size_t i = 0; i < n; i++) x[i] *= inv;
-        st = vae_decode(m->vae, vw, c, x, lh, lw, image, err);
+        st = decode_latent(m, c, vw, x, lh, lw, p->taesd_decode, image, err);
     }
     vae_work_free(vw);
     unet_work_free(uw);
@@ -199,10 +310,17 @@ static const float PREVIEW_K[4][3] = {
 static uint8_t to_byte(float v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v)); }
 
 sim_status sd_preview(sd_model *m, const op_ctx *c, const float *latent, int lh, int lw, uint8_t *rgb, sim_err *err) {
-    (void)c;
     int cl = m->pipe.vae.latent_ch, f = vae_factor(m->vae);
-    if (cl != 4) return err_set(err, SIM_ERR_UNSUPPORTED, "no preview for %d latent channels without a tiny autoencoder", cl);
     size_t plane = (size_t)lh * lw, W = (size_t)lw * f;
+    if (m->tiny) {
+        sim_status st = tiny_decode(m, c, latent, lh, lw, err);
+        if (st != SIM_OK) return st;
+        size_t n = plane * f * f;
+        for (size_t i = 0; i < n; i++)
+            for (int o = 0; o < 3; o++) rgb[i * 3 + o] = to_byte((m->tiny_out[o * n + i] + 1) * 127.5f);
+        return SIM_OK;
+    }
+    if (cl != 4) return err_set(err, SIM_ERR_UNSUPPORTED, "no preview for %d latent channels without a tiny autoencoder", cl);
     for (int y = 0; y < lh; y++)
         for (int x = 0; x < lw; x++) {
             uint8_t px[3];

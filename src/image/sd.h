@@ -44,6 +44,7 @@ typedef struct sd_params {
     int clip_skip;                   // 0: the last layer
     const float *init_latent;        // optional (C_lat, H/8, W/8) instead of seeded noise
     const int *timesteps;            // optional, `steps` descending values
+    bool taesd_decode;               // decode with the attached tiny autoencoder (sd_attach_taesd), not the VAE
     // Called after each step (1-based step of steps; seconds since the start)
     // with the step's denoised estimate x0: the predicted final latent
     // (C_lat, H/8, W/8) in the sampler's scale (as latent_out), which
@@ -63,9 +64,25 @@ int sd_vae_factor(const sd_model *m);
 // image (3, H, W) decoded (about [-1, 1]); latent_out (C_lat, H/8, W/8) or NULL.
 sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err);
 
+// Attaches a tiny autoencoder decoder (TAESD; taesd.h) for previews and
+// p.taesd_decode: path is its weight file (.pth / .ckpt as PyTorch zips,
+// anything else as .safetensors) or a folder holding
+// taesd_decoder.safetensors or taesd_decoder.pth. Its latent channels must
+// be the model's. It replaces an attached one; on error nothing changes.
+// TAESD decoders are distilled on the U-Net's latents (diffusers'
+// AutoencoderTiny has scaling_factor 1), so they get the sampler's latent
+// unscaled; their 8× output is resampled (area) when the model's VAE
+// factor differs (only tiny test models), and mapped from [0, 1] to [-1, 1].
+sim_status sd_attach_taesd(sd_model *m, const char *path, sim_err *err);
+void sd_detach_taesd(sd_model *m);
+bool sd_has_taesd(const sd_model *m);
+
 // A quick picture of a latent (C_lat, lh, lw) in the sampler's scale (as
 // on_step and latent_out give it): rgb (lh·f, lw·f, 3) bytes, f =
-// sd_vae_factor. Without a tiny autoencoder it is a linear map of each
+// sd_vae_factor. With a tiny autoencoder attached it is its decode (the
+// model keeps that decoder's buffers for the last size asked, so previews
+// and generations on one model must not run at the same time). Without,
+// it is a linear map of each
 // latent cell (4-channel SD latents only; each cell fills f × f pixels):
 //     rgb = (1 + Σ_c latent_c · K[c]) / 2 · 255,
 // with K the SD 1.4 latent→RGB factors measured by Kevin Turner ("keturn",

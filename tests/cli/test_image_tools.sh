@@ -1,7 +1,9 @@
 #!/bin/sh
-# CLI tests for the image tools: `simularity image key` (chroma key) and
-# `simularity image prompts` (dynamic prompts). Input PNGs are written and
-# outputs read back by Python (zlib + struct), independently of our codec.
+# CLI tests for the image tools: `simularity image key` (chroma key),
+# `simularity image prompts` (dynamic prompts) and `simularity image gen`
+# (on micro-sd15: golden latent and image, seeds, tiny autoencoder,
+# previews). Input PNGs are written and outputs read back by Python
+# (zlib + struct), independently of our codec.
 # Usage: sh tests/cli/test_image_tools.sh   (SIM_BIN: the binary, default ./simularity)
 . tests/cli/harness.inc
 
@@ -153,7 +155,47 @@ PY
     $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --sampler euler_a --seed 5 -o "$T/b1.png" -t 2 >/dev/null 2>&1
     cmp -s "$T/b1.png" "$T/b-1.png" && ok gen_seed_reproduces || bad gen_seed_reproduces
     expect_error gen_init_size "has 1024 bytes; 32x32 needs 4096" $BIN image gen -m "$G" -p x -W 32 -H 32 --init-latent "$G/unet.in.latent.f32"
+    # PNG pixels (RGB, 8 bits) and the parameters text, by Python.
+    cat >"$T/rgb.py" <<'PY'
+import hashlib, struct, sys, zlib
+d = open(sys.argv[1], 'rb').read()
+pos, idat, text = 8, b'', {}
+while pos < len(d):
+    n, kind = struct.unpack('>I4s', d[pos:pos + 8]); body = d[pos + 8:pos + 8 + n]
+    if kind == b'IHDR': w, h = struct.unpack('>II', body[:8])
+    if kind == b'IDAT': idat += body
+    if kind == b'tEXt': k, v = body.split(b'\0', 1); text[k.decode()] = v.decode('latin-1')
+    pos += 12 + n
+raw, rows, prev, s = zlib.decompress(idat), [], bytearray(w * 3), w * 3
+for y in range(h):
+    f, line = raw[y * (s + 1)], bytearray(raw[y * (s + 1) + 1:(y + 1) * (s + 1)])
+    for i in range(s):
+        a = line[i - 3] if i >= 3 else 0; b = prev[i]; c = prev[i - 3] if i >= 3 else 0
+        p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+        line[i] = (line[i] + [0, a, b, (a + b) // 2, a if pa <= pb and pa <= pc else b if pb <= pc else c][f]) & 255
+    rows.append(bytes(line)); prev = line
+print(w, h, hashlib.sha1(b''.join(rows)).hexdigest()[:16], text.get('parameters', '-').replace('\n', ' | '))
+PY
+    MKSD=$(dirname "$BIN")/tools/mksd
+    if [ ! -x "$MKSD" ]; then
+        skip gen_taesd "$MKSD is absent (make its tools)"
+    else
+        "$MKSD" --taesd --out "$T/taesd" --dtype f32 --seed 5 >/dev/null
+        # DDIM's last step lands on its x0, so the last preview is the final image.
+        $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --taesd "$T/taesd" --vae taesd --preview 1 -o "$T/tiny.png" -t 2 \
+            >/dev/null 2>"$T/err" || bad gen_taesd "$(tail -c 300 "$T/err")"
+        a=$(python3 "$T/rgb.py" "$T/tiny.png"); b=$(python3 "$T/rgb.py" "$T/tiny.preview.png")
+        [ "$(echo "$a" | cut -d' ' -f1-3)" = "$(echo "$b" | cut -d' ' -f1-3)" ] && echo "$a" | grep -q "VAE: taesd, Engine" &&
+            ok gen_taesd_preview_is_final || bad gen_taesd_preview_is_final "$a / $b"
+        expect_error gen_taesd_missing "no taesd_decoder.safetensors or taesd_decoder.pth" \
+            $BIN image gen -m "$G" -p x -W 16 -H 16 --taesd "$T" --vae taesd
+    fi
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --preview 2 -o "$T/lin.png" -t 2 >/dev/null 2>&1
+    r=$(python3 "$T/rgb.py" "$T/lin.preview.png" 2>&1)
+    [ "$(echo "$r" | cut -d' ' -f1-2)" = "16 16" ] && ok gen_preview_linear || bad gen_preview_linear "$r"
 fi
+expect_error gen_bad_vae "--vae 'tiny' is not full or taesd" $BIN image gen -m "$T" -p x --vae tiny
+expect_error gen_taesd_needs_path "--vae taesd needs the decoder's weights" $BIN image gen -m "$T" -p x --vae taesd
 
 echo "test_image_tools: $pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
