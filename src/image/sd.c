@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "image/ckpt.h"
 #include "image/clip_text.h"
 #include "image/diffusers.h"
 #include "image/pth.h"
@@ -60,18 +61,34 @@ static sim_status load_text(sd_model *m, const st_file *f, sim_err *err) { retur
 static sim_status load_unet(sd_model *m, const st_file *f, sim_err *err) { return unet_load(&m->unet, &m->pipe.unet, f, err); }
 static sim_status load_vae(sd_model *m, const st_file *f, sim_err *err) { return vae_load(&m->vae, &m->pipe.vae, f, err); }
 
+// A diffusers folder, or a single-file checkpoint (see ckpt.h) with its
+// tokenizer beside it.
 sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
     *out = NULL;
     sd_model *m = mem_calloc(1, sizeof *m);
     if (!m) return err_set(err, SIM_ERR_NOMEM, "out of memory loading %s", dir);
     char v[1200], mg[1200];
-    sim_status st = dif_open(&m->pipe, dir, err);
-    if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/vocab.json", v, sizeof v, err);
-    if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/merges.txt", mg, sizeof mg, err);
-    if (st == SIM_OK) st = clip_tok_load(&m->tok, v, mg, err);
-    if (st == SIM_OK) st = with_file(m, "text_encoder/model.safetensors", load_text, err);
-    if (st == SIM_OK) st = with_file(m, "unet/diffusion_pytorch_model.safetensors", load_unet, err);
-    if (st == SIM_OK) st = with_file(m, "vae/diffusion_pytorch_model.safetensors", load_vae, err);
+    struct stat sb;
+    sim_status st;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        ckpt *c = NULL;
+        st = ckpt_open(&c, dir, NULL, err);
+        if (st == SIM_OK && (!c->text || !c->vae))
+            st = err_set(err, SIM_ERR_FORMAT, "%s: no %s in the checkpoint", dir, c->text ? "VAE (first_stage_model.*)" : "text encoder (cond_stage_model.*)");
+        if (st == SIM_OK) m->pipe = c->cfg, st = ckpt_tokenizer(&m->tok, dir, NULL, err);
+        if (st == SIM_OK) st = load_text(m, c->text, err);
+        if (st == SIM_OK) st = load_unet(m, c->unet, err);
+        if (st == SIM_OK) st = load_vae(m, c->vae, err);
+        ckpt_close(c);
+    } else {
+        st = dif_open(&m->pipe, dir, err);
+        if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/vocab.json", v, sizeof v, err);
+        if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/merges.txt", mg, sizeof mg, err);
+        if (st == SIM_OK) st = clip_tok_load(&m->tok, v, mg, err);
+        if (st == SIM_OK) st = with_file(m, "text_encoder/model.safetensors", load_text, err);
+        if (st == SIM_OK) st = with_file(m, "unet/diffusion_pytorch_model.safetensors", load_unet, err);
+        if (st == SIM_OK) st = with_file(m, "vae/diffusion_pytorch_model.safetensors", load_vae, err);
+    }
     if (st != SIM_OK) {
         sd_free(m);
         return st;
