@@ -138,8 +138,9 @@ static char *make_prompt(const char *base, const char *text, const char *color) 
 }
 
 // Checks that the manifest stays valid when the set is drawn for `body`:
-// every outfit/expression needs a layer for every body. Prints and returns
-// false otherwise.
+// every outfit/expression needs a layer for every body. Prints the error
+// and returns false otherwise; when it is valid, notes the variants that
+// keep a layer made for the body image this set replaces.
 static bool check_layers(const spr_set *s, json_t *ch, const char *cid, const char *body) {
     json_t *bodies = json_object_get(ch, "bodies");
     bool body_new = !mf_find(bodies, body);
@@ -150,26 +151,32 @@ static bool check_layers(const spr_set *s, json_t *ch, const char *cid, const ch
         const char *id = json_string_value(json_object_get(e, "id"));
         if (id && strcmp(id, body) != 0) other = id;
     }
-    for (int k = SPR_OUTFIT; k <= SPR_EXPRESSION; k++) {
-        json_t *vs = json_object_get(ch, k == SPR_OUTFIT ? "outfits" : "expressions");
-        json_array_foreach(vs, i, e) { // kept variants need a layer for a new body
-            const char *id = json_string_value(json_object_get(e, "id"));
-            bool in_set = false;
-            for (int j = 1; j < s->n; j++) in_set |= s->im[j].kind == (spr_kind)k && id && strcmp(s->im[j].id, id) == 0;
-            if (!in_set && body_new) {
-                cli_fail("sprite: %s: character '%s': the %s '%s' would have no layer for the new body '%s' (add it to --%ss, or "
-                         "draw the set for an existing body with --body)", s->mpath, cid, KIND_NAME[k], id ? id : "?", body, KIND_NAME[k]);
-                return false;
+    for (int pass = 0; pass < 2; pass++) // 0: errors, 1: notes
+        for (int k = SPR_OUTFIT; k <= SPR_EXPRESSION; k++) {
+            json_t *vs = json_object_get(ch, k == SPR_OUTFIT ? "outfits" : "expressions");
+            json_array_foreach(vs, i, e) { // kept variants need a layer for a new body
+                const char *id = json_string_value(json_object_get(e, "id"));
+                bool in_set = false;
+                for (int j = 1; j < s->n; j++) in_set |= s->im[j].kind == (spr_kind)k && id && strcmp(s->im[j].id, id) == 0;
+                if (in_set) continue;
+                if (pass == 1)
+                    fprintf(stderr, "sprite: note: the %s '%s' keeps its layer for the body '%s' (made for the old body image; put it "
+                            "in --%ss to redraw it)\n", KIND_NAME[k], id ? id : "?", body, KIND_NAME[k]);
+                else if (body_new) {
+                    cli_fail("sprite: %s: character '%s': the %s '%s' would have no layer for the new body '%s' (add it to --%ss, "
+                             "or draw the set for an existing body with --body)", s->mpath, cid, KIND_NAME[k], id ? id : "?", body,
+                             KIND_NAME[k]);
+                    return false;
+                }
             }
+            for (int j = 1; pass == 0 && j < s->n; j++) // new variants need a layer for the other bodies
+                if (s->im[j].kind == (spr_kind)k && !mf_find(vs, s->im[j].id) && other) {
+                    cli_fail("sprite: %s: character '%s': the new %s '%s' would have no layer for the body '%s' (a set is drawn "
+                             "for one body; a character with several bodies can only get new layers for the variants it has)",
+                             s->mpath, cid, KIND_NAME[k], s->im[j].id, other);
+                    return false;
+                }
         }
-        for (int j = 1; j < s->n; j++) // new variants need a layer for the other bodies
-            if (s->im[j].kind == (spr_kind)k && !mf_find(vs, s->im[j].id) && other) {
-                cli_fail("sprite: %s: character '%s': the new %s '%s' would have no layer for the body '%s' (a set is drawn for "
-                         "one body; a character with several bodies can only get new layers for the variants it has)",
-                         s->mpath, cid, KIND_NAME[k], s->im[j].id, other);
-                return false;
-            }
-    }
     return true;
 }
 
@@ -505,6 +512,14 @@ int cmd_sprite(int argc, char **argv) {
     if (a.threads < 0) return cli_fail("sprite: --threads must not be negative");
     if (strcmp(a.color, "green") != 0 && strcmp(a.color, "white") != 0 && strcmp(a.color, "auto") != 0)
         return cli_fail("sprite: --color '%s' is not green, white or auto", a.color);
+    if (a.sheet) { // its folder must exist: found out now, not after the generation
+        char d[4096];
+        snprintf(d, sizeof d, "%s", a.sheet);
+        char *sl = strrchr(d, '/');
+        struct stat st;
+        if (sl) *sl = 0;
+        if (sl && d[0] && (stat(d, &st) != 0 || !S_ISDIR(st.st_mode))) return cli_fail("sprite: --sheet %s: no folder %s", a.sheet, d);
+    }
     int sampler = dsamp_parse(a.sampler);
     if (sampler < 0) return cli_fail("sprite: --sampler '%s' is unknown (ddim, euler, euler_a, dpmpp_2m, lcm)", a.sampler);
 
