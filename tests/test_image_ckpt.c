@@ -8,18 +8,22 @@
 //    text tower, q/k/v stacked) give back their configurations by
 //    inference and generate the same image through sd_load as the folder;
 //  - other families, inpainting, missing tensors, no tokenizer are refused
-//    by name.
+//    by name;
+//  - micro-sd15's U-Net as a GGUF (F16, or Q8_0 matrices) stays within the
+//    quantization error of the golden output; broken GGUFs are refused.
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file.h"
 #include "image/ckpt.h"
 #include "image/clip_text.h"
 #include "image/sd.h"
 #include "image/sdwrite.h"
 #include "image/unet.h"
 #include "image/vae.h"
+#include "model/gguf.h"
 #include "test.h"
 
 static char g_tmp[256];
@@ -545,6 +549,119 @@ static void test_refusals(void) {
     }
 }
 
+// --- GGUF U-Nets ---------------------------------------------------------------------------------
+
+// micro-sd15's U-Net as a stable-diffusion.cpp style GGUF (LDM names): 2-D
+// weights in `mat` (Q8_0 or F16), convs F16, the rest F32. Returns the bytes
+// written to path (0 on failure).
+static size_t write_gguf_unet(const folder *fo, const char *path, tt_type mat) {
+    static writer w;
+    w.n = 0, g_np = 0;
+    unet_pairs(&fo->p.unet);
+    put_mapped(&w, fo->unet);
+    gguf_writer *gw = gguf_writer_new();
+    sim_err err = {0};
+    bool ok = gw && gguf_writer_set_str(gw, "general.architecture", "sd1") == SIM_OK;
+    void **bufs = calloc((size_t)w.n, sizeof *bufs);
+    for (int i = 0; ok && i < w.n; i++) {
+        const stw_entry *e = &w.e[i];
+        int64_t n = stw_numel(e), ne[4] = {1, 1, 1, 1};
+        for (int d = 0; d < e->n_dims; d++) ne[d] = e->shape[e->n_dims - 1 - d];
+        tt_type t = e->n_dims == 2 ? mat : e->n_dims == 4 ? TT_F16 : TT_F32;
+        float *x = malloc((size_t)n * sizeof *x);
+        bufs[i] = malloc(tt_row_size(t, ne[0]) * (size_t)(n / ne[0]));
+        ok = x && bufs[i] && fill(&w, i, x, &err) == SIM_OK;
+        for (int64_t r = 0; ok && r < n / ne[0]; r++)
+            tt_get(t)->from_float(x + r * ne[0], (uint8_t *)bufs[i] + (size_t)r * tt_row_size(t, ne[0]), ne[0]);
+        free(x);
+        ok = ok && gguf_writer_add_tensor(gw, e->name, t, e->n_dims, ne, bufs[i], &err) == SIM_OK;
+    }
+    ok = ok && gguf_writer_write(gw, path, &err) == SIM_OK;
+    CHECK_MSG(ok, "%s", err.msg);
+    for (int i = 0; i < w.n; i++) free(bufs[i]);
+    free(bufs);
+    gguf_writer_free(gw);
+    FILE *fp = ok ? fopen(path, "rb") : NULL;
+    long size = fp && fseek(fp, 0, SEEK_END) == 0 ? ftell(fp) : 0;
+    if (fp) fclose(fp);
+    return (size_t)size;
+}
+
+// eps at t = 500 on the golden latent and context through the U-Net of a GGUF file.
+static bool gguf_eps(const char *path, const dif_pipeline *p, float *eps) {
+    static float x[256], cond[77 * 32];
+    if (!test_golden_f32("diffusion/micro-sd15/unet.in.latent.f32", x, 256) || !test_golden_f32("diffusion/micro-sd15/clip.prompt.hidden.f32", cond, 77 * 32))
+        return false;
+    sim_err err = {0};
+    ckpt *c = NULL;
+    CHECK_MSG(ckpt_open(&c, path, p, &err) == SIM_OK, "%s", err.msg);
+    if (!c) return false;
+    CHECK(c->unet && !c->vae && !c->text);
+    const st_tensor *t = st_find(c->unet, "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight");
+    CHECK(t && t->dtype == ST_F16 && t->n_dims == 2 && t->shape[0] == 32 && t->shape[1] == 32);
+    t = st_find(c->unet, "conv_in.weight");
+    CHECK(t && t->n_dims == 4 && t->shape[0] == 32 && t->shape[1] == 4 && t->shape[2] == 3);
+    unet *u = NULL;
+    unet_work *w = NULL;
+    op_ctx ctx = {.pool = g_pool, .k = kern_get(KERN_BEST)};
+    bool ok = unet_load(&u, &c->cfg.unet, c->unet, &err) == SIM_OK && unet_work_new(&w, u, 8, 8, 77, &err) == SIM_OK &&
+              unet_forward(u, w, &ctx, x, 8, 8, 500.0f, cond, 77, eps, &err) == SIM_OK;
+    CHECK_MSG(ok, "%s", err.msg);
+    unet_work_free(w);
+    unet_free(u);
+    ckpt_close(c);
+    return ok;
+}
+
+static void test_gguf_unet(void) {
+    char dir[1024], path[400];
+    static float ref[256], eps[256];
+    if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15") || !test_golden_f32("diffusion/micro-sd15/unet.out.t500.f32", ref, 256)) return;
+    folder fo;
+    if (!open_folder(&fo, dir)) return;
+    snprintf(path, sizeof path, "%s/unet-f16.gguf", g_tmp);
+    // F16 everywhere: weights rounded to 11 bits (relative 2^-12) move the output by ~1e-3 of its range.
+    if (write_gguf_unet(&fo, path, TT_F16) && gguf_eps(path, &fo.p, eps)) test_compare_rel("GGUF F16 U-Net vs golden", eps, ref, 256, 3e-3);
+    // Q8_0 matrices: each weight within half a step of its block's max/127 (~0.4% of the block's
+    // largest), a random-walk error over the U-Net's ~20 matrices in a row: allow 3% of the range.
+    snprintf(path, sizeof path, "%s/unet-q8_0.gguf", g_tmp);
+    size_t size = write_gguf_unet(&fo, path, TT_Q8_0);
+    if (size && gguf_eps(path, &fo.p, eps)) {
+        double rel = test_compare_rel("GGUF Q8_0 U-Net vs golden", eps, ref, 256, 3e-2);
+        CHECK(rel > 0); // quantized: not the exact weights
+    }
+    // Truncated and corrupted copies are refused, naming the file.
+    FILE *fp = fopen(path, "rb");
+    uint8_t *bytes = malloc(size);
+    CHECK(fp && bytes && fread(bytes, 1, size, fp) == size);
+    if (fp) fclose(fp);
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/bad.gguf", g_tmp);
+    sim_err err = {0};
+    ckpt *c = NULL;
+    struct {
+        size_t keep;
+        size_t at;
+        uint8_t val;
+        const char *want;
+    } cases[] = {
+        {size / 2, 0, 0, "extends past the end of the file"}, // the data runs past the end
+        {40, 0, 0, "cannot fit in the file"},                 // cut inside the header
+        {size, 4, 9, "unknown GGUF version 9"},               // an unknown version
+        {size, 16, 0xff, "bad.gguf: metadata key"},           // a key count that misreads the rest
+    };
+    for (size_t i = 0; bytes && i < ARRAY_LEN(cases); i++) {
+        uint8_t keep = bytes[cases[i].at];
+        if (cases[i].val) bytes[cases[i].at] = cases[i].val;
+        CHECK(file_write_all(bad, bytes, cases[i].keep, &err) == SIM_OK);
+        bytes[cases[i].at] = keep;
+        sim_status st = ckpt_open(&c, bad, &fo.p, &err);
+        CHECK_MSG(st != SIM_OK && !c && strstr(err.msg, "bad.gguf") && strstr(err.msg, cases[i].want), "case %zu: %d %s", i, st, err.msg);
+    }
+    free(bytes);
+    close_folder(&fo);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_test_ckpt_XXXXXX");
@@ -558,6 +675,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_sd21_single_file);
     TEST_RUN(test_tiny_sd_single_file);
     TEST_RUN(test_refusals);
+    TEST_RUN(test_gguf_unet);
     pool_free(g_pool);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
