@@ -85,6 +85,7 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "image") == 0) return bench_image(argc - 1, argv + 1); // bench_image.c
     const char *model_path = NULL;
     int n_pp = 512, n_tg = 128, n_threads = 2, reps = 3;
     bool json = false, profile = false, runtime = false;

@@ -91,5 +91,7 @@ int cmd_sprite(int argc, char **argv);
 
 // bench --runtime (bench_runtime.c): the runtime's savings on a model.
 int bench_runtime(model *m, int n_threads, int n_prompt);
+// bench image (bench_image.c): the image engine's speed and memory; argv[0] is "image".
+int bench_image(int argc, char **argv);
 
 #endif

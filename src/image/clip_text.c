@@ -22,7 +22,7 @@ typedef struct clip_layer {
 struct clip_text {
     dif_clip_config cfg;
     void *weights;          // every tensor below points into this one arena
-    float *tok_emb;         // (vocab, C)
+    op_mat tok_emb;         // (vocab, C): only n rows are read per prompt
     float *pos_emb;         // (n_pos, C)
     clip_layer *layers;     // (n_layers)
     float *lnf_g, *lnf_b;   // (C)
@@ -50,7 +50,7 @@ static void bind(wts_loader *L, void *ud) {
     clip_text *m = ud;
     const dif_clip_config *cfg = &m->cfg;
     int64_t C = cfg->hidden, I = cfg->intermediate;
-    wts_take(L, &m->tok_emb, WTS_SHAPE(cfg->vocab, C), "embeddings.token_embedding.weight");
+    wts_take_mat(L, &m->tok_emb, WTS_SHAPE(cfg->vocab, C), "embeddings.token_embedding.weight");
     wts_take(L, &m->pos_emb, WTS_SHAPE(cfg->n_pos, C), "embeddings.position_embedding.weight");
     for (int l = 0; l < cfg->n_layers; l++) {
         clip_layer *y = &m->layers[l];
@@ -127,8 +127,12 @@ sim_status clip_text_encode(clip_text *m, const op_ctx *cin, const int32_t *ids,
     op_ctx c = *cin;
     c.scratch = m->scratch;
     c.scratch_cap = m->scratch_cap;
-    for (int t = 0; t < n; t++)
-        for (int i = 0; i < C; i++) m->x[(size_t)t * C + i] = m->tok_emb[(size_t)ids[t] * C + i] + m->pos_emb[(size_t)t * C + i];
+    size_t es = m->tok_emb.type == TT_F32 ? 4 : 2;
+    for (int t = 0; t < n; t++) {
+        float *x = m->x + (size_t)t * C;
+        c.k->to_float[m->tok_emb.type]((const char *)m->tok_emb.data + (size_t)ids[t] * C * es, x, C);
+        for (int i = 0; i < C; i++) x[i] += m->pos_emb[(size_t)t * C + i];
+    }
     op_act act = cfg->act == DIF_ACT_GELU ? OP_ACT_GELU : OP_ACT_QUICK_GELU;
     op_attn at = {.Tq = n, .Tk = n, .n_head = H, .d = C / H, .ldq = 3 * C, .ldk = 3 * C, .ldv = 3 * C, .ldo = C, .causal = true};
     for (int l = 0; l < cfg->n_layers - skip; l++) {

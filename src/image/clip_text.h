@@ -16,7 +16,7 @@
 // Tensor names: diffusers "text_model.*", single-file checkpoints
 // "cond_stage_model.transformer.text_model.*" (found by trying both).
 // Ownership: the model copies its weights into one arena (wts.h: matrices
-// in the file's F16/BF16, else float32; embeddings float32) and
+// and the token embedding in the file's F16/BF16, else float32) and
 // owns its activation buffers, sized once for n_pos tokens: encoding
 // allocates nothing, and one model encodes one prompt at a time.
 #ifndef SIM_CLIP_TEXT_H

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static size_t elems(int nd, const int64_t *d) {
     size_t n = 1;
@@ -25,10 +27,24 @@ static void full_name(wts_loader *L, char *name, size_t cap, const char *fmt, va
     vsnprintf(name + k, cap - (size_t)k, fmt, ap);
 }
 
+// After a tensor is copied: drops the whole pages of its bytes in a mapped
+// file from this process (a shared read-only mapping: the page cache keeps
+// them), so loading never holds a weight twice — the resident peak is the
+// arena, not the arena plus the file.
+static void release(const st_file *f, const char *name) {
+    const st_tensor *t = st_find(f, name);
+    if (!t || !f->map.data || t->data < f->map.data || t->data + t->size > f->map.data + f->map.size) return; // not mapped
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)t->data + pg - 1) / pg * pg,
+              b = ((uintptr_t)t->data + t->size) / pg * pg;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 static void take_f32(wts_loader *L, float **out, int nd, const int64_t *d, const char *name) {
     float *p = (float *)reserve(L, elems(nd, d), sizeof(float));
     *out = p;
-    if (p) L->st = st_read_f32(L->f, name, d, nd, p, L->err);
+    if (!p) return;
+    L->st = st_read_f32(L->f, name, d, nd, p, L->err);
+    release(L->f, name);
 }
 
 void wts_take(wts_loader *L, float **out, int nd, const int64_t *d, const char *fmt, ...) {
@@ -85,6 +101,7 @@ void wts_take_stack(wts_loader *L, op_mat *out, int n, int nd, const int64_t *d,
         snprintf(name, sizeof name, "%s%s", L->prefix, names[i]);
         char *dst = p + (size_t)i * each * es;
         L->st = tt == TT_F32 ? st_read_f32(L->f, name, d, nd, (float *)dst, L->err) : read_16(L, name, nd, d, tt, dst);
+        release(L->f, name);
     }
 }
 

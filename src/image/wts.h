@@ -13,7 +13,8 @@
 // Matrix weights (convolutions, linear layers: wts_take_mat, wts_take_stack)
 // stay in the file's type when it is F16 or BF16 — half the memory of
 // float32, converted to f32 inside the GEMM's packing — and are float32
-// otherwise. Everything else (norms, biases, embeddings: wts_take) is
+// otherwise; so may a large table of which few rows are read (the token
+// embedding). Everything else (norms, biases, wts_take) is
 // float32. When the file has a patch hook (st_set_patch, e.g. a LoRA
 // merge), every tensor goes through st_read_f32 so the hook sees it, and a
 // kept F16/BF16 tensor is converted back after patching.

@@ -105,6 +105,14 @@ static void sg_transpose16_ref(const float *src, size_t lds, float *dst, size_t 
         for (int j = 0; j < 16; j++) dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
 }
 
+static uint64_t fma_peak_ref(int64_t n, float *sink) {
+    float a[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int64_t r = 0; r < n; r++)
+        for (int i = 0; i < 8; i++) a[i] = fmaf(a[i], 0.999f, 0.001f);
+    *sink = a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
+    return (uint64_t)n * 8 * 2;
+}
+
 // One generic gemm per type, calling that type's reference dot product.
 #define REF_GEMM(T, TT)                                                                 \
     static void vd_##T(int64_t n, float *s, const void *w, const void *a) {            \
@@ -153,6 +161,7 @@ void kern_fill_ref(kern_ops *k) {
     k->swiglu = swiglu_ref;
     k->sg_tile = sg_tile_ref;
     k->sg_transpose16 = sg_transpose16_ref;
+    k->fma_peak = fma_peak_ref;
 }
 
 // --- the tables ------------------------------------------------------------------

@@ -81,6 +81,10 @@ typedef struct kern_ops {
                     const float *bias_r, const float *bias_c, int acc);
     // dst[j * ldd + i] = src[i * lds + j] for i, j < 16 (panel packing of transposed operands).
     void (*sg_transpose16)(const float *src, size_t lds, float *dst, size_t ldd);
+    // The machine's multiply-add peak: n rounds of independent FMAs on
+    // registers only (nothing else in the loop); returns the FLOPs done.
+    // *sink gets a result so the loop is not optimized away.
+    uint64_t (*fma_peak)(int64_t n, float *sink);
 } kern_ops;
 
 #define KERN_SG_MR 6  // micro-tile rows (broadcast operand)
@@ -98,6 +102,6 @@ void kern_fill_avx2(kern_ops *k);
 void kern_fill_avx512(kern_ops *k);
 void kern_fill_math_avx2(kern_ops *k);   // math_avx2.c: exp_sum, swiglu
 void kern_fill_math_avx512(kern_ops *k); // math_avx512.c: exp_sum, swiglu
-void kern_fill_sgemm_avx512(kern_ops *k); // sgemm_avx512.c: sg_tile, sg_transpose16
+void kern_fill_sgemm_avx512(kern_ops *k); // sgemm_avx512.c: sg_tile, sg_transpose16, fma_peak
 
 #endif

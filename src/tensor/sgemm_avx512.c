@@ -66,7 +66,28 @@ static void sg_transpose16_avx512(const float *src, size_t lds, float *dst, size
     for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + (size_t)j * ldd, _mm512_castsi512_ps(z[j]));
 }
 
+// 12 accumulator chains: enough to cover the FMA latency at one zmm FMA
+// per cycle (Zen 4) or two (Intel's server cores need 8+).
+static uint64_t fma_peak_avx512(int64_t n, float *sink) {
+    __m512 a[12];
+    const __m512 m = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
+    UNROLL
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps((float)i);
+    for (int64_t r = 0; r < n; r++) {
+        UNROLL
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, b);
+        __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]), "+v"(a[6]), "+v"(a[7]),
+                         "+v"(a[8]), "+v"(a[9]), "+v"(a[10]), "+v"(a[11]));
+    }
+    __m512 s = a[0];
+    UNROLL
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    *sink = _mm512_reduce_add_ps(s);
+    return (uint64_t)n * 12 * 32;
+}
+
 void kern_fill_sgemm_avx512(kern_ops *k) {
     k->sg_tile = sg_tile_avx512;
     k->sg_transpose16 = sg_transpose16_avx512;
+    k->fma_peak = fma_peak_avx512;
 }
