@@ -312,6 +312,9 @@ static bool write_sheet(const spr_set *s, const char *path) {
     const spr_image *body = &s->im[0], *outfits = &s->im[1], *exprs = &s->im[1 + s->n_outfits];
     int rows = s->n_outfits, cols = s->n_expressions;
     size_t cell = (size_t)body->w * body->h * 4;
+    if (cell * rows * cols > (size_t)SHEET_MAX_SIDE * SHEET_MAX_SIDE * 4) // more pixels than the largest sheet
+        return cli_fail("sprite: --sheet: %d x %d cells of %dx%d do not fit on a sheet of %d pixels a side", rows, cols, body->w, body->h,
+                        SHEET_MAX_SIDE), false;
     uint8_t *pix = mem_alloc(cell * rows * cols), *out = NULL;
     sheet_cell *cells = mem_calloc((size_t)rows * cols, sizeof *cells);
     const char **rl = mem_calloc((size_t)rows, sizeof *rl), **cl = mem_calloc((size_t)cols, sizeof *cl);
