@@ -662,6 +662,39 @@ static void test_gguf_unet(void) {
     close_folder(&fo);
 }
 
+// Every allocation failing in turn while opening a checkpoint (safetensors
+// and GGUF) gives SIM_ERR_NOMEM and keeps nothing (the sanitizer build
+// reports leaks).
+static void test_alloc_failures(void) {
+    char dir[1024], st_path[400], gg_path[400];
+    if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return;
+    folder fo;
+    if (!open_folder(&fo, dir)) return;
+    snprintf(st_path, sizeof st_path, "%s/alloc.safetensors", g_tmp);
+    snprintf(gg_path, sizeof gg_path, "%s/alloc.gguf", g_tmp);
+    bool ok = write_single(&fo, st_path, false) && write_gguf_unet(&fo, gg_path, TT_Q8_0) > 0;
+    for (int which = 0; ok && which < 2; which++) {
+        bool done = false;
+        for (long k = 0; k < 400 && !done; k++) {
+            ckpt *c = NULL;
+            sim_err err = {0};
+            mem_fail_after(k);
+            sim_status st = ckpt_open(&c, which ? gg_path : st_path, &fo.p, &err);
+            bool failed = mem_fail_triggered();
+            mem_fail_after(-1);
+            ckpt_close(c);
+            if (!failed) {
+                CHECK_MSG(st == SIM_OK, "%s", err.msg);
+                done = true;
+            } else {
+                CHECK_MSG(st == SIM_ERR_NOMEM && !c, "allocation %ld: %d %s", k, st, err.msg);
+            }
+        }
+        CHECK(done);
+    }
+    close_folder(&fo);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_test_ckpt_XXXXXX");
@@ -676,6 +709,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_tiny_sd_single_file);
     TEST_RUN(test_refusals);
     TEST_RUN(test_gguf_unet);
+    TEST_RUN(test_alloc_failures);
     pool_free(g_pool);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
