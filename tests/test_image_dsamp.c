@@ -4,7 +4,8 @@
 // another scale), DPM++ 2M's first step is DDIM's, the generator is a
 // standard Gaussian and seeds reproduce. (The guided DDIM run against the
 // golden arrays is in test_image_unet.c.) The step hook sees each step's
-// x0 and can stop the run.
+// x0 and can stop the run; a run starting at a later step (img2img) is the
+// run of the schedule's tail.
 #include <stdio.h>
 #include <string.h>
 
@@ -157,6 +158,43 @@ static void test_step_hook(void) {
     }
 }
 
+// Starting later (img2img): the tail of a schedule is the schedule of its
+// tail; from x0 noised to dsamp_start_acp a perfect denoiser lands on x0.
+static void test_first_step(void) {
+    dsamp_gauss(7, g_x0, N);
+    float a[N], b[N], noise[N], work[3 * N];
+    int ts[6];
+    sim_err err = {0};
+    dsamp_timesteps(&g_s, 6, ts);
+    dsamp_gauss(8, noise, N);
+    for (int k = 0; k < DSAMP_COUNT; k++) {
+        memcpy(a, noise, sizeof a);
+        memcpy(b, noise, sizeof b);
+        hook_log h = {.stop_at = -1};
+        dsamp_params p = {.kind = (dsamp_kind)k, .seed = 4, .first = 2, .on_step = hook, .step_ctx = &h};
+        CHECK_EQ_INT(dsamp_run(&g_s, &p, ts, 6, a, N, work, smooth, NULL, &err), SIM_OK);
+        CHECK_EQ_INT(h.calls, 4);
+        p.first = 0;
+        CHECK_EQ_INT(dsamp_run(&g_s, &p, ts + 2, 4, b, N, work, smooth, NULL, &err), SIM_OK);
+        CHECK_MSG(memcmp(a, b, sizeof a) == 0, "%s: the tail differs", dsamp_name((dsamp_kind)k));
+        for (int karras = 0; karras < 2; karras++) {
+            p = (dsamp_params){.kind = (dsamp_kind)k, .karras = karras, .seed = 4, .first = 3};
+            double acp = dsamp_start_acp(&g_s, &p, ts, 6);
+            for (int j = 0; j < N; j++) a[j] = (float)(sqrt(acp) * g_x0[j] + sqrt(1 - acp) * noise[j]);
+            CHECK_EQ_INT(dsamp_run(&g_s, &p, ts, 6, a, N, work, perfect, NULL, &err), SIM_OK);
+            CHECK_MSG(max_diff(a, g_x0) < 2e-4, "%s%s from step 3: %g", dsamp_name((dsamp_kind)k), karras ? " karras" : "",
+                      max_diff(a, g_x0));
+        }
+    }
+    // ᾱ at the start: the timestep's own; Karras starts at the schedule's σ_max.
+    dsamp_params p = {.kind = DSAMP_DDIM, .first = 1};
+    CHECK(dsamp_start_acp(&g_s, &p, ts, 6) == g_s.acp[ts[1]]);
+    p = (dsamp_params){.kind = DSAMP_DPMPP_2M, .karras = true};
+    CHECK_NEAR(dsamp_start_acp(&g_s, &p, ts, 6), g_s.acp[999], 1e-9);
+    p.first = 6;
+    CHECK_EQ_INT(dsamp_run(&g_s, &p, ts, 6, a, N, work, smooth, NULL, &err), SIM_ERR_ARG);
+}
+
 static void test_seeds(void) {
     static float g[200000];
     dsamp_gauss(1234, g, ARRAY_LEN(g));
@@ -191,6 +229,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_perfect_denoiser);
     TEST_RUN(test_equivalences);
     TEST_RUN(test_step_hook);
+    TEST_RUN(test_first_step);
     TEST_RUN(test_seeds);
     return test_finish();
 }

@@ -8,9 +8,11 @@
 #include <string.h>
 
 #include "base/file.h"
+#include "image/diffusers.h"
 #include "image/sd.h"
 #include "image/sdwrite.h"
 #include "image/taesd.h"
+#include "image/vae.h"
 #include "test.h"
 
 static char g_tmp[64];
@@ -186,6 +188,142 @@ done:
     pool_free(pl);
 }
 
+static int g_count; // steps seen by count_steps
+static bool count_steps(void *ud, int step, int steps, double s, const float *latent) {
+    (void)ud, (void)step, (void)steps, (void)s, (void)latent;
+    g_count++;
+    return true;
+}
+
+// The pipeline pieces the img2img and inpainting tests recompute by hand.
+typedef struct fixture {
+    sd_model *m;
+    pool *pl;
+    op_ctx c;
+    vae *v;
+    vae_work *vw;
+    float sf;
+    float img[768];     // (3, 16, 16): the golden VAE input
+    float moments[512]; // its encoding (mean, log-variance)
+} fixture;
+
+static bool fixture_open(fixture *fx) {
+    char dir[1024], path[1200];
+    memset(fx, 0, sizeof *fx);
+    if (!test_shared_path(dir, sizeof dir, "diffusion/micro-sd15")) return false;
+    if (!test_golden_f32("diffusion/micro-sd15/vae.encode.in.f32", fx->img, 768)) return false;
+    sim_err err = {0};
+    dif_pipeline dp;
+    st_file *f = NULL;
+    CHECK_MSG(sd_load(&fx->m, dir, &err) == SIM_OK, "%s", err.msg);
+    CHECK_MSG(dif_open(&dp, dir, &err) == SIM_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/vae/diffusion_pytorch_model.safetensors", dir);
+    CHECK_MSG(st_open(&f, path, &err) == SIM_OK, "%s", err.msg);
+    if (f) CHECK_MSG(vae_load(&fx->v, &dp.vae, f, &err) == SIM_OK, "%s", err.msg);
+    st_close(f);
+    CHECK(pool_new(&fx->pl, 2, &err) == SIM_OK);
+    fx->c = (op_ctx){.pool = fx->pl, .k = kern_get(KERN_BEST)};
+    if (!fx->m || !fx->v || !fx->pl) return false;
+    fx->sf = dp.vae.scaling_factor;
+    CHECK_EQ_INT(vae_work_new(&fx->vw, fx->v, 8, 8, &err), SIM_OK);
+    CHECK_EQ_INT(vae_encode(fx->v, fx->vw, &fx->c, fx->img, 16, 16, fx->moments, &err), SIM_OK);
+    return true;
+}
+
+static void fixture_close(fixture *fx) {
+    sd_free(fx->m);
+    vae_work_free(fx->vw);
+    vae_free(fx->v);
+    pool_free(fx->pl);
+}
+
+// img2img: strength 0 is the decoded encoding, 1 is txt2img, ½ of 4 steps is
+// the last 2 steps of txt2img from the init latent noised to t = 499.
+static void test_img2img(void) {
+    fixture fx;
+    if (!fixture_open(&fx)) return fixture_close(&fx);
+    sim_err err = {0};
+    static float a[768], b[768], la[256], lb[256], want[768], x[256];
+    sd_params p = sd_defaults();
+    p.prompt = "a cat", p.width = p.height = 16, p.steps = 4, p.seed = 9, p.init_image = fx.img, p.strength = 0;
+    p.on_step = count_steps;
+    g_count = 0;
+    CHECK_MSG(sd_generate(fx.m, &fx.c, &p, a, la, &err) == SIM_OK, "%s", err.msg);
+    CHECK_EQ_INT(g_count, 0);
+    CHECK_EQ_INT(vae_decode(fx.v, fx.vw, &fx.c, fx.moments, 8, 8, want, &err), SIM_OK);
+    CHECK(memcmp(a, want, sizeof a) == 0);
+    for (int i = 0; i < 256; i++) CHECK(la[i] == fx.moments[i] * fx.sf);
+    // Strength 1: txt2img with the same seed, bit for bit.
+    p.strength = 1;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, a, la, &err), SIM_OK);
+    sd_params t = p;
+    t.init_image = NULL;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &t, b, lb, &err), SIM_OK);
+    CHECK(memcmp(a, b, sizeof a) == 0 && memcmp(la, lb, sizeof la) == 0);
+    // Strength ½: 2 of 4 steps (999, 749, 499, 249) run, from 499.
+    p.strength = 0.5f;
+    g_count = 0;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, a, la, &err), SIM_OK);
+    CHECK_EQ_INT(g_count, 2);
+    dsamp_schedule sch;
+    dsamp_schedule_sd(&sch);
+    dsamp_gauss(9, x, 256);
+    double acp = sch.acp[499];
+    for (int i = 0; i < 256; i++) x[i] = (float)(sqrt(acp) * (fx.moments[i] * fx.sf) + sqrt(1 - acp) * x[i]);
+    static const int ts[2] = {499, 249};
+    t.init_latent = x, t.timesteps = ts, t.steps = 2;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &t, b, lb, &err), SIM_OK);
+    CHECK(memcmp(la, lb, sizeof la) == 0);
+    p.strength = 1.5f;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, a, la, &err), SIM_ERR_ARG);
+    CHECK(strstr(err.msg, "denoising strength 1.5") != NULL);
+    fixture_close(&fx);
+}
+
+// Inpainting with the 4-channel U-Net: where the (latent) mask is 0 the
+// final latent is the init latent bit for bit, where it is 1 it changes; a
+// soft mask m gives m·(the unmasked result) + (1 - m)·init after one step.
+static void test_inpaint(void) {
+    fixture fx;
+    if (!fixture_open(&fx)) return fixture_close(&fx);
+    sim_err err = {0};
+    static float a[768], la[256], lb[256], mask[256];
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++) mask[y * 16 + x] = x < 8 ? 1.0f : 0.0f; // repaint the left half
+    sd_params p = sd_defaults();
+    p.prompt = "a cat", p.width = p.height = 16, p.steps = 4, p.seed = 9, p.init_image = fx.img, p.strength = 0.75f, p.mask = mask;
+    p.sampler = DSAMP_EULER_A;
+    CHECK_MSG(sd_generate(fx.m, &fx.c, &p, a, la, &err) == SIM_OK, "%s", err.msg);
+    int kept = 0, changed = 0;
+    for (int c = 0; c < 4; c++)
+        for (int y = 0; y < 8; y++)
+            for (int x = 0; x < 8; x++) {
+                int i = (c * 8 + y) * 8 + x;
+                if (x >= 4) kept += la[i] == fx.moments[i] * fx.sf;
+                else changed += la[i] != fx.moments[i] * fx.sf;
+            }
+    CHECK_EQ_INT(kept, 128);
+    CHECK_EQ_INT(changed, 128);
+    // A blur spreads the repainted area: latent column 4 now changes too.
+    p.mask_blur = 2;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, a, lb, &err), SIM_OK);
+    CHECK(lb[4] != fx.moments[4] * fx.sf);
+    // Soft: m = ¼ everywhere, one step from pure noise.
+    for (int i = 0; i < 256; i++) mask[i] = 0.25f;
+    p.mask_blur = 0, p.steps = 1, p.strength = 1, p.sampler = DSAMP_DDIM;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, a, la, &err), SIM_OK);
+    sd_params t = p;
+    t.init_image = NULL, t.mask = NULL;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &t, a, lb, &err), SIM_OK);
+    for (int i = 0; i < 256; i++) lb[i] = (float)(0.25 * lb[i] + 0.75 * (fx.moments[i] * fx.sf));
+    test_compare_rel("soft mask blend", la, lb, 256, 1e-6);
+    CHECK(memcmp(la, lb, sizeof la) == 0);
+    t.mask = mask;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &t, a, lb, &err), SIM_ERR_ARG);
+    CHECK(strstr(err.msg, "a mask needs an init image") != NULL);
+    fixture_close(&fx);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_test_sd_XXXXXX");
@@ -195,6 +333,8 @@ int main(int argc, char **argv) {
     }
     TEST_RUN(test_micro_sd15);
     TEST_RUN(test_taesd);
+    TEST_RUN(test_img2img);
+    TEST_RUN(test_inpaint);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);

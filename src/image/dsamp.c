@@ -107,7 +107,7 @@ static sim_status run_ddim_lcm(const dsamp_schedule *s, const dsamp_params *p, c
     float *eps = work, *noise = work + n; // after a step eps holds x0
     rng r;
     rng_seed(&r, p->seed + 1);
-    for (int i = 0; i < steps; i++) {
+    for (int i = p->first; i < steps; i++) {
         sim_status st = model(ctx, x, (float)ts[i], eps, err);
         if (st != SIM_OK) return st;
         double a = s->acp[ts[i]], ap = i + 1 < steps ? s->acp[ts[i + 1]] : 1.0;
@@ -129,9 +129,25 @@ static sim_status run_ddim_lcm(const dsamp_schedule *s, const dsamp_params *p, c
                 eps[j] = (float)den;
             }
         }
-        if (p->on_step && (st = p->on_step(p->step_ctx, i, steps, x, 1.0, eps, ap, err)) != SIM_OK) return st;
+        if (p->on_step && (st = p->on_step(p->step_ctx, i - p->first, steps - p->first, x, 1.0, eps, ap, err)) != SIM_OK) return st;
     }
     return SIM_OK;
+}
+
+// σ of step i: the timestep's own, or Karras' (ρ = 7 between the schedule's ends).
+static double step_sigma(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps, int i) {
+    if (i >= steps) return 0;
+    if (!p->karras) return s->sigma[ts[i]];
+    double rho = 7.0, mn = pow(s->sigma[0], 1 / rho), mx = pow(s->sigma[DSAMP_TRAIN_STEPS - 1], 1 / rho);
+    return pow(mx + (steps > 1 ? (double)i / (steps - 1) : 0) * (mn - mx), rho);
+}
+
+static bool uses_sigmas(dsamp_kind k) { return k == DSAMP_EULER || k == DSAMP_EULER_A || k == DSAMP_DPMPP_2M; }
+
+double dsamp_start_acp(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps) {
+    if (!uses_sigmas(p->kind)) return s->acp[ts[p->first]];
+    double sg = step_sigma(s, p, ts, steps, p->first);
+    return 1 / (1 + sg * sg);
 }
 
 // Euler, Euler ancestral, DPM++ 2M: on x̃ = x·√(1+σ²) with σ falling to 0.
@@ -139,18 +155,12 @@ static sim_status run_k(const dsamp_schedule *s, const dsamp_params *p, const in
                         dsamp_model_fn model, void *ctx, sim_err *err) {
     float *eps = work, *old = work + n, *xin = work + 2 * n; // after a step xin holds x0
     double sig[DSAMP_TRAIN_STEPS + 1];
-    if (p->karras) {
-        double rho = 7.0, mn = pow(s->sigma[0], 1 / rho), mx = pow(s->sigma[DSAMP_TRAIN_STEPS - 1], 1 / rho);
-        for (int i = 0; i < steps; i++) sig[i] = pow(mx + (steps > 1 ? (double)i / (steps - 1) : 0) * (mn - mx), rho);
-    } else {
-        for (int i = 0; i < steps; i++) sig[i] = s->sigma[ts[i]];
-    }
-    sig[steps] = 0;
+    for (int i = 0; i <= steps; i++) sig[i] = step_sigma(s, p, ts, steps, i);
     rng r;
     rng_seed(&r, p->seed + 1);
-    double scale0 = sqrt(1 + sig[0] * sig[0]);
+    double scale0 = sqrt(1 + sig[p->first] * sig[p->first]);
     for (size_t j = 0; j < n; j++) x[j] = (float)(x[j] * scale0);
-    for (int i = 0; i < steps; i++) {
+    for (int i = p->first; i < steps; i++) {
         double sg = sig[i], sn = sig[i + 1], in = 1.0 / sqrt(1 + sg * sg);
         for (size_t j = 0; j < n; j++) xin[j] = (float)(x[j] * in);
         double t = p->karras ? sigma_to_t(s, sg) : ts[i];
@@ -173,17 +183,18 @@ static sim_status run_k(const dsamp_schedule *s, const dsamp_params *p, const in
         } else { // DPM++ 2M
             double tt = -log(sg), tn = sn > 0 ? -log(sn) : INFINITY, h = tn - tt;
             double ratio = sn / sg, em = -expm1(-h); // 1 - σn/σ
-            bool first = i == 0 || sn == 0;
-            double rr = first ? 0 : (tt + log(sig[i - 1])) / h; // h_last / h
+            bool first_order = i == p->first || sn == 0;
+            double rr = first_order ? 0 : (tt + log(sig[i - 1])) / h; // h_last / h
             for (size_t j = 0; j < n; j++) {
                 double den = x[j] - sg * eps[j], d = den;
-                if (!first) d = (1 + 1 / (2 * rr)) * den - (1 / (2 * rr)) * old[j];
+                if (!first_order) d = (1 + 1 / (2 * rr)) * den - (1 / (2 * rr)) * old[j];
                 x[j] = (float)(ratio * x[j] + em * d);
                 old[j] = xin[j] = (float)den;
             }
         }
         double acp = 1 / (1 + sn * sn);
-        if (p->on_step && (st = p->on_step(p->step_ctx, i, steps, x, sqrt(acp), xin, acp, err)) != SIM_OK) return st;
+        if (p->on_step && (st = p->on_step(p->step_ctx, i - p->first, steps - p->first, x, sqrt(acp), xin, acp, err)) != SIM_OK)
+            return st;
     }
     return SIM_OK;
 }
@@ -191,15 +202,10 @@ static sim_status run_k(const dsamp_schedule *s, const dsamp_params *p, const in
 sim_status dsamp_run(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps, float *x, size_t n, float *work,
                      dsamp_model_fn model, void *ctx, sim_err *err) {
     if (steps < 1 || steps > DSAMP_TRAIN_STEPS) return err_set(err, SIM_ERR_ARG, "%d steps (1 to %d)", steps, DSAMP_TRAIN_STEPS);
+    if (p->first < 0 || p->first >= steps) return err_set(err, SIM_ERR_ARG, "first step %d of %d", p->first, steps);
     for (int i = 0; i < steps; i++)
         if (ts[i] < 0 || ts[i] >= DSAMP_TRAIN_STEPS || (i && ts[i] >= ts[i - 1]))
             return err_set(err, SIM_ERR_ARG, "timestep %d at %d: timesteps must descend within 0..%d", ts[i], i, DSAMP_TRAIN_STEPS - 1);
-    switch (p->kind) {
-    case DSAMP_DDIM:
-    case DSAMP_LCM: return run_ddim_lcm(s, p, ts, steps, x, n, work, model, ctx, err);
-    case DSAMP_EULER:
-    case DSAMP_EULER_A:
-    case DSAMP_DPMPP_2M: return run_k(s, p, ts, steps, x, n, work, model, ctx, err);
-    default: return err_set(err, SIM_ERR_ARG, "unknown sampler %d", (int)p->kind);
-    }
+    if ((unsigned)p->kind >= DSAMP_COUNT) return err_set(err, SIM_ERR_ARG, "unknown sampler %d", (int)p->kind);
+    return uses_sigmas(p->kind) ? run_k(s, p, ts, steps, x, n, work, model, ctx, err) : run_ddim_lcm(s, p, ts, steps, x, n, work, model, ctx, err);
 }

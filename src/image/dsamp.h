@@ -52,6 +52,10 @@ typedef struct dsamp_params {
     dsamp_kind kind;
     bool karras;      // DPM++ 2M / Euler: Karras sigmas (ρ = 7) instead of the timesteps' own
     uint64_t seed;    // ancestral noise (Euler a, LCM)
+    // The first step to run: 0 runs the whole schedule; img2img starts
+    // later, from a latent noised to dsamp_start_acp. The hook counts the
+    // steps run (i from 0, steps - first of them).
+    int first;
     dsamp_step_fn on_step; // optional
     void *step_ctx;
 } dsamp_params;
@@ -74,11 +78,16 @@ int dsamp_parse(const char *name);
 // Floats of work memory dsamp_run needs for a latent of n floats.
 size_t dsamp_work_floats(size_t n);
 
-// Runs the sampler from x (noise at ts[0], DDIM scale) to the final latent,
-// in place. ts: `steps` descending timesteps in [0, 999]. On a model or hook
+// Runs the sampler from x (DDIM scale, noised to ts[p->first]; ts[0] is pure
+// noise) to the final latent, in place. ts: `steps` descending timesteps in
+// [0, 999]; p->first in [0, steps). On a model or hook
 // error the status comes back unchanged and x holds the partial result.
 sim_status dsamp_run(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps, float *x, size_t n,
                      float *work, dsamp_model_fn model, void *ctx, sim_err *err);
+
+// ᾱ of the noise level the run starts at (step p->first of the schedule
+// ts[0..steps), or of the Karras sigmas): x = √ᾱ x0 + √(1-ᾱ) ε there.
+double dsamp_start_acp(const dsamp_schedule *s, const dsamp_params *p, const int *ts, int steps);
 
 // The documented generator: fills out[0..n) with standard Gaussians.
 void dsamp_gauss(uint64_t seed, float *out, size_t n);

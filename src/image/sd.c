@@ -195,15 +195,25 @@ typedef struct gen {
     const sd_params *p;
     unet_work *uw;
     int lh, lw, n_ctx;
+    size_t nl;                  // latent floats: C_lat · lh · lw
     const float *cond, *uncond; // (n_ctx, hidden): chunks of n_pos tokens
     float *eu, *ec;             // (C_lat, lh, lw)
+    // Inpainting: the latent mask and, for ordinary U-Nets, what is blended
+    // back after each step; for 9-channel ones the extra U-Net input.
+    const float *mask;          // (lh, lw) in [0, 1], 1 = repaint; NULL without
+    const float *init, *noise;  // (C_lat, lh, lw): init latent (scaled), the start noise
+    float *unet_in;             // (2·C_lat + 1, lh, lw): x, mask, masked-image latent; NULL for 4-channel U-Nets
     uint64_t t0;
 } gen;
 
 static sim_status guided_eps(void *ctx, const float *x, float t, float *eps, sim_err *err) {
     gen *g = ctx;
     int n_ctx = g->n_ctx;
-    size_t n = (size_t)g->m->pipe.unet.in_ch * g->lh * g->lw;
+    size_t n = g->nl;
+    if (g->unet_in) { // concat(x, mask, masked-image latent) along the channels (diffusers' order)
+        memcpy(g->unet_in, x, n * sizeof *x);
+        x = g->unet_in;
+    }
     sim_status st = unet_forward(g->m->unet, g->uw, g->c, x, g->lh, g->lw, t, g->cond, n_ctx, g->ec, err);
     if (st != SIM_OK) return st;
     if (g->p->cfg == 1.0f) {
@@ -216,10 +226,21 @@ static sim_status guided_eps(void *ctx, const float *x, float t, float *eps, sim
     return SIM_OK;
 }
 
-// After each sampler step: the caller's progress callback with x0.
+// After each sampler step: for an ordinary U-Net with a mask, x outside the
+// mask becomes the init latent noised to the next level,
+//     x = m·x + (1 - m)·(√ᾱ init + √(1-ᾱ) noise)        (DDIM scale),
+// which after the last step (ᾱ = 1) is the init latent itself; then the
+// caller's progress callback with x0.
 static sim_status after_step(void *ctx, int i, int steps, float *x, double xscale, const float *x0, double acp_next, sim_err *err) {
-    (void)x, (void)xscale, (void)acp_next;
     gen *g = ctx;
+    if (g->mask && !g->unet_in) {
+        size_t plane = (size_t)g->lh * g->lw;
+        double a = sqrt(acp_next), b = sqrt(1 - acp_next);
+        for (size_t j = 0; j < g->nl; j++) {
+            double m = g->mask[j % plane];
+            x[j] = (float)(m * x[j] + (1 - m) * ((a * g->init[j] + b * g->noise[j]) / xscale));
+        }
+    }
     if (g->p->on_step && !g->p->on_step(g->p->ud, i + 1, steps, (double)(time_ns() - g->t0) / 1e9, x0))
         return err_set(err, SIM_ERR_ABORTED, "stopped after step %d of %d", i + 1, steps);
     return SIM_OK;
@@ -238,38 +259,71 @@ static sim_status decode_latent(sd_model *m, const op_ctx *c, vae_work *vw, floa
     return vae_decode(m->vae, vw, c, x, lh, lw, image, err);
 }
 
-sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err) {
-    int f = vae_factor(m->vae), uf = 1 << (m->pipe.unet.n_blocks - 1), step = f * uf;
+// mean (C_lat, lh, lw) of the VAE's distribution for image (3, H, W), unscaled
+// (the encoder's mean rather than a sample: the same image, the same latent).
+static sim_status encode_mean(sd_model *m, const op_ctx *c, vae_work *vw, const float *image, int H, int W, float *moments,
+                              sim_err *err) {
+    return vae_encode(m->vae, vw, c, image, H, W, moments, err); // moments: mean first, then log-variance
+}
+
+// Checks p against the model; the number of latent channels of the U-Net input.
+static sim_status check_params(const sd_model *m, const sd_params *p, sim_err *err) {
+    int f = vae_factor(m->vae), uf = 1 << (m->pipe.unet.n_blocks - 1), step = f * uf, cl = m->pipe.vae.latent_ch;
     if (p->width < step || p->height < step || p->width % step || p->height % step || p->width > 4096 || p->height > 4096)
         return err_set(err, SIM_ERR_ARG, "image %d x %d: sides must be multiples of %d (up to 4096)", p->width, p->height, step);
     if (p->steps < 1 || p->steps > DSAMP_TRAIN_STEPS) return err_set(err, SIM_ERR_ARG, "%d steps (1 to %d)", p->steps, DSAMP_TRAIN_STEPS);
     if (!(p->cfg >= 0 && p->cfg <= 100)) return err_set(err, SIM_ERR_ARG, "guidance scale %g (0 to 100)", (double)p->cfg);
     if ((unsigned)p->sampler >= DSAMP_COUNT) return err_set(err, SIM_ERR_ARG, "unknown sampler %d", (int)p->sampler);
-    int lh = p->height / f, lw = p->width / f, C = m->pipe.clip.hidden, T = m->pipe.clip.n_pos, per = T - 2;
-    size_t n = (size_t)m->pipe.unet.in_ch * lh * lw;
+    if (p->init_image && !(p->strength >= 0 && p->strength <= 1))
+        return err_set(err, SIM_ERR_ARG, "denoising strength %g (0 to 1)", (double)p->strength);
+    if (p->mask && !p->init_image) return err_set(err, SIM_ERR_ARG, "a mask needs an init image");
+    if (!(p->mask_blur >= 0 && p->mask_blur <= 256)) return err_set(err, SIM_ERR_ARG, "mask blur %g pixels (0 to 256)", (double)p->mask_blur);
+    if (!(p->subseed_strength >= 0 && p->subseed_strength <= 1))
+        return err_set(err, SIM_ERR_ARG, "variation strength %g (0 to 1)", (double)p->subseed_strength);
+    if (m->pipe.unet.out_ch != cl)
+        return err_set(err, SIM_ERR_UNSUPPORTED, "the U-Net predicts %d channels; the VAE has %d latent channels", m->pipe.unet.out_ch, cl);
+    if (m->pipe.unet.in_ch == 2 * cl + 1) {
+        if (!p->mask) return err_set(err, SIM_ERR_ARG, "an inpainting U-Net (%d input channels) needs an init image and a mask", 2 * cl + 1);
+    } else if (m->pipe.unet.in_ch != cl) {
+        return err_set(err, SIM_ERR_UNSUPPORTED, "a U-Net with %d input channels for %d latent channels", m->pipe.unet.in_ch, cl);
+    }
+    if (p->taesd_decode && !m->tiny) return err_set(err, SIM_ERR_ARG, "decoding with the tiny autoencoder: none is attached");
+    return SIM_OK;
+}
+
+sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err) {
+    sim_status st = check_params(m, p, err);
+    if (st != SIM_OK) return st;
+    int f = vae_factor(m->vae), lh = p->height / f, lw = p->width / f, C = m->pipe.clip.hidden, T = m->pipe.clip.n_pos, per = T - 2;
+    int cl = m->pipe.vae.latent_ch;
+    bool cat9 = m->pipe.unet.in_ch == 2 * cl + 1;
+    size_t nl = (size_t)cl * lh * lw, plane = (size_t)lh * lw, npx = (size_t)p->width * p->height;
     // Prompts: weighted tokens, in chunks of T - 2 between start and end.
     int cap = per * SD_MAX_CHUNKS, nt[2] = {0, 0};
     int32_t *tok = mem_alloc((size_t)2 * cap * sizeof *tok);
     float *tw = mem_alloc((size_t)2 * cap * sizeof *tw);
-    sim_status st = tok && tw ? SIM_OK : err_set(err, SIM_ERR_NOMEM, "out of memory for the prompts");
+    if (!tok || !tw) st = err_set(err, SIM_ERR_NOMEM, "out of memory for the prompts");
     for (int k = 0; k < 2 && st == SIM_OK; k++) {
         const char *text = k ? (p->negative ? p->negative : "") : (p->prompt ? p->prompt : "");
         st = clip_tok_encode_weighted(m->tok, text, tok + k * cap, tw + k * cap, cap, &nt[k], err);
         nt[k] = MIN(nt[k], cap); // longer prompts are cut at SD_MAX_CHUNKS chunks
     }
     int chunks = MAX(1, (MAX(nt[0], p->cfg == 1.0f ? 0 : nt[1]) + per - 1) / per), n_ctx = chunks * T;
-    // Per-request memory: text states, latents, sampler work; model buffers.
-    float *buf = st == SIM_OK ? mem_alloc(((size_t)2 * n_ctx * C + T + 3 * n + dsamp_work_floats(n)) * sizeof(float)) : NULL;
+    // Per-request memory: text states; latents x, eu, ec, the start noise, the init latent, moments
+    // (2 C_lat), the latent mask, the U-Net input (2 C_lat + 1, and room for the log-variance the
+    // encoder writes after the mean); sampler work; the pixel mask; model buffers.
+    size_t floats = (size_t)2 * n_ctx * C + T + 7 * nl + plane + (cat9 ? 3 * nl + plane : 0) + dsamp_work_floats(nl) + (p->mask ? npx : 0);
+    float *buf = st == SIM_OK ? mem_alloc(floats * sizeof(float)) : NULL;
     int32_t *ids = mem_alloc((size_t)T * sizeof *ids);
     int *ts = mem_alloc((size_t)p->steps * sizeof *ts);
     unet_work *uw = NULL;
     vae_work *vw = NULL;
     if (st == SIM_OK && !(buf && ids && ts)) st = err_set(err, SIM_ERR_NOMEM, "out of memory for a %d x %d image", p->width, p->height);
     if (st == SIM_OK) st = unet_work_new(&uw, m->unet, lh, lw, n_ctx, err);
-    if (st == SIM_OK && p->taesd_decode && !m->tiny) st = err_set(err, SIM_ERR_ARG, "decoding with the tiny autoencoder: none is attached");
-    if (st == SIM_OK && !p->taesd_decode) st = vae_work_new(&vw, m->vae, lh, lw, err);
-    float *cond = buf, *uncond = cond + (size_t)n_ctx * C, *w77 = uncond + (size_t)n_ctx * C, *x = w77 + T, *eu = x + n, *ec = eu + n,
-          *work = ec + n;
+    if (st == SIM_OK && (!p->taesd_decode || p->init_image)) st = vae_work_new(&vw, m->vae, lh, lw, err);
+    float *cond = buf, *uncond = cond + (size_t)n_ctx * C, *w77 = uncond + (size_t)n_ctx * C, *x = w77 + T, *eu = x + nl, *ec = eu + nl,
+          *noise = ec + nl, *init = noise + nl, *moments = init + nl, *mlat = moments + 2 * nl, *unet_in = mlat + plane,
+          *work = unet_in + (cat9 ? 3 * nl + plane : 0), *mpx = work + dsamp_work_floats(nl);
     for (int k = 0; k < 2 && st == SIM_OK; k++) {
         if (k == 1 && p->cfg == 1.0f) break;
         for (int j = 0; j < chunks && st == SIM_OK; j++) {
@@ -291,19 +345,52 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
                 for (size_t i = 0; i < (size_t)T * C; i++) h[i] = (float)(h[i] * (m0 / m1));
         }
     }
+    // The start noise: given, or seeded (and slerped towards the variation seed's).
     if (st == SIM_OK) {
-        if (p->init_latent) memcpy(x, p->init_latent, n * sizeof *x);
-        else dsamp_gauss(p->seed, x, n);
+        if (p->init_latent) memcpy(x, p->init_latent, nl * sizeof *x);
+        else dsamp_gauss(p->seed, x, nl);
+        if (!p->init_latent && p->subseed_strength > 0) {
+            dsamp_gauss(p->subseed, noise, nl);
+            sd_slerp(x, noise, nl, p->subseed_strength, x);
+        }
+        memcpy(noise, x, nl * sizeof *x);
+    }
+    // img2img: the init latent (scaled); inpainting: the mask, blurred, on the latent grid.
+    float sf = m->pipe.vae.scaling_factor;
+    if (st == SIM_OK && p->init_image) st = encode_mean(m, c, vw, p->init_image, p->height, p->width, moments, err);
+    for (size_t i = 0; st == SIM_OK && p->init_image && i < nl; i++) init[i] = moments[i] * sf;
+    if (st == SIM_OK && p->mask) {
+        memcpy(mpx, p->mask, npx * sizeof *mpx);
+        st = rsz_blur(mpx, p->width, p->height, p->mask_blur, err);
+        if (st == SIM_OK) st = rsz_planes(mpx, 1, p->width, p->height, (rsz_box){0, 0, p->width, p->height}, mlat, lw, lh, RSZ_AREA, err);
+    }
+    if (st == SIM_OK && cat9) {
+        // The masked image (pixels where the blurred mask is under ½, the rest 0) through the encoder:
+        // its latent and the mask follow x in the U-Net input. `image` is scratch until the decode.
+        for (int ch = 0; ch < 3; ch++)
+            for (size_t i = 0; i < npx; i++) image[ch * npx + i] = mpx[i] < 0.5f ? p->init_image[ch * npx + i] : 0.0f;
+        st = encode_mean(m, c, vw, image, p->height, p->width, unet_in + nl + plane, err); // moments: only the mean is kept
+        memcpy(unet_in + nl, mlat, plane * sizeof *mlat);
+        for (size_t i = 0; i < nl; i++) unet_in[nl + plane + i] *= sf;
+    }
+    int first = p->init_image ? p->steps - (int)floor(p->steps * (double)p->strength + 0.5) : 0;
+    if (st == SIM_OK && first < p->steps) {
         if (p->timesteps) memcpy(ts, p->timesteps, (size_t)p->steps * sizeof *ts);
         else dsamp_timesteps(&m->sched, p->steps, ts);
-        gen g = {m, c, p, uw, lh, lw, n_ctx, cond, uncond, eu, ec, time_ns()};
-        dsamp_params sp = {.kind = p->sampler, .karras = p->karras, .seed = p->seed, .on_step = after_step, .step_ctx = &g};
-        st = dsamp_run(&m->sched, &sp, ts, p->steps, x, n, work, guided_eps, &g, err);
+        dsamp_params sp = {.kind = p->sampler, .karras = p->karras, .seed = p->seed, .first = first};
+        if (first > 0) { // img2img: the init latent noised to the first step's level
+            double acp = dsamp_start_acp(&m->sched, &sp, ts, p->steps), a = sqrt(acp), b = sqrt(1 - acp);
+            for (size_t i = 0; i < nl; i++) x[i] = (float)(a * init[i] + b * x[i]);
+        }
+        gen g = {m, c, p, uw, lh, lw, n_ctx, nl, cond, uncond, eu, ec, p->mask ? mlat : NULL, init, noise, cat9 ? unet_in : NULL, time_ns()};
+        sp.on_step = after_step, sp.step_ctx = &g;
+        st = dsamp_run(&m->sched, &sp, ts, p->steps, x, nl, work, guided_eps, &g, err);
+    } else if (st == SIM_OK) { // strength 0: the init image's latent as it is
+        memcpy(x, init, nl * sizeof *x);
     }
-    if (st == SIM_OK) {
-        if (latent_out) memcpy(latent_out, x, n * sizeof *x);
-        st = decode_latent(m, c, vw, x, lh, lw, p->taesd_decode, image, err);
-    }
+    if (st == SIM_OK && latent_out) memcpy(latent_out, x, nl * sizeof *x);
+    if (st == SIM_OK && first == p->steps && !p->taesd_decode) st = vae_decode(m->vae, vw, c, moments, lh, lw, image, err); // unscaled: exact
+    else if (st == SIM_OK) st = decode_latent(m, c, vw, x, lh, lw, p->taesd_decode, image, err);
     vae_work_free(vw);
     unet_work_free(uw);
     mem_free(ts);
@@ -312,6 +399,19 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     mem_free(tok);
     mem_free(tw);
     return st;
+}
+
+// --- variations -------------------------------------------------------------------------------------
+
+void sd_slerp(const float *a, const float *b, size_t n, double t, float *out) {
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    double dot = aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 1, ka = 1 - t, kb = t;
+    if (fabs(dot) < SD_SLERP_PARALLEL) {
+        double omega = acos(dot), so = sin(omega);
+        ka = sin((1 - t) * omega) / so, kb = sin(t * omega) / so;
+    }
+    for (size_t i = 0; i < n; i++) out[i] = (float)(ka * a[i] + kb * b[i]);
 }
 
 // --- previews ----------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-// sd.h — text to image with a Stable Diffusion model in the diffusers
+// sd.h — image generation with a Stable Diffusion model in the diffusers
 // layout: tokenizer → CLIP text encoder → sampler over the U-Net with
-// classifier-free guidance → AutoencoderKL decode.
+// classifier-free guidance → AutoencoderKL decode; from text, from an init
+// image (img2img), inpainting under a mask, variations of a seed, previews
+// with a tiny autoencoder.
 //
 //     sd_model *m;
 //     if (sd_load(&m, "models/tiny-sd", &err) != SIM_OK) ...
@@ -45,6 +47,27 @@ typedef struct sd_params {
     const float *init_latent;        // optional (C_lat, H/8, W/8) instead of seeded noise
     const int *timesteps;            // optional, `steps` descending values
     bool taesd_decode;               // decode with the attached tiny autoencoder (sd_attach_taesd), not the VAE
+    // img2img: init_image (3, H, W) in [-1, 1] is encoded (the VAE
+    // distribution's mean, not a sample, × scaling_factor), noised to the
+    // level where `strength` of the schedule remains, and denoised from
+    // there: round(steps·strength) steps run (on_step counts those). 0
+    // returns the decoded encoding; 1 starts from pure noise (txt2img).
+    const float *init_image;
+    float strength;
+    // Inpainting (with init_image): mask (H, W) in [0, 1], 1 = repaint,
+    // blurred by a Gaussian of mask_blur pixels (σ), then area-averaged to
+    // the latent grid (m). An ordinary U-Net repaints everything and after
+    // each step x = m·x + (1-m)·(the init latent noised to the next level),
+    // so the final latent is the init latent exactly where m = 0 and soft
+    // values blend. A 9-channel inpainting U-Net (in_channels 2·C_lat + 1)
+    // takes concat(x, m, latent of the image with the pixels where the
+    // blurred mask is ≥ ½ zeroed) — diffusers' order — and nothing is blended.
+    const float *mask;
+    float mask_blur;
+    // Variations (the web UIs' "variation seed"): the start noise is
+    // sd_slerp(noise(seed), noise(subseed), subseed_strength).
+    uint64_t subseed;
+    float subseed_strength;
     // Called after each step (1-based step of steps; seconds since the start)
     // with the step's denoised estimate x0: the predicted final latent
     // (C_lat, H/8, W/8) in the sampler's scale (as latent_out), which
@@ -76,6 +99,12 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
 sim_status sd_attach_taesd(sd_model *m, const char *path, sim_err *err);
 void sd_detach_taesd(sd_model *m);
 bool sd_has_taesd(const sd_model *m);
+
+// Spherical linear interpolation out = sin((1-t)ω)/sin ω · a + sin(tω)/sin ω · b,
+// cos ω = a·b / (|a| |b|); plain lerp (1-t)·a + t·b when |cos ω| ≥
+// SD_SLERP_PARALLEL. out may be a or b.
+#define SD_SLERP_PARALLEL 0.9995
+void sd_slerp(const float *a, const float *b, size_t n, double t, float *out);
 
 // A quick picture of a latent (C_lat, lh, lw) in the sampler's scale (as
 // on_step and latent_out give it): rgb (lh·f, lw·f, 3) bytes, f =
