@@ -1,5 +1,7 @@
 // serve.c — `simularity serve`: the HTTP server (OpenAI-compatible and
-// native API) on one model, with continuous batching over --slots slots.
+// native API) on one model, with continuous batching over --slots slots;
+// with --image-model, image generation too (server/image_api.h) on its own
+// queue and threads.
 //
 // Startup prints one line "simularity: listening on http://HOST:PORT ..."
 // to stderr (with --port 0 the port is the one the system chose). SIGINT or
@@ -14,6 +16,7 @@
 #include "cli/cli.h"
 #include "server/api.h"
 #include "server/http.h"
+#include "server/image_api.h"
 #include "server/loom_api.h"
 #include "server/sched.h"
 #include "server/story_api.h"
@@ -47,6 +50,7 @@ int cmd_serve(int argc, char **argv) {
     const char *template_file = NULL, *kv_type = "f16";
     const char *scenarios = NULL, *db_path = "stories.db", *web_dir = NULL;
     int story_ctx = 0, loom_ctx = 0;
+    iapi_config icfg = iapi_default_config();
     cli_list mix_models = {0};
     int port = 8080, n_ctx = 0, n_slots = 4, n_threads = 0, n_batch = 512, queue = 64, max_body_kb = 8192;
     cli_list keys_arg = {0};
@@ -75,12 +79,18 @@ int cmd_serve(int argc, char **argv) {
         {"--web-dir", OPT_STR, &web_dir, "serve the player's files from DIR instead of the built-in copy"},
         {"--mix-model", OPT_LIST, &mix_models, "another model for the LLooM's mixing (repeatable, up to 3)"},
         {"--loom-ctx", OPT_INT, &loom_ctx, "context of each LLooM model [4096]"},
+        {"--image-model", OPT_STR, &icfg.model_dir, "serve image generation (the web UI's /sdapi/v1 and /api/image) with this diffusers folder"},
+        {"--image-taesd", OPT_STR, &icfg.taesd, "a tiny autoencoder (file or folder) for the image previews"},
+        {"--image-cache", OPT_STR, &icfg.cache_dir, "keep generated images in DIR (default: 64 MiB in memory)"},
+        {"--image-queue", OPT_INT, &icfg.max_queue, "image requests that may wait behind the running one before 503 [8]"},
+        {"--image-threads", OPT_INT, &icfg.n_threads, "threads of the image generator (0: all CPUs)"},
     };
     int n_pos, rc;
     if ((rc = cli_parse("serve -m MODEL [options]", argc, argv, opts, ARRAY_LEN(opts), NULL, 0, &n_pos))) return rc;
     if (!model_path) return cli_fail("serve: give a model with -m");
     if (port < 0 || port > 65535) return cli_fail("serve: --port must be 0..65535");
-    if (n_ctx < 0 || n_threads < 0 || n_batch < 1 || queue < 0 || max_body_kb < 1 || acfg.timeout_s < 0)
+    if (n_ctx < 0 || n_threads < 0 || n_batch < 1 || queue < 0 || max_body_kb < 1 || acfg.timeout_s < 0 ||
+        icfg.max_queue < 0 || icfg.n_threads < 0)
         return cli_fail("serve: sizes, counts and limits must be positive");
     if (n_slots < 1 || n_slots > KV_MAX_SEQ) return cli_fail("serve: --slots must be 1..%d", KV_MAX_SEQ);
     tt_type kvt;
@@ -119,6 +129,7 @@ int cmd_serve(int argc, char **argv) {
     api *a = NULL;
     sapi *sa = NULL;
     lapi *la = NULL;
+    iapi *ia = NULL;
     model *extra[3] = {0};
     http_server *srv = NULL;
     if (!m) goto done;
@@ -152,7 +163,7 @@ int cmd_serve(int argc, char **argv) {
         cli_fail("serve: %s", err.msg);
         goto done;
     }
-    http_route routes[API_N_ROUTES + SAPI_N_ROUTES + LAPI_N_ROUTES + WEB_N_ROUTES];
+    http_route routes[API_N_ROUTES + SAPI_N_ROUTES + LAPI_N_ROUTES + WEB_N_ROUTES + IAPI_N_ROUTES];
     int n_routes = api_routes(a, routes);
     n_routes += web_routes(web_dir, routes + n_routes);
     n_routes += lapi_routes(la, routes + n_routes);
@@ -165,6 +176,14 @@ int cmd_serve(int argc, char **argv) {
             goto done;
         }
         n_routes += sapi_routes(sa, routes + n_routes);
+    }
+    if (icfg.model_dir) {
+        icfg.log = serve_log;
+        if (iapi_new(&ia, &icfg, &err) != SIM_OK) {
+            cli_fail("serve: --image-model: %s", err.msg);
+            goto done;
+        }
+        n_routes += iapi_routes(ia, routes + n_routes);
     }
     http_config hcfg = http_default_config();
     hcfg.host = host;
@@ -183,6 +202,9 @@ int cmd_serve(int argc, char **argv) {
     if (sa)
         fprintf(stderr, "simularity: the web player is at http://%s:%d/ (%d scenarios from %s, stories in %s)\n",
                 strchr(host, ':') ? "[::]" : host, http_port(srv), sapi_n_scenarios(sa), scenarios, db_path);
+    if (ia)
+        fprintf(stderr, "simularity: images from %s (sha256 %.10s, %d threads, %d may wait, cache %s)\n", iapi_model_name(ia),
+                iapi_model_sha256(ia), iapi_n_threads(ia), icfg.max_queue, icfg.cache_dir ? icfg.cache_dir : "in memory");
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "simularity: %s: stopping\n", sig == SIGINT ? "interrupted" : "terminated");
@@ -191,9 +213,11 @@ done:
     if (sch) sched_shutdown(sch); // running requests end: their handlers answer, streams send their last events
     if (a) api_drain(a, 5000);
     sapi_shutdown(sa); // event streams end
+    iapi_shutdown(ia); // image requests are answered
     if (srv) http_stop(srv);
     sapi_free(sa);
     lapi_free(la);
+    iapi_free(ia);
     for (int i = 0; i < 3; i++) model_free(extra[i]);
     api_free(a);
     sched_free(sch);
