@@ -350,8 +350,9 @@ sim_status ckpt_from_file(ckpt **out, st_file *src, const dif_pipeline *like, si
     *out = NULL;
     ckpt *c = mem_calloc(1, sizeof *c);
     if (!c) {
+        sim_status st = err_set(err, SIM_ERR_NOMEM, "out of memory opening %s", src->path);
         st_close(src);
-        return err_set(err, SIM_ERR_NOMEM, "out of memory opening %s", src->path);
+        return st;
     }
     c->src = src;
     const char *slash = strrchr(src->path, '/');

@@ -14,7 +14,8 @@
 //   tiny-sd   segmind tiny-sd (BK-SDM tiny): blocks [320, 640, 1280], all
 //             three with cross-attention, 1 layer per block, no mid block
 // sdw_*_tensors list a component's tensors (diffusers names, PyTorch
-// shapes) for any configuration the engine implements; sdw_write_pipeline
+// shapes) for any configuration the engine implements (ckpt.h builds its
+// single-file views from these lists too); sdw_write_pipeline
 // writes model_index.json, the configs, the tokenizer (copied from a folder
 // with vocab.json + merges.txt, checked to load and to have the text
 // encoder's vocabulary size), the weights and scheduler/scheduler_config.json.
