@@ -224,7 +224,7 @@ sim_status unet_work_new(unet_work **out, const unet *u, int lh, int lw, int n_c
     for (int i = 0; i < n; i++) dmax = MAX(dmax, c->block_out[i] / c->n_heads[i]);
     size_t scratch = MAX(op_gemm_scratch(POOL_MAX_THREADS), op_attention_scratch(&(op_attn){.d = dmax}, POOL_MAX_THREADS));
     size_t T = (size_t)u->temb_dim;
-    size_t total = 3 * big + res + 14 * chw + (size_t)n_ctx * 2 * maxc + 3 * T + (size_t)maxc + scratch;
+    size_t total = 3 * big + res + 18 * chw + (size_t)n_ctx * 2 * maxc + 3 * T + (size_t)maxc + scratch;
     unet_work *w = mem_calloc(1, sizeof *w);
     float *b = w ? mem_alloc(total * sizeof(float)) : NULL;
     if (!b) {
@@ -240,7 +240,7 @@ sim_status unet_work_new(unet_work **out, const unet *u, int lh, int lw, int n_c
     w->h = b, b += chw;
     w->att = b, b += chw;
     w->qkv = b, b += 3 * chw;
-    w->ff = b, b += 8 * chw;
+    w->ff = b, b += 12 * chw; // GEGLU's input (8C per token), then its output (4C)
     w->kv = b, b += (size_t)n_ctx * 2 * maxc;
     w->tsin = b, b += T;
     w->temb = b, b += T;
@@ -285,8 +285,8 @@ static void transformer(op_ctx *c, const unet *u, unet_work *w, float *y, const 
 
         op_layer_norm(c, w->h, w->s, hw, C, LN_EPS, k->n3_g, k->n3_b);
         op_linear(c, w->ff, w->h, k->ff1_w, k->ff1_b, hw, C, 8 * C);
-        op_geglu(c, w->ff, w->ff, hw, 4 * C);
-        op_linear(c, w->h, w->ff, k->ff2_w, k->ff2_b, hw, 4 * C, C);
+        op_geglu(c, w->ff + (size_t)8 * C * hw, w->ff, hw, 4 * C);
+        op_linear(c, w->h, w->ff + (size_t)8 * C * hw, k->ff2_w, k->ff2_b, hw, 4 * C, C);
         op_add(w->s, w->s, w->h, (size_t)hw * C);
     }
     op_linear(c, w->h, w->s, tf->pout_w, tf->pout_b, hw, C, C);

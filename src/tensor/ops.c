@@ -56,7 +56,7 @@ static void gemm(op_ctx *c, gemm_args *a) {
     int nth = c->pool ? pool_size(c->pool) : 1;
     ASSERT(c->scratch && c->scratch_cap >= op_gemm_scratch(nth));
     a->c = c;
-    sg_plan(&a->g, 8 * nth);
+    sg_plan(&a->g, 4 * nth); // enough tiles for threads to finish together, few enough to pack B rarely
     run(c, gemm_work, a);
 }
 
@@ -368,7 +368,7 @@ static void attn_unit(const attn_args *A, int h, int i0, float *buf) {
             float mx = m[i];
             for (int j = 0; j < n; j++) {
                 s[j] *= scale;
-                mx = fmaxf(mx, s[j]);
+                mx = s[j] > mx ? s[j] : mx; // (fmaxf is a libm call here)
             }
             float sum = K->exp_sum(s, n, mx), alpha = expf(m[i] - mx); // exp(-inf) = 0 on the first tile
             memset(s + n, 0, (size_t)(tk - n) * sizeof *s);
@@ -457,9 +457,24 @@ void op_geglu_ref(float *out, const float *x, int T, int C) {
             out[(size_t)t * C + i] = x[(size_t)t * 2 * C + i] * op_act_ref(OP_ACT_GELU, x[(size_t)t * 2 * C + C + i]);
 }
 
+typedef struct geglu_args {
+    float *out;
+    const float *x;
+    int T, C;
+} geglu_args;
+
+static void geglu_work(void *arg, int ith, int nth) {
+    geglu_args *a = arg;
+    int64_t t0, t1;
+    share(a->T, ith, nth, &t0, &t1);
+    op_geglu_ref(a->out + (size_t)t0 * a->C, a->x + (size_t)t0 * 2 * a->C, (int)(t1 - t0), a->C);
+}
+
 void op_geglu(op_ctx *c, float *out, const float *x, int T, int C) {
-    (void)c; // in place it must run in row order: row t is written below row 2t's inputs
-    op_geglu_ref(out, x, T, C);
+    geglu_args a = {out, x, T, C};
+    // In place it must run in row order (row t is written below row 2t's inputs): one thread.
+    if (c->ref || out == x) geglu_work(&a, 0, 1);
+    else run(c, geglu_work, &a);
 }
 
 void op_upsample2x_ref(float *y, const float *x, int C, int h, int w) {

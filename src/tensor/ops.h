@@ -118,7 +118,7 @@ float op_act_ref(op_act a, float x);
 void op_act_inplace(op_ctx *c, float *x, size_t n, op_act a);
 
 // GEGLU over T rows of x (T, 2*C): out (T, C) = x[:, :C] * gelu(x[:, C:]). out may equal x
-// (rows are compacted in order).
+// (rows are then compacted in order, on one thread); otherwise they must not overlap.
 void op_geglu(op_ctx *c, float *out, const float *x, int T, int C);
 void op_geglu_ref(float *out, const float *x, int T, int C);
 

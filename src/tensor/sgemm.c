@@ -5,7 +5,7 @@
 
 #define MR KERN_SG_MR
 #define NR KERN_SG_NR
-#define MC_MAX 192   // tile rows: B's packing is amortized over this many
+#define MC_MAX 384   // tile rows: B's packing is amortized over this many
 #define MC_MIN 24    // ... but tiles get as small as this to give threads work
 
 size_t sg_type_size(tt_type t) {
