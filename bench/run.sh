@@ -62,3 +62,24 @@ if [ "${BENCH_LOOM:-1}" != 0 ] && [ -f $DIR/llama-1.1b.q4_k_m.gguf ]; then
     echo "loom, depth 5, cutoff 0, split 3:"
     $BIN loom -m $DIR/llama-1.1b.q4_k_m.gguf -p "Once upon a time" --depth 5 --cutoff 0 --split 3 -t 2 --compare >/dev/null
 fi
+# The image engine (BENCH_IMAGE=0 skips it): a random-weight tiny-sd (F16,
+# the published shapes: U-Net 323 M, text encoder 123 M, VAE 84 M
+# parameters) written once by tools/mksd, then `simularity bench image` at
+# 256x256 (one guided step, VAE decode, text encoder; TAESD 64² and 512²
+# with the TAEF2 decoder when the shared data has it). See bench/README.md.
+if [ "${BENCH_IMAGE:-1}" != 0 ]; then
+    MKSD=${SIM_MKSD:-${SIM_BUILD:-build/release}/tools/mksd}
+    [ -x "$MKSD" ] || make BUILD=${SIM_BUILD:-build/release} "$MKSD"
+    if [ ! -d $DIR/tiny-sd ]; then
+        rm -rf $DIR/tiny-sd.tmp
+        "$MKSD" --family tiny-sd --out $DIR/tiny-sd.tmp --dtype f16
+        mv $DIR/tiny-sd.tmp $DIR/tiny-sd
+    fi
+    TAESD=${SIM_SHARED:-/work/shared}/diffusion/taef2/taef2_decoder.pth
+    echo
+    if [ -f "$TAESD" ]; then
+        $BIN bench image -m $DIR/tiny-sd -W 256 -H 256 -t 2 --taesd "$TAESD"
+    else
+        $BIN bench image -m $DIR/tiny-sd -W 256 -H 256 -t 2
+    fi
+fi
