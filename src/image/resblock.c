@@ -28,7 +28,7 @@ void rb_take(wts_loader *L, rb_block *r, int cin, int cout, int temb, const char
 void rb_forward(op_ctx *c, const rb_block *r, int groups, float eps, float *y, const float *x, float *t,
                 const float *temb_act, float *tproj, int h, int w) {
     int hw = h * w;
-    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1};
+    op_conv p1 = {r->cin, r->cout, 3, 3, 1, 1, 1, 1, 1, false}, p2 = {r->cout, r->cout, 3, 3, 1, 1, 1, 1, 1, false};
     op_group_norm(c, t, x, r->cin, hw, groups, eps, r->n1_g, r->n1_b, true);
     op_conv2d(c, y, t, &p1, h, w, r->c1_w, r->c1_b);
     if (r->t_w.data) {
@@ -39,7 +39,7 @@ void rb_forward(op_ctx *c, const rb_block *r, int groups, float eps, float *y, c
     op_group_norm(c, t, y, r->cout, hw, groups, eps, r->n2_g, r->n2_b, true);
     op_conv2d(c, y, t, &p2, h, w, r->c2_w, r->c2_b);
     if (r->sc_w.data) {
-        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0};
+        op_conv ps = {r->cin, r->cout, 1, 1, 1, 0, 0, 0, 0, false};
         op_conv2d(c, t, x, &ps, h, w, r->sc_w, r->sc_b);
         op_add(y, y, t, (size_t)r->cout * hw);
     } else {

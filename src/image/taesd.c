@@ -48,7 +48,7 @@ struct taesd_work {
 // --- binding -------------------------------------------------------------------------------
 
 static void take_conv(wts_loader *L, tconv *c, int cin, int cout, int stride, bool bias, int idx) {
-    c->p = (op_conv){cin, cout, 3, 3, stride, 1, 1, 1, 1};
+    c->p = (op_conv){cin, cout, 3, 3, stride, 1, 1, 1, 1, false};
     wts_take_mat(L, &c->w, WTS_SHAPE(cout, cin, 3, 3), "%d.weight", idx);
     c->b = NULL;
     if (bias) wts_take(L, &c->b, WTS_SHAPE(cout), "%d.bias", idx);
@@ -70,6 +70,7 @@ static void take_block(wts_loader *L, tblock *b, bool gn, int idx) {
 
 static void bind_decoder(wts_loader *L, taesd *m, bool gn) {
     take_conv(L, &m->d_in, m->lat, CH, 1, true, 1);
+    m->d_in.p.relu = true; // Conv, ReLU
     int idx = 3, nb = 0;
     for (int i = 0; i < 3; i++) take_block(L, &m->d_blk[nb++], gn, idx++);
     for (int s = 0; s < 3; s++) {
@@ -172,19 +173,17 @@ static void relu(op_ctx *c, float *x, size_t n) { op_act_inplace(c, x, n, OP_ACT
 // y = block(x); x is modified by the pooled branch; t and gbuf are work space.
 static void block(op_ctx *c, const tblock *b, float *y, float *x, float *t, float *gbuf, int h, int w) {
     size_t n = (size_t)CH * h * w;
-    op_conv k3 = {CH, CH, 3, 3, 1, 1, 1, 1, 1};
+    op_conv k3 = {CH, CH, 3, 3, 1, 1, 1, 1, 1, false}, k3r = {CH, CH, 3, 3, 1, 1, 1, 1, 1, true}; // k3r: + ReLU
     if (b->p0.data) {
-        op_conv up = {CH, GN_MUL * CH, 1, 1, 1, 0, 0, 0, 0}, down = {GN_MUL * CH, CH, 1, 1, 1, 0, 0, 0, 0};
+        op_conv up = {CH, GN_MUL * CH, 1, 1, 1, 0, 0, 0, 0, false}, down = {GN_MUL * CH, CH, 1, 1, 1, 0, 0, 0, 0, false};
         op_conv2d(c, gbuf, x, &up, h, w, b->p0, NULL);
         op_group_norm(c, gbuf, gbuf, GN_MUL * CH, h * w, GN_GROUPS, GN_EPS, b->pg, b->pb, false);
         relu(c, gbuf, (size_t)GN_MUL * n);
         op_conv2d(c, t, gbuf, &down, h, w, b->p3, NULL);
         op_add(x, x, t, n);
     }
-    op_conv2d(c, t, x, &k3, h, w, b->w[0], b->b[0]);
-    relu(c, t, n);
-    op_conv2d(c, y, t, &k3, h, w, b->w[1], b->b[1]);
-    relu(c, y, n);
+    op_conv2d(c, t, x, &k3r, h, w, b->w[0], b->b[0]);
+    op_conv2d(c, y, t, &k3r, h, w, b->w[1], b->b[1]);
     op_conv2d(c, t, y, &k3, h, w, b->w[2], b->b[2]);
     op_add(y, t, x, n);
     relu(c, y, n);
@@ -207,8 +206,7 @@ sim_status taesd_decode(const taesd *m, taesd_work *wk, const op_ctx *cin, const
     int h = lh, w = lw;
     size_t nz = (size_t)m->lat * h * w;
     for (size_t i = 0; i < nz; i++) t[i] = tanhf(z[i] / 3.0f) * 3.0f;
-    op_conv2d(&c, x, t, &m->d_in.p, h, w, m->d_in.w, m->d_in.b);
-    relu(&c, x, (size_t)CH * h * w);
+    op_conv2d(&c, x, t, &m->d_in.p, h, w, m->d_in.w, m->d_in.b); // with its ReLU (bind_decoder)
     int nb = 0;
     for (int i = 0; i < 3; i++, swap(&x, &y)) block(&c, &m->d_blk[nb++], y, x, t, wk->pool, h, w);
     for (int s = 0; s < 3; s++) {

@@ -65,7 +65,7 @@ struct unet_work {
 // --- binding ----------------------------------------------------------------------------------
 
 static void take_conv(wts_loader *L, u_conv *c, int cin, int cout, int k, int stride, const char *name) {
-    c->p = (op_conv){cin, cout, k, k, stride, k / 2, k / 2, k / 2, k / 2};
+    c->p = (op_conv){cin, cout, k, k, stride, k / 2, k / 2, k / 2, k / 2, false};
     wts_take_mat(L, &c->w, WTS_SHAPE(cout, cin, k, k), "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
 }

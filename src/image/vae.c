@@ -60,8 +60,8 @@ struct vae_work {
 
 static void take_conv(wts_loader *L, vae_conv *c, int cin, int cout, int k, int stride, const char *name) {
     int pad = k / 2;
-    c->p = (op_conv){cin, cout, k, k, stride, pad, pad, pad, pad};
-    if (stride == 2) c->p = (op_conv){cin, cout, k, k, 2, 0, 0, 1, 1}; // diffusers pads (0, 1, 0, 1)
+    c->p = (op_conv){cin, cout, k, k, stride, pad, pad, pad, pad, false};
+    if (stride == 2) c->p = (op_conv){cin, cout, k, k, 2, 0, 0, 1, 1, false}; // diffusers pads (0, 1, 0, 1)
     wts_take_mat(L, &c->w, WTS_SHAPE(cout, cin, k, k), "%s.weight", name);
     wts_take(L, &c->b, WTS_SHAPE(cout), "%s.bias", name);
 }

@@ -105,7 +105,7 @@ void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, op_
                             if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
                             s += x[((size_t)ci * h + iy) * w + ix] * op_mat_at(weight, (((size_t)co * p->cin + ci) * p->kh + ky) * p->kw + kx);
                         }
-                y[((size_t)co * ho + oy) * wo + ox] = s;
+                y[((size_t)co * ho + oy) * wo + ox] = p->relu && s < 0 ? 0 : s;
             }
 }
 
@@ -172,7 +172,8 @@ void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int
     if (ho == 0 || wo == 0) return;
     conv_b B = {x, p, h, w, wo};
     gemm_args a = {.g = {.k = c->k, .M = p->cout, .N = (int64_t)ho * wo, .K = K, .a_type = weight.type, .a = weight.data,
-                         .lda = (size_t)K, .pack_b = pack_conv, .b = &B, .c = y, .ldc = (size_t)ho * wo, .bias_r = bias}};
+                         .lda = (size_t)K, .pack_b = pack_conv, .b = &B, .c = y, .ldc = (size_t)ho * wo, .bias_r = bias,
+                         .relu = p->relu}};
     gemm(c, &a);
 }
 

@@ -64,12 +64,13 @@ typedef struct op_conv {
     int kh, kw;
     int stride;
     int pad_t, pad_l, pad_b, pad_r; // zero padding on each side (asymmetric allowed)
+    bool relu;                      // y = max(0, conv + bias): the activation in the same pass
 } op_conv;
 
 // The output size of a convolution over an h × w input.
 void op_conv_out_size(const op_conv *p, int h, int w, int *ho, int *wo);
-// y (cout, ho, wo) = conv(x (cin, h, w), weight (cout, cin, kh, kw)) + bias (cout) or NULL.
-// Scratch: op_gemm_scratch.
+// y (cout, ho, wo) = conv(x (cin, h, w), weight (cout, cin, kh, kw)) + bias (cout) or NULL
+// (then max(0, ·) with p->relu). Scratch: op_gemm_scratch.
 void op_conv2d(op_ctx *c, float *y, const float *x, const op_conv *p, int h, int w, op_mat weight, const float *bias);
 void op_conv2d_ref(float *y, const float *x, const op_conv *p, int h, int w, op_mat weight, const float *bias);
 

@@ -51,6 +51,11 @@ void sg_tile(const sg_args *g, int64_t t, float *buf) {
                 k->sg_tile(kc, a, lda, bp + (size_t)p * kc * NR, g->c + (size_t)m * g->ldc + (size_t)n0 + (size_t)p * NR, g->ldc, mr,
                            MIN(NR, nc - p * NR), br, bc, g->acc || kb > 0);
             }
+            if (g->relu && kb == g->n_kb - 1)
+                for (int i = 0; i < mr; i++) {
+                    float *row = g->c + (size_t)(m + i) * g->ldc + (size_t)n0;
+                    for (int j = 0; j < nc; j++) row[j] = row[j] > 0 ? row[j] : 0;
+                }
         }
     }
 }

@@ -61,6 +61,7 @@ typedef struct sg_args {
     const float *bias_r;    // (M) or NULL
     const float *bias_c;    // (N) or NULL
     bool acc;               // C += A·B (biases still added)
+    bool relu;              // C = max(0, C) once the tile's last K block is in (while it is in cache)
     // set by sg_plan
     int mc, nc, kc, n_kb;   // tile rows (a multiple of KERN_SG_MR) and columns, K block, K blocks
     int64_t n_mt, n_nt;     // tiles down and across
