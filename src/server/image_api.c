@@ -20,6 +20,7 @@
 #include "image/ckpt.h"
 #include "image/diffusers.h"
 #include "image/png.h"
+#include "image/resize.h"
 #include "image/sd.h"
 #include "server/api.h"
 #include "story/card.h"
@@ -72,11 +73,24 @@ typedef struct ireq {
     uint64_t seed;        // the first image's
     bool send_images;
     int preview_every; // /api/image: a preview with every K-th step event (0: none)
+    // Variations: image i's start noise leans towards subseed + i's.
+    long long subseed_asked;
+    uint64_t subseed;
+    float subseed_strength; // 0: none (the subseed then changes nothing)
+    // img2img (init != NULL) and inpainting (mask != NULL).
+    float *init;   // (3, height, width) in [-1, 1], the picture resized as resize_mode says
+    float *mask;   // (height, width) in [0, 1], 1 = repaint (inverted when asked)
+    float strength;
+    int resize_mode, mask_blur;
+    bool invert;
+    char init_sha[SHA256_HEX_SIZE], mask_sha[SHA256_HEX_SIZE]; // of the pictures as sent (size and RGBA pixels)
 } ireq;
 
 static void ireq_free(ireq *r) {
     mem_free(r->prompt);
     mem_free(r->negative);
+    mem_free(r->init);
+    mem_free(r->mask);
 }
 
 // One generated (or cached) image.
@@ -273,6 +287,10 @@ static bool cache_key(const iapi *ia, const ireq *r, int i, uint8_t key[SHA256_S
     sb_printf(&b, "seed %llu\nsize %dx%d\nsteps %d\ncfg %a\nsampler %s\nkarras %d\nclip_skip %d\n",
               (unsigned long long)(r->seed + (uint64_t)i), r->width, r->height, r->steps, (double)r->cfg,
               dsamp_name(r->sampler->kind), r->karras, r->clip_skip);
+    if (r->subseed_strength > 0)
+        sb_printf(&b, "subseed %llu %a\n", (unsigned long long)(r->subseed + (uint64_t)i), (double)r->subseed_strength);
+    if (r->init) sb_printf(&b, "init %s resize %d strength %a\n", r->init_sha, r->resize_mode, (double)r->strength);
+    if (r->mask) sb_printf(&b, "mask %s blur %d invert %d\n", r->mask_sha, r->mask_blur, r->invert);
     char *text = sb_take(&b);
     if (!text) return false;
     sha256(text, strlen(text), key);
@@ -336,6 +354,11 @@ static char *infotext(const iapi *ia, const ireq *r, int i) {
     if (r->karras) sb_str(&b, "Schedule type: Karras, ");
     sb_printf(&b, "CFG scale: %g, Seed: %llu, Size: %dx%d, Model hash: %.10s, Model: %s, ", (double)r->cfg,
               (unsigned long long)(r->seed + (uint64_t)i), r->width, r->height, ia->sha, ia->model_name);
+    if (r->subseed_strength > 0)
+        sb_printf(&b, "Variation seed: %llu, Variation seed strength: %g, ", (unsigned long long)(r->subseed + (uint64_t)i),
+                  (double)r->subseed_strength);
+    if (r->init) sb_printf(&b, "Denoising strength: %g, ", (double)r->strength);
+    if (r->mask) sb_printf(&b, "Mask blur: %d, ", r->mask_blur);
     if (r->clip_skip) sb_printf(&b, "Clip skip: %d, ", r->clip_skip + 1);
     sb_str(&b, "Version: simularity " SIM_VERSION_STRING);
     return sb_take(&b);
@@ -517,11 +540,10 @@ static bool parse_txt2img(const iapi *ia, json_t *j, bool native, ireq *r, perr 
         }
     }
     double sub;
-    if (!get_num(j, "subseed_strength", 0, 1, 0, &sub, e)) return false;
-    if (sub > 0) {
-        snprintf(e->msg, sizeof e->msg, "\"subseed_strength\": variation seeds are not supported by this server");
+    if (!get_int(j, "subseed", -1, INT64_MAX, -1, &r->subseed_asked, e) || !get_num(j, "subseed_strength", 0, 1, 0, &sub, e))
         return false;
-    }
+    r->subseed = r->subseed_asked == -1 ? random_seed() : (uint64_t)r->subseed_asked;
+    r->subseed_strength = (float)sub;
     if (native && !get_int(j, "preview_every", 0, IAPI_MAX_STEPS, 0, &v, e)) return false;
     r->preview_every = native ? (int)v : 0;
     r->prompt = mem_strdup(prompt);
@@ -531,6 +553,81 @@ static bool parse_txt2img(const iapi *ia, json_t *j, bool native, ireq *r, perr 
         return false;
     }
     return true;
+}
+
+// A picture sent as base64 (a data: URL prefix allowed) decoded; false
+// with a message naming the field.
+static bool get_picture(json_t *v, const char *field, png_image *img, char sha[SHA256_HEX_SIZE], perr *e) {
+    if (!json_is_string(v)) {
+        snprintf(e->msg, sizeof e->msg, "%s must be a base64 PNG string, got %s", field, json_type_name(v));
+        return false;
+    }
+    const char *s = json_string_value(v), *comma = strchr(s, ',');
+    size_t n = json_string_length(v);
+    if (strncmp(s, "data:", 5) == 0 && comma && strstr(s, ";base64,") == comma - 7) n -= (size_t)(comma + 1 - s), s = comma + 1;
+    uint8_t *bytes = NULL;
+    size_t len;
+    sim_err err;
+    sim_status st = card_base64_decode(s, n, &bytes, &len, &err);
+    if (st == SIM_OK) st = png_decode(img, bytes, len, &err);
+    mem_free(bytes);
+    if (st != SIM_OK) {
+        snprintf(e->msg, sizeof e->msg, "%s: %s%.400s", field, st == SIM_ERR_NOMEM ? "" : "not a base64 PNG image: ", err.msg);
+        return false;
+    }
+    sha256_ctx c;
+    uint8_t d[SHA256_SIZE];
+    uint32_t wh[2] = {(uint32_t)img->w, (uint32_t)img->h};
+    sha256_init(&c);
+    sha256_update(&c, wh, sizeof wh);
+    sha256_update(&c, img->rgba, (size_t)img->w * img->h * 4);
+    sha256_final(&c, d);
+    sha256_hex(d, sha);
+    return true;
+}
+
+// The img2img fields: the init picture (and mask) brought to the size asked.
+static bool parse_img2img(json_t *j, ireq *r, perr *e) {
+    json_t *inits = json_object_get(j, "init_images");
+    if (!json_is_array(inits) || json_array_size(inits) != 1) {
+        snprintf(e->msg, sizeof e->msg, "\"init_images\" must be an array of one base64 PNG image, got %s",
+                 !inits ? "nothing" : json_is_array(inits) ? "another count" : json_type_name(inits));
+        return false;
+    }
+    double strength;
+    long long mode, blur, invert;
+    if (!get_num(j, "denoising_strength", 0, 1, 0.75, &strength, e) || !get_int(j, "resize_mode", 0, 3, 0, &mode, e) ||
+        !get_int(j, "mask_blur", 0, 64, 4, &blur, e) || !get_int(j, "inpainting_mask_invert", 0, 1, 0, &invert, e))
+        return false;
+    if (mode == 3) {
+        snprintf(e->msg, sizeof e->msg, "\"resize_mode\": 3 (latent upscale) is not supported by this server (0 just resize, "
+                                        "1 crop and resize, 2 resize and fill)");
+        return false;
+    }
+    static const rsz_mode modes[3] = {RSZ_JUST, RSZ_CROP, RSZ_FILL}; // the web UI's numbering
+    r->strength = (float)strength, r->resize_mode = (int)mode, r->mask_blur = (int)blur, r->invert = invert == 1;
+    size_t n = (size_t)r->width * r->height;
+    json_t *mv = json_object_get(j, "mask");
+    png_image img = {0}, mask = {0};
+    sim_err err;
+    bool ok = get_picture(json_array_get(inits, 0), "\"init_images\"[0]", &img, r->init_sha, e) &&
+              (!mv || json_is_null(mv) || get_picture(mv, "\"mask\"", &mask, r->mask_sha, e));
+    if (ok && !((r->init = mem_alloc(3 * n * sizeof *r->init)) && (!mask.rgba || (r->mask = mem_alloc(n * sizeof *r->mask))))) {
+        snprintf(e->msg, sizeof e->msg, "out of memory");
+        ok = false;
+    }
+    if (ok && (rsz_rgba8(img.rgba, img.w, img.h, rsz_fit(img.w, img.h, r->width, r->height, modes[mode]), RSZ_LANCZOS3, r->init,
+                         r->width, r->height, &err) != SIM_OK ||
+               (r->mask && rsz_rgba8_luma(mask.rgba, mask.w, mask.h, rsz_fit(mask.w, mask.h, r->width, r->height, modes[mode]),
+                                          RSZ_AREA, r->mask, r->width, r->height, &err) != SIM_OK))) {
+        snprintf(e->msg, sizeof e->msg, "%s", err.msg);
+        ok = false;
+    }
+    if (ok && r->mask && r->invert)
+        for (size_t i = 0; i < n; i++) r->mask[i] = 1 - r->mask[i];
+    png_image_free(&img);
+    png_image_free(&mask);
+    return ok;
 }
 
 // --- jobs --------------------------------------------------------------------------------------------------
@@ -689,6 +786,8 @@ static sim_status generate(iapi *ia, ijob *jb, int i, float *pix, uint8_t *rgb, 
     sd_params p = sd_defaults();
     p.prompt = r->prompt, p.negative = r->negative, p.width = r->width, p.height = r->height, p.steps = r->steps;
     p.cfg = r->cfg, p.sampler = r->sampler->kind, p.karras = r->karras, p.seed = im->seed, p.clip_skip = r->clip_skip;
+    p.subseed = r->subseed + (uint64_t)i, p.subseed_strength = r->subseed_strength;
+    p.init_image = r->init, p.strength = r->strength, p.mask = r->mask, p.mask_blur = (float)r->mask_blur;
     p.on_step = on_step, p.ud = &sc;
     sim_status st = sd_generate(ia->m, &ia->oc, &p, pix, NULL, err);
     if (st != SIM_OK) return st;
@@ -820,7 +919,9 @@ static ijob *new_job(iapi *ia, const http_req *rq, http_conn *c, bool native, bo
     if (j && !jb) snprintf(e.msg, sizeof e.msg, "out of memory");
     if (jb) {
         jb->ia = ia, jb->c = c, jb->sse = native, jb->img2img = img2img, jb->refs = 1;
-        if (!parse_txt2img(ia, j, native, &jb->rq, &e)) {
+        bool init = img2img || (native && json_object_get(j, "init_images"));
+        jb->img2img = init;
+        if (!parse_txt2img(ia, j, native, &jb->rq, &e) || (init && !parse_img2img(j, &jb->rq, &e))) {
             ireq_free(&jb->rq);
             mem_free(jb);
             jb = NULL;
@@ -869,7 +970,7 @@ static const char *scheduler_label(const ireq *r) { return r->karras ? "Karras" 
 static void respond_images(iapi *ia, ijob *jb, json_t *body) {
     const ireq *r = &jb->rq;
     json_t *images = json_array(), *seeds = json_array(), *texts = json_array(), *cached = json_array();
-    json_t *prompts = json_array(), *negs = json_array();
+    json_t *prompts = json_array(), *negs = json_array(), *subseeds = json_array();
     for (int i = 0; i < r->n_images; i++) {
         const iimage *im = &jb->img[i];
         if (!im->ready) continue;
@@ -880,6 +981,7 @@ static void respond_images(iapi *ia, ijob *jb, json_t *body) {
         json_array_append_new(cached, json_boolean(im->cached));
         json_array_append_new(prompts, json_string(r->prompt));
         json_array_append_new(negs, json_string(r->negative));
+        json_array_append_new(subseeds, json_integer((json_int_t)(r->subseed + (uint64_t)i)));
         mem_free(info);
     }
     time_t now = time(NULL);
@@ -896,6 +998,10 @@ static void respond_images(iapi *ia, ijob *jb, json_t *body) {
                              ia->sha, "clip_skip", r->clip_skip + 1, "index_of_first_image", 0, "infotexts", texts,
                              "job_timestamp", stamp, "version", "simularity " SIM_VERSION_STRING, "cached", cached,
                              "interrupted", jb->status == SIM_ERR_ABORTED);
+    json_object_set_new(info, "subseed", json_integer((json_int_t)r->subseed));
+    json_object_set_new(info, "all_subseeds", subseeds);
+    json_object_set_new(info, "subseed_strength", json_real(r->subseed_strength));
+    json_object_set_new(info, "denoising_strength", r->init ? json_real(r->strength) : json_null());
     char *info_text = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
     // The parameters: the request as given, with what was used where it said nothing.
@@ -910,6 +1016,16 @@ static void respond_images(iapi *ia, ijob *jb, json_t *body) {
     json_object_set_new(body, "height", json_integer(r->height));
     json_object_set_new(body, "batch_size", json_integer(r->batch_size));
     json_object_set_new(body, "n_iter", json_integer(r->n_iter));
+    json_object_set_new(body, "subseed", json_integer(r->subseed_asked));
+    json_object_set_new(body, "subseed_strength", json_real(r->subseed_strength));
+    if (r->init) { // the pictures are not sent back (the web UI's default)
+        json_object_set_new(body, "init_images", json_null());
+        json_object_set_new(body, "mask", json_null());
+        json_object_set_new(body, "denoising_strength", json_real(r->strength));
+        json_object_set_new(body, "resize_mode", json_integer(r->resize_mode));
+        json_object_set_new(body, "mask_blur", json_integer(r->mask_blur));
+        json_object_set_new(body, "inpainting_mask_invert", json_integer(r->invert));
+    }
     json_t *out = info_text ? json_pack("{s:o, s:O, s:s}", "images", images, "parameters", body, "info", info_text) : NULL;
     if (!out) json_decref(images);
     free(info_text);
@@ -951,6 +1067,7 @@ static void h_generate(iapi *ia, const http_req *rq, http_conn *c, bool img2img)
 }
 
 static void h_txt2img(void *ud, const http_req *rq, http_conn *c) { h_generate(ud, rq, c, false); }
+static void h_img2img(void *ud, const http_req *rq, http_conn *c) { h_generate(ud, rq, c, true); }
 
 // --- the native stream ---
 
@@ -1247,6 +1364,7 @@ void iapi_free(iapi *ia) {
 int iapi_routes(iapi *ia, http_route *out) {
     const http_route r[] = {
         {"POST", "/sdapi/v1/txt2img", h_txt2img, ia, false, false},
+        {"POST", "/sdapi/v1/img2img", h_img2img, ia, false, false},
         {"GET", "/sdapi/v1/sd-models", h_models, ia, false, false},
         {"GET", "/sdapi/v1/samplers", h_samplers, ia, false, false},
         {"GET", "/sdapi/v1/schedulers", h_schedulers, ia, false, false},

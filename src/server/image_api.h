@@ -23,7 +23,7 @@
 // the server's usual shape ({"error": {"message", ...}}, http.h), or as an
 // `error` event once streaming. Unknown fields are ignored, as the web UI
 // does; features it has and this engine lacks (restore_faces, tiling,
-// enable_hr, subseeds) are refused when asked for.
+// enable_hr, latent upscale) are refused when asked for.
 //
 // Jobs: one worker thread runs them one at a time, first in first out, on
 // its own thread pool (cfg.n_threads), so text requests keep being served.
@@ -59,7 +59,7 @@
 
 #include "server/http.h"
 
-#define IAPI_N_ROUTES 8
+#define IAPI_N_ROUTES 9
 #define IAPI_MEM_CACHE_BYTES ((size_t)64 << 20)
 #define IAPI_MAX_IMAGES 16 // batch_size × n_iter of one request
 #define IAPI_MAX_STEPS 150

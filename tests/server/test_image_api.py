@@ -78,6 +78,27 @@ def png_decode(data):
     return w, h, ch, bytes(out), texts
 
 
+def png_encode(w, h, pix, ch=3):
+    """An RGB (or RGBA) 8-bit PNG of pix, rows unfiltered."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    rows = b"".join(b"\0" + bytes(pix[y * w * ch:(y + 1) * w * ch]) for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if ch == 3 else 6, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def b64png(w, h, fn, ch=3):
+    return base64.b64encode(png_encode(w, h, [fn(x, y, c) for y in range(h) for x in range(w) for c in range(ch)], ch)).decode()
+
+
+def pixels(b64):
+    return png_decode(base64.b64decode(b64))[3]
+
+
+def max_diff(a, b):
+    return max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) else 999
+
+
 def post(s, path, body, raw=None, timeout=300):
     return s.request("POST", path, body, raw=raw, timeout=timeout)
 
@@ -193,7 +214,7 @@ def test_bad_requests(s):
         ({"batch_size": 8, "n_iter": 3}, None, "\"batch_size\" × \"n_iter\" must be at most 16 images, got 24"),
         ({"restore_faces": True}, None, "\"restore_faces\": face restoration is not supported"),
         ({"enable_hr": "yes"}, None, "\"enable_hr\" must be true or false, got a string"),
-        ({"subseed_strength": 0.5}, None, "\"subseed_strength\": variation seeds are not supported"),
+        ({"subseed_strength": 1.5}, None, "\"subseed_strength\" must be 0..1, got 1.5"),
         ({"override_settings": {"CLIP_stop_at_last_layers": 9}}, None,
          "override_settings.\"CLIP_stop_at_last_layers\" must be 1..2, got 9"),
         ({"override_settings": 5}, None, "\"override_settings\" must be an object, got a number"),
@@ -269,6 +290,95 @@ def test_native_stream(s):
     else:
         check("native_equals_sdapi", False, "no image event")
     check("native_done", ev and ev[-1][1]["images"] == 1 and ev[-1][1]["interrupted"] is False, f"{ev[-1:]}")
+
+
+def test_img2img(s):
+    init = b64png(16, 16, lambda x, y, c: (x * 16 + y * 5 + c * 70) % 256)
+    base = {"prompt": "a harbour", "seed": 31, "steps": 4, "width": 16, "height": 16, "sampler_name": "DDIM",
+            "init_images": [init], "mask_blur": 0}
+    img = lambda **kw: post(s, "/sdapi/v1/img2img", dict(base, **kw))  # noqa: E731
+    # strength 1 starts from pure noise: the txt2img image
+    st, j, text, _ = img(denoising_strength=1.0)
+    st2, t = txt2img(s, **{k: v for k, v in base.items() if k not in ("init_images", "mask_blur")})
+    info = json.loads(j["info"]) if st == 200 else {}
+    check("img2img_strength1_is_txt2img", st == 200 and st2 == 200 and pixels(j["images"][0]) == pixels(t["images"][0]) and
+          info["denoising_strength"] == 1.0 and "Denoising strength: 1," in info["infotexts"][0] and
+          j["parameters"]["init_images"] is None, f"{st} {text[:300]}")
+    # strength 0 gives the picture through the VAE; a black mask (nothing repainted)
+    # gives it too whatever the strength, and so does an inverted white mask
+    st, j0, text, _ = img(denoising_strength=0.0)
+    black = b64png(16, 16, lambda x, y, c: 0)
+    white = b64png(16, 16, lambda x, y, c: 255)
+    st1, j1, _, _ = img(denoising_strength=0.75, mask=black)
+    st2, j2, _, _ = img(denoising_strength=0.75, mask=white, inpainting_mask_invert=1)
+    p0 = pixels(j0["images"][0]) if st == 200 else b""
+    check("img2img_strength0_differs_from_noise", st == 200 and p0 != pixels(t["images"][0]), f"{st} {text[:200]}")
+    check("inpaint_black_mask_keeps", st1 == 200 and max_diff(pixels(j1["images"][0]), p0) <= 1,
+          f"{st1} {max_diff(pixels(j1['images'][0]), p0) if st1 == 200 else j1}")
+    check("inpaint_invert", st2 == 200 and max_diff(pixels(j2["images"][0]), p0) <= 1 and
+          json.loads(j2["info"])["cached"] == [False], f"{st2}")
+    # a white mask repaints everything: at strength 1 the txt2img image
+    st3, j3, _, _ = img(denoising_strength=1.0, mask=white)
+    check("inpaint_white_mask_repaints", st3 == 200 and pixels(j3["images"][0]) == pixels(t["images"][0]), f"{st3}")
+    # a half mask repaints only part of it (kept latents are exact, but the VAE's
+    # attention spreads every latent over all pixels, so compare whole images)
+    half = b64png(16, 16, lambda x, y, c: 255 if x >= 8 else 0)
+    st4, j4, _, _ = img(denoising_strength=1.0, mask=half)
+    p4 = pixels(j4["images"][0]) if st4 == 200 else b""
+    check("inpaint_half_mask", st4 == 200 and p4 not in (p0, pixels(t["images"][0])), f"{st4}")
+    # resize modes: a wide picture is stretched, cropped or filled differently
+    wide = b64png(32, 16, lambda x, y, c: (x * 8 + y * 3 + c * 50) % 256)
+    outs = [img(init_images=[wide], denoising_strength=0.0, resize_mode=m) for m in (0, 1, 2)]
+    check("img2img_resize_modes", all(o[0] == 200 for o in outs) and len({o[1]["images"][0] for o in outs}) == 3,
+          f"{[o[0] for o in outs]}")
+    # a data: URL is accepted; the cache knows the picture
+    st5, j5, _, _ = img(init_images=["data:image/png;base64," + init], denoising_strength=0.0)
+    check("img2img_data_url_cached", st5 == 200 and json.loads(j5["info"])["cached"] == [True] and
+          j5["images"] == j0["images"], f"{st5}")
+    other = b64png(16, 16, lambda x, y, c: (x * 16 + y * 5 + c * 70 + 1) % 256)
+    st6, j6, _, _ = img(init_images=[other], denoising_strength=0.0)
+    check("img2img_other_picture_miss", st6 == 200 and json.loads(j6["info"])["cached"] == [False], f"{st6}")
+    # the native route takes the same fields
+    c, r = sse_open(s, dict(base, denoising_strength=0.5, seed=32))
+    ev = list(sse_blocks(r)) if r.status == 200 else []
+    c.close()
+    names = [e[0] for e in ev]
+    check("img2img_native", r.status == 200 and names[:2] == ["queued", "start"] and names.count("step") == 2 and
+          names[-2:] == ["image", "done"] and "Denoising strength: 0.5" in ev[-2][1]["parameters"], f"{names}")
+    for extra, frag in [({"init_images": None}, "\"init_images\" must be an array of one base64 PNG image, got nothing"),
+                        ({"init_images": [init, init]}, "must be an array of one base64 PNG image, got another count"),
+                        ({"init_images": ["ab!c"]}, "\"init_images\"[0]: not a base64 PNG image: invalid base64: byte 0x21"),
+                        ({"init_images": [base64.b64encode(b"GIF89a....").decode()]}, "\"init_images\"[0]: not a base64 PNG"),
+                        ({"init_images": [init[:40]]}, "\"init_images\"[0]: not a base64 PNG image"),
+                        ({"init_images": [7]}, "\"init_images\"[0] must be a base64 PNG string, got a number"),
+                        ({"mask": "%%%"}, "\"mask\": not a base64 PNG image: invalid base64"),
+                        ({"denoising_strength": 1.5}, "\"denoising_strength\" must be 0..1, got 1.5"),
+                        ({"resize_mode": 3}, "\"resize_mode\": 3 (latent upscale) is not supported"),
+                        ({"inpainting_mask_invert": 2}, "\"inpainting_mask_invert\" must be 0..1, got 2")]:
+        body = dict(base, **extra)
+        if extra.get("init_images", 0) is None:
+            del body["init_images"]
+        st, j, text, _ = post(s, "/sdapi/v1/img2img", body)
+        check(f"img2img_bad[{json.dumps(extra)[:40]}]", st == 400 and frag in j.get("detail", ""), f"{st} {text[:300]}")
+
+
+def test_variations(s):
+    base = {"prompt": "a kite", "seed": 50, "steps": 3, "width": 16, "height": 16, "sampler_name": "DDIM"}
+    st, j = txt2img(s, **base)
+    # strength 0: the subseed changes nothing, not even the cache key
+    st1, j1 = txt2img(s, **dict(base, subseed=9, subseed_strength=0))
+    check("variation_zero_ignored", st == st1 == 200 and json.loads(j1["info"])["cached"] == [True] and
+          j1["images"] == j["images"], f"{st1}")
+    # strength 1: the subseed's noise, i.e. that seed's image (DDIM adds no noise of its own)
+    st2, j2 = txt2img(s, **dict(base, subseed=77, subseed_strength=1.0))
+    st3, j3 = txt2img(s, **dict(base, seed=77))
+    info = json.loads(j2["info"]) if st2 == 200 else {}
+    check("variation_full_is_subseed", st2 == st3 == 200 and pixels(j2["images"][0]) == pixels(j3["images"][0]) and
+          info["all_subseeds"] == [77] and "Variation seed: 77, Variation seed strength: 1" in info["infotexts"][0], f"{info}")
+    st4, j4 = txt2img(s, **dict(base, subseed=77, subseed_strength=0.5, batch_size=2))
+    info = json.loads(j4["info"]) if st4 == 200 else {}
+    check("variation_half", st4 == 200 and info["all_subseeds"] == [77, 78] and
+          pixels(j4["images"][0]) not in (pixels(j["images"][0]), pixels(j3["images"][0])), f"{info}")
 
 
 def wait_running(s, timeout=60):
@@ -433,6 +543,8 @@ def main():
         test_bad_requests(s)
         test_cache_memory(s)
         test_native_stream(s)
+        test_img2img(s)
+        test_variations(s)
         test_progress_interrupt_text(s, text_model)
     finally:
         code = s.stop()
