@@ -8,7 +8,8 @@
 //
 // A set is 1 + outfits + expressions images, all with ONE seed (so the
 // figure stays the same): the body (the base prompt), each outfit (base +
-// outfit text), each expression (base + expression text), every prompt
+// outfit text), each expression (base + expression text, inpainted onto
+// the body's head box at --strength unless --no-inpaint), every prompt
 // ending with "plain green background" (or white; nothing with --color
 // auto). Each image is keyed (the background colour detected from its
 // borders), trimmed, and the set is put on one canvas with a common
@@ -52,6 +53,7 @@
 
 #define SPRITE_MAX_VARIANTS 64 // outfits (or expressions) in one set
 #define SPRITE_MAX_STEPS 1000
+#define SPRITE_MASK_BLUR 4.0f  // pixels (σ): the edge of the head mask, softened
 
 typedef enum spr_kind { SPR_BODY, SPR_OUTFIT, SPR_EXPRESSION, SPR_BACKGROUND } spr_kind;
 static const char *const KIND_NAME[] = {"body", "outfit", "expression", "background"};
@@ -73,9 +75,9 @@ typedef struct spr_image {
 typedef struct spr_args {
     const char *dir, *model, *base, *outfits, *expressions, *body, *negative, *sampler, *color, *sheet, *background, *prompt;
     int steps, width, height, threads, margin;
-    float cfg, tolerance, softness, head;
+    float cfg, tolerance, softness, head, strength;
     uint64_t seed;
-    bool dry_run;
+    bool dry_run, no_inpaint;
 } spr_args;
 
 typedef struct spr_set {
@@ -182,6 +184,9 @@ static bool check_layers(const spr_set *s, json_t *ch, const char *cid, const ch
 
 // --- generation ------------------------------------------------------------------------------
 
+// The head box: the top `head` fraction of the content box c, full width.
+static key_box head_box(key_box c, float head) { return (key_box){c.x, c.y, c.w, MAX(1, (int)lrintf(c.h * head))}; }
+
 // (3, H, W) floats in about [-1, 1] to (H, W, 4) opaque bytes.
 static void to_rgba(const float *img, int w, int h, uint8_t *out) {
     size_t plane = (size_t)w * h;
@@ -199,14 +204,17 @@ static bool generate(spr_set *s, const spr_args *a, int sampler) {
     sim_err err;
     sd_model *m = NULL;
     pool *pl = NULL;
-    float *img = NULL;
+    float *img = NULL, *body = NULL, *mask = NULL; // body: (3, H, W) as generated; mask: (H, W), 1 on its head box
+    size_t npx = (size_t)a->width * a->height;
     bool ok = false;
     if (sd_load(&m, a->model, &err) != SIM_OK) {
         cli_fail("sprite: --model: %s", err.msg);
         goto done;
     }
-    img = mem_alloc((size_t)3 * a->width * a->height * sizeof *img);
-    if (!img || pool_new(&pl, a->threads ? a->threads : (int)sysconf(_SC_NPROCESSORS_ONLN), &err) != SIM_OK) {
+    img = mem_alloc(3 * npx * sizeof *img);
+    bool inpaint = !a->no_inpaint && s->n_expressions > 0;
+    if (inpaint) body = mem_alloc(3 * npx * sizeof *body), mask = mem_calloc(npx, sizeof *mask);
+    if (!img || (inpaint && (!body || !mask)) || pool_new(&pl, a->threads ? a->threads : (int)sysconf(_SC_NPROCESSORS_ONLN), &err) != SIM_OK) {
         cli_fail("sprite: out of memory for a %dx%d image", a->width, a->height);
         goto done;
     }
@@ -218,6 +226,8 @@ static bool generate(spr_set *s, const spr_args *a, int sampler) {
         sd_params p = sd_defaults();
         p.prompt = im->prompt, p.negative = a->negative, p.width = a->width, p.height = a->height, p.steps = a->steps;
         p.cfg = a->cfg, p.sampler = (dsamp_kind)sampler, p.seed = a->seed;
+        if (inpaint && im->kind == SPR_EXPRESSION) // repaint the body's head
+            p.init_image = body, p.strength = a->strength, p.mask = mask, p.mask_blur = SPRITE_MASK_BLUR;
         uint64_t t0 = time_ns();
         if (sd_generate(m, &oc, &p, img, NULL, &err) != SIM_OK) {
             cli_fail("sprite: %s '%s': %s", KIND_NAME[im->kind], im->id, err.msg);
@@ -242,6 +252,12 @@ static bool generate(spr_set *s, const spr_args *a, int sampler) {
                          im->id, used[0], used[1], used[2]);
                 goto done;
             }
+            if (inpaint && im->kind == SPR_BODY) {
+                memcpy(body, img, 3 * npx * sizeof *body);
+                key_box hb = head_box(b, a->head);
+                for (int y = hb.y; y < hb.y + hb.h; y++)
+                    for (int x = hb.x; x < hb.x + hb.w; x++) mask[(size_t)y * a->width + x] = 1;
+            }
             if (key_crop(rgba, im->w, im->h, b, &im->rgba, &err) != SIM_OK) {
                 im->rgba = rgba; // freed with the set
                 cli_fail("sprite: %s", err.msg);
@@ -256,7 +272,7 @@ static bool generate(spr_set *s, const spr_args *a, int sampler) {
 done:
     sd_free(m);
     pool_free(pl);
-    mem_free(img);
+    mem_free(img), mem_free(body), mem_free(mask);
     return ok;
 }
 
@@ -279,7 +295,7 @@ static bool compose(spr_set *s, const spr_args *a, int sampler) {
         const spr_image *body = &s->im[0];
         key_box cb, hb;
         if (!key_bbox(body->rgba, body->w, body->h, 0, &cb)) return cli_fail("sprite: the body image is empty"), false;
-        hb = (key_box){cb.x, cb.y, cb.w, MAX(1, (int)lrintf(cb.h * a->head))};
+        hb = head_box(cb, a->head);
         for (int i = 0; i < n; i++) {
             spr_image *im = &s->im[i];
             if (im->kind != SPR_EXPRESSION) continue;
@@ -292,10 +308,12 @@ static bool compose(spr_set *s, const spr_args *a, int sampler) {
     }
     for (int i = 0; i < n; i++) {
         spr_image *im = &s->im[i];
-        char params[8192];
-        snprintf(params, sizeof params, "%s\nNegative prompt: %s\nSteps: %d, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, "
+        char params[8192], inp[80] = "";
+        if (im->kind == SPR_EXPRESSION && !a->no_inpaint)
+            snprintf(inp, sizeof inp, ", Denoising strength: %g, Inpainted: the body's head", a->strength);
+        snprintf(params, sizeof params, "%s\nNegative prompt: %s\nSteps: %d, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %dx%d%s, "
                  "Model: %s, Engine: simularity sprite", im->prompt, a->negative, a->steps, dsamp_name((dsamp_kind)sampler), a->cfg,
-                 (unsigned long long)a->seed, a->width, a->height, cli_basename(a->model));
+                 (unsigned long long)a->seed, a->width, a->height, inp, cli_basename(a->model));
         png_text t = {"parameters", params};
         if (im->kind == SPR_BACKGROUND) { // opaque: RGB
             for (size_t p = 0; p < (size_t)im->w * im->h; p++) memmove(im->rgba + p * 3, im->rgba + p * 4, 3);
@@ -454,7 +472,7 @@ static bool open_scenario(spr_set *s, const char *dir) {
 
 int cmd_sprite(int argc, char **argv) {
     spr_args a = {.negative = "", .sampler = "ddim", .color = "green", .steps = 20, .margin = 4, .cfg = 7.5f,
-                  .tolerance = key_defaults().tolerance, .softness = key_defaults().softness, .head = 0.25f};
+                  .tolerance = key_defaults().tolerance, .softness = key_defaults().softness, .head = 0.25f, .strength = 0.75f};
     cli_opt opts[] = {
         {"--scenario", OPT_STR, &a.dir, "the scenario folder to write into"},
         {"-m|--model", OPT_STR, &a.model, "a diffusers folder (Stable Diffusion)"},
@@ -476,6 +494,8 @@ int cmd_sprite(int argc, char **argv) {
         {"--softness", OPT_FLOAT, &a.softness, "key: width of the soft edge [60]"},
         {"--margin", OPT_INT, &a.margin, "transparent pixels around the set's canvas [4]"},
         {"--head", OPT_FLOAT, &a.head, "the expressions' layer: this top fraction of the body [0.25]"},
+        {"--strength", OPT_FLOAT, &a.strength, "how much of the body's head the expressions repaint, 0..1 [0.75]"},
+        {"--no-inpaint", OPT_FLAG, &a.no_inpaint, "draw each expression as a whole new image (like the outfits)"},
         {"--sheet", OPT_STR, &a.sheet, "also write a contact sheet PNG (outfits x expressions)"},
         {"--dry-run", OPT_FLAG, &a.dry_run, "print the images, prompts and files; generate and write nothing"},
         {"-t|--threads", OPT_INT, &a.threads, "threads (0: all CPUs)"},
@@ -512,6 +532,7 @@ int cmd_sprite(int argc, char **argv) {
         return cli_fail("sprite: --tolerance must be 0..441 and --softness more than 0 (up to 441)");
     if (a.margin < 0 || a.margin > 4096) return cli_fail("sprite: --margin must be 0..4096");
     if (!(a.head > 0 && a.head <= 1)) return cli_fail("sprite: --head must be a fraction in (0, 1]");
+    if (!(a.strength > 0 && a.strength <= 1)) return cli_fail("sprite: --strength must be in (0, 1]");
     if (a.threads < 0) return cli_fail("sprite: --threads must not be negative");
     if (strcmp(a.color, "green") != 0 && strcmp(a.color, "white") != 0 && strcmp(a.color, "auto") != 0)
         return cli_fail("sprite: --color '%s' is not green, white or auto", a.color);
@@ -569,8 +590,9 @@ int cmd_sprite(int argc, char **argv) {
         }
     if (a.dry_run) {
         for (int i = 0; i < s.n; i++)
-            printf("%-10s %-20s %s/%s  seed %llu  \"%s\"\n", KIND_NAME[s.im[i].kind], s.im[i].id, a.dir, s.im[i].path,
-                   (unsigned long long)a.seed, s.im[i].prompt);
+            printf("%-10s %-20s %s/%s  seed %llu  \"%s\"%s\n", KIND_NAME[s.im[i].kind], s.im[i].id, a.dir, s.im[i].path,
+                   (unsigned long long)a.seed, s.im[i].prompt,
+                   s.im[i].kind == SPR_EXPRESSION && !a.no_inpaint ? "  (inpainted on the body's head)" : "");
         rc = 0;
         goto done;
     }

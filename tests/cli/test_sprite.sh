@@ -40,7 +40,20 @@ expect_error bg_no_prompt "--background needs the picture's --prompt" $BIN sprit
 expect_error new_body_orphans "character 'edda': the outfit 'oilskin' would have no layer for the new body 'default'" \
     $BIN sprite edda --body default --scenario "$D" -m "$MODEL" $SET
 unchanged new_body_orphans
-cp "$D/manifest.json" "$T/broken.json"
+# A character with two bodies: a set for one of them cannot add variants (they would lack a layer for the other).
+python3 - "$D/manifest.json" "$T/two.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+t = [c for c in m['characters'] if c['id'] == 'tobin'][0]
+t['bodies'].append({'id': 'sitting', 'image': t['bodies'][0]['image']})
+for v in t['outfits'] + t['expressions']: v['layers']['sitting'] = v['layers'][t['bodies'][0]['id']]
+json.dump(m, open(sys.argv[2], 'w'), indent=2)
+PY
+cp "$T/two.json" "$D/manifest.json"
+expect_error new_variant_other_body "character 'tobin': the new expression 'grinning' would have no layer for the body 'sitting'" \
+    $BIN sprite tobin --scenario "$D" -m "$MODEL" --base a --outfits workshirt --expressions grinning
+cmp -s "$D/manifest.json" "$T/two.json" && ok new_variant_other_body_unchanged || bad new_variant_other_body_unchanged
+cp "$T/orig.json" "$D/manifest.json"
 sed 's/"id": "edda"/"id": "Edda"/' "$T/orig.json" >"$D/manifest.json"
 expect_error invalid_pack "problems, the first: characters\[0\].id" $BIN sprite mira --scenario "$D" -m "$MODEL" $SET
 cp "$T/orig.json" "$D/manifest.json"
@@ -51,7 +64,8 @@ $BIN sprite mira --scenario "$D" -m "$T/nomodel" --base "a girl" --outfits '{cas
 if [ $rc -eq 0 ] && [ "$(wc -l <"$T/plan")" -eq 6 ] &&
    grep -q "^body  *default  *$D/sprites/mira/default.png  seed 7  \"a girl, plain green background\"" "$T/plan" &&
    grep -q "^outfit  *long-coat  *$D/sprites/mira/default.outfit.long-coat.png  seed 7  \"a girl, long coat, plain green background\"" "$T/plan" &&
-   grep -q "^expression  *happy-2  *$D/sprites/mira/default.expression.happy-2.png" "$T/plan" && [ ! -e "$D/sprites/mira" ]; then
+   grep -q "^expression  *happy-2  *$D/sprites/mira/default.expression.happy-2.png  seed 7  \"a girl, happy, plain green background\"  (inpainted on the body's head)$" "$T/plan" &&
+   [ ! -e "$D/sprites/mira" ]; then
     ok dry_run; else bad dry_run "exit $rc: $(cat "$T/plan" "$T/err")"; fi
 unchanged dry_run
 
@@ -171,7 +185,7 @@ $BIN sprite mira $GEN --steps 1 --sheet "$T/s.png" >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 1 ] && [ ! -s "$T/out" ] && tail -n 1 "$T/err" | grep -q "^simularity: sprite: --sheet: $T/s.png: " && ok sheet_unwritable ||
     bad sheet_unwritable "exit $rc: $(cat "$T/err")"
 unchanged sheet_unwritable
-expect_error key_fails "body 'default': key: no flat background" $BIN sprite mira $GEN --tolerance 5
+expect_error key_fails "body 'default': key: no flat background" $BIN sprite mira $GEN --steps 1 --tolerance 5
 unchanged key_fails
 
 # An existing character: edda's expression 'happy' gets a new layer (its name kept), 'excited' is added,
@@ -189,6 +203,15 @@ assert x['happy']['name'] == {'en-US': 'Happy'} and x['happy']['layers']['standi
 assert x['neutral']['layers']['standing']['path'] == 'sprites/edda/face-neutral.svg'
 assert x['excited']['name'] == {'en-US': 'excited'}
 PY
+
+# Expressions are inpainted on the body's head (the parameters say so); --no-inpaint draws them from text.
+grep -aq "Denoising strength: 0.75, Inpainted: the body's head" "$D/sprites/mira/default.expression.happy.png" &&
+    ! grep -aq "Denoising" "$D/sprites/mira/default.outfit.casual.png" && ok expressions_inpainted || bad expressions_inpainted
+cp "$D/sprites/mira/default.expression.sad.png" "$T/sad_inpainted.png"
+$BIN sprite mira $GEN --no-inpaint >/dev/null 2>&1 && $BIN check "$D" >/dev/null 2>&1 &&
+    ! grep -aq "Denoising" "$D/sprites/mira/default.expression.sad.png" && ! cmp -s "$D/sprites/mira/default.expression.sad.png" "$T/sad_inpainted.png" &&
+    ok no_inpaint || bad no_inpaint
+expect_error bad_strength "--strength must be in (0, 1]" $BIN sprite mira $GEN --strength 0
 
 # --- backgrounds ----------------------------------------------------------------------------------------
 $BIN sprite --background harbour-dusk --scenario "$D" -m "$MODEL" -p "a harbour at dusk" -W 96 -H 64 --steps 1 >"$T/out" 2>"$T/err"; rc=$?
