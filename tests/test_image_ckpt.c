@@ -551,10 +551,11 @@ static void test_refusals(void) {
 
 // --- GGUF U-Nets ---------------------------------------------------------------------------------
 
-// micro-sd15's U-Net as a stable-diffusion.cpp style GGUF (LDM names): 2-D
-// weights in `mat` (Q8_0 or F16), convs F16, the rest F32. Returns the bytes
-// written to path (0 on failure).
-static size_t write_gguf_unet(const folder *fo, const char *path, tt_type mat) {
+// micro-sd15's U-Net as a stable-diffusion.cpp style GGUF (LDM names, or
+// without their "model.diffusion_model." prefix when bare): 2-D weights in
+// `mat` (Q8_0 or F16), convs F16, the rest F32. Returns the bytes written to
+// path (0 on failure).
+static size_t write_gguf(const folder *fo, const char *path, tt_type mat, bool bare) {
     static writer w;
     w.n = 0, g_np = 0;
     unet_pairs(&fo->p.unet);
@@ -574,7 +575,8 @@ static size_t write_gguf_unet(const folder *fo, const char *path, tt_type mat) {
         for (int64_t r = 0; ok && r < n / ne[0]; r++)
             tt_get(t)->from_float(x + r * ne[0], (uint8_t *)bufs[i] + (size_t)r * tt_row_size(t, ne[0]), ne[0]);
         free(x);
-        ok = ok && gguf_writer_add_tensor(gw, e->name, t, e->n_dims, ne, bufs[i], &err) == SIM_OK;
+        const char *name = bare ? e->name + strlen("model.diffusion_model.") : e->name;
+        ok = ok && gguf_writer_add_tensor(gw, name, t, e->n_dims, ne, bufs[i], &err) == SIM_OK;
     }
     ok = ok && gguf_writer_write(gw, path, &err) == SIM_OK;
     CHECK_MSG(ok, "%s", err.msg);
@@ -621,11 +623,15 @@ static void test_gguf_unet(void) {
     if (!open_folder(&fo, dir)) return;
     snprintf(path, sizeof path, "%s/unet-f16.gguf", g_tmp);
     // F16 everywhere: weights rounded to 11 bits (relative 2^-12) move the output by ~1e-3 of its range.
-    if (write_gguf_unet(&fo, path, TT_F16) && gguf_eps(path, &fo.p, eps)) test_compare_rel("GGUF F16 U-Net vs golden", eps, ref, 256, 3e-3);
+    static float bare[256];
+    if (write_gguf(&fo, path, TT_F16, false) && gguf_eps(path, &fo.p, eps)) test_compare_rel("GGUF F16 U-Net vs golden", eps, ref, 256, 3e-3);
+    // The same tensors without the LDM prefix give the same output.
+    snprintf(path, sizeof path, "%s/unet-bare.gguf", g_tmp);
+    if (write_gguf(&fo, path, TT_F16, true) && gguf_eps(path, &fo.p, bare)) CHECK(memcmp(bare, eps, sizeof eps) == 0);
     // Q8_0 matrices: each weight within half a step of its block's max/127 (~0.4% of the block's
     // largest), a random-walk error over the U-Net's ~20 matrices in a row: allow 3% of the range.
     snprintf(path, sizeof path, "%s/unet-q8_0.gguf", g_tmp);
-    size_t size = write_gguf_unet(&fo, path, TT_Q8_0);
+    size_t size = write_gguf(&fo, path, TT_Q8_0, false);
     if (size && gguf_eps(path, &fo.p, eps)) {
         double rel = test_compare_rel("GGUF Q8_0 U-Net vs golden", eps, ref, 256, 3e-2);
         CHECK(rel > 0); // quantized: not the exact weights
@@ -672,7 +678,7 @@ static void test_alloc_failures(void) {
     if (!open_folder(&fo, dir)) return;
     snprintf(st_path, sizeof st_path, "%s/alloc.safetensors", g_tmp);
     snprintf(gg_path, sizeof gg_path, "%s/alloc.gguf", g_tmp);
-    bool ok = write_single(&fo, st_path, false) && write_gguf_unet(&fo, gg_path, TT_Q8_0) > 0;
+    bool ok = write_single(&fo, st_path, false) && write_gguf(&fo, gg_path, TT_Q8_0, false) > 0;
     for (int which = 0; ok && which < 2; which++) {
         bool done = false;
         for (long k = 0; k < 400 && !done; k++) {
