@@ -249,7 +249,7 @@ static void test_other_families(void) {
         {"{\"_class_name\":\"SD3Transformer2DModel\"}", "looks like a diffusion transformer"},
         {"{" UNET_OK ",\"attention_head_dim\":2,\"transformer_layers_per_block\":2}", "'transformer_layers_per_block' = 2: looks like SDXL"},
         {"{" UNET_OK ",\"attention_head_dim\":2,\"cross_attention_dim\":2048}", "'cross_attention_dim' = 2048: looks like SDXL"},
-        {"{" UNET_OK ",\"attention_head_dim\":2,\"in_channels\":9}", "'in_channels' = 9: looks like an SD inpainting U-Net"},
+        {"{" UNET_OK ",\"attention_head_dim\":2,\"in_channels\":9,\"out_channels\":3}", "'in_channels' = 9: looks like an SD inpainting U-Net"},
         {"{" UNET_OK ",\"attention_head_dim\":2,\"in_channels\":8}", "looks like InstructPix2Pix"},
         {"{" UNET_OK ",\"attention_head_dim\":2,\"in_channels\":7,\"num_class_embeds\":1000}", "'num_class_embeds' = 1000: looks like the SD x4 upscaler"},
         {"{" UNET_OK ",\"attention_head_dim\":2,\"class_embed_type\":\"projection\"}", "looks like Stable unCLIP"},

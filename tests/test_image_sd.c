@@ -11,7 +11,9 @@
 #include "image/diffusers.h"
 #include "image/sd.h"
 #include "image/sdwrite.h"
+#include "image/stwrite.h"
 #include "image/taesd.h"
+#include "image/unet.h"
 #include "image/vae.h"
 #include "test.h"
 
@@ -241,7 +243,10 @@ static void fixture_close(fixture *fx) {
 // the last 2 steps of txt2img from the init latent noised to t = 499.
 static void test_img2img(void) {
     fixture fx;
-    if (!fixture_open(&fx)) return fixture_close(&fx);
+    if (!fixture_open(&fx)) {
+        fixture_close(&fx);
+        return;
+    }
     sim_err err = {0};
     static float a[768], b[768], la[256], lb[256], want[768], x[256];
     sd_params p = sd_defaults();
@@ -285,7 +290,10 @@ static void test_img2img(void) {
 // soft mask m gives m·(the unmasked result) + (1 - m)·init after one step.
 static void test_inpaint(void) {
     fixture fx;
-    if (!fixture_open(&fx)) return fixture_close(&fx);
+    if (!fixture_open(&fx)) {
+        fixture_close(&fx);
+        return;
+    }
     sim_err err = {0};
     static float a[768], la[256], lb[256], mask[256];
     for (int y = 0; y < 16; y++)
@@ -324,6 +332,175 @@ static void test_inpaint(void) {
     fixture_close(&fx);
 }
 
+// The micro-sd15 U-Net widened to 9 input channels: conv_in's first 4 input
+// channels are the original ones, the 5 new ones small fixed values.
+static sim_status widen_fill(void *ud, int i, float *out, sim_err *err) {
+    const st_file *f = ud;
+    const st_tensor *t = &f->tensors[i];
+    if (strcmp(t->name, "conv_in.weight") != 0) return st_read_f32(f, t->name, NULL, 0, out, err);
+    int64_t co = t->shape[0];
+    static float w[32 * 4 * 9];
+    if (t->n_elem > (int64_t)ARRAY_LEN(w)) return err_set(err, SIM_ERR_RANGE, "conv_in is larger than the test expects");
+    sim_status st = st_read_f32(f, t->name, NULL, 0, w, err);
+    for (int64_t o = 0; o < co && st == SIM_OK; o++)
+        for (int c = 0; c < 9; c++)
+            for (int k = 0; k < 9; k++)
+                out[(o * 9 + c) * 9 + k] = c < 4 ? w[(o * 4 + c) * 9 + k] : 0.05f * sinf((float)(o * 81 + c * 9 + k));
+    return st;
+}
+
+static bool make_inpaint_model(const char *src, const char *dst) {
+    char cmd[2600], path[1300];
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dst);
+    if (system(cmd) != 0) return false;
+    sim_err err = {0};
+    char *cfg = NULL;
+    size_t len;
+    snprintf(path, sizeof path, "%s/unet/config.json", dst);
+    if (file_read_all(path, 1 << 20, &cfg, &len, &err) != SIM_OK) return false;
+    char *at = strstr(cfg, "\"in_channels\": 4");
+    bool ok = at != NULL;
+    if (ok) at[strlen("\"in_channels\": ")] = '9';
+    if (ok) ok = file_write_all(path, cfg, len, &err) == SIM_OK;
+    mem_free(cfg);
+    st_file *f = NULL;
+    snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", src);
+    if (!ok || st_open(&f, path, &err) != SIM_OK) return false;
+    stw_entry *e = calloc((size_t)f->n_tensors, sizeof *e);
+    for (int i = 0; e && i < f->n_tensors; i++) {
+        const st_tensor *t = &f->tensors[i];
+        snprintf(e[i].name, sizeof e[i].name, "%s", t->name);
+        e[i].n_dims = t->n_dims;
+        memcpy(e[i].shape, t->shape, sizeof t->shape);
+        if (strcmp(t->name, "conv_in.weight") == 0) e[i].shape[1] = 9;
+    }
+    snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dst);
+    ok = e && stw_write(path, e, f->n_tensors, ST_F32, NULL, widen_fill, f, &err) == SIM_OK;
+    CHECK_MSG(ok, "%s", err.msg);
+    free(e);
+    st_close(f);
+    return ok;
+}
+
+// A 9-channel inpainting U-Net: one DDIM step from pure noise with guidance
+// 1 gives x0 = (x - √(1-ᾱ) ε) / √ᾱ at t = 999, with ε the U-Net on
+// concat(noise, latent mask, latent of the image with its left half zeroed),
+// built here by hand (the context: the golden CLIP states of the prompt).
+static void test_inpaint_9ch(void) {
+    char src[1024], dst[128], path[1200];
+    if (!test_shared_path(src, sizeof src, "diffusion/micro-sd15")) return;
+    static float img[768], masked[768], mom[512], ctx[77 * 32], in[9 * 64], eps[256], want[256], lat[256], out[768], mask[256];
+    if (!test_golden_f32("diffusion/micro-sd15/vae.encode.in.f32", img, 768) ||
+        !test_golden_f32("diffusion/micro-sd15/clip.prompt.hidden.f32", ctx, 77 * 32))
+        return;
+    snprintf(dst, sizeof dst, "%s/inpaint", g_tmp);
+    if (!make_inpaint_model(src, dst)) {
+        CHECK_MSG(false, "could not write the 9-channel model in %s", dst);
+        return;
+    }
+    sim_err err = {0};
+    sd_model *m = NULL;
+    dif_pipeline dp;
+    st_file *f = NULL;
+    unet *u = NULL;
+    vae *v = NULL;
+    unet_work *uw = NULL;
+    vae_work *vw = NULL;
+    pool *pl = NULL;
+    CHECK_MSG(sd_load(&m, dst, &err) == SIM_OK, "%s", err.msg);
+    CHECK_MSG(dif_open(&dp, dst, &err) == SIM_OK, "%s", err.msg);
+    CHECK_EQ_INT(dp.unet.in_ch, 9);
+    snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dst);
+    if (st_open(&f, path, &err) == SIM_OK) CHECK_MSG(unet_load(&u, &dp.unet, f, &err) == SIM_OK, "%s", err.msg);
+    st_close(f);
+    f = NULL;
+    snprintf(path, sizeof path, "%s/vae/diffusion_pytorch_model.safetensors", dst);
+    if (st_open(&f, path, &err) == SIM_OK) CHECK_MSG(vae_load(&v, &dp.vae, f, &err) == SIM_OK, "%s", err.msg);
+    st_close(f);
+    CHECK(pool_new(&pl, 2, &err) == SIM_OK);
+    if (!m || !u || !v || !pl) goto done;
+    op_ctx c = {.pool = pl, .k = kern_get(KERN_BEST)};
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++) mask[y * 16 + x] = x < 8 ? 1.0f : 0.0f;
+    sd_params p = sd_defaults();
+    p.prompt = "1girl, cat ears, happy, bright green background, 3/4 body sprite";
+    p.width = p.height = 16, p.steps = 1, p.cfg = 1, p.seed = 9, p.init_image = img, p.strength = 1, p.mask = mask;
+    CHECK_MSG(sd_generate(m, &c, &p, out, lat, &err) == SIM_OK, "%s", err.msg);
+    // By hand: the masked image, its encoding, the input channels.
+    for (int ch = 0; ch < 3; ch++)
+        for (int i = 0; i < 256; i++) masked[ch * 256 + i] = i % 16 < 8 ? 0.0f : img[ch * 256 + i];
+    CHECK_EQ_INT(vae_work_new(&vw, v, 8, 8, &err), SIM_OK);
+    CHECK_EQ_INT(vae_encode(v, vw, &c, masked, 16, 16, mom, &err), SIM_OK);
+    dsamp_gauss(9, in, 256);
+    for (int i = 0; i < 64; i++) in[256 + i] = i % 8 < 4 ? 1.0f : 0.0f;
+    for (int i = 0; i < 256; i++) in[320 + i] = mom[i] * dp.vae.scaling_factor;
+    CHECK_EQ_INT(unet_work_new(&uw, u, 8, 8, 77, &err), SIM_OK);
+    CHECK_EQ_INT(unet_forward(u, uw, &c, in, 8, 8, 999.0f, ctx, 77, eps, &err), SIM_OK);
+    dsamp_schedule sch;
+    dsamp_schedule_sd(&sch);
+    double a = sch.acp[999];
+    for (int i = 0; i < 256; i++) want[i] = (float)((in[i] - sqrt(1 - a) * eps[i]) / sqrt(a));
+    test_compare_rel("9-channel inpainting step", lat, want, 256, 1e-3);
+    // Without a mask it is refused.
+    p.mask = NULL;
+    CHECK_EQ_INT(sd_generate(m, &c, &p, out, lat, &err), SIM_ERR_ARG);
+    CHECK(strstr(err.msg, "inpainting U-Net (9 input channels) needs") != NULL);
+done:
+    sd_free(m);
+    unet_work_free(uw);
+    vae_work_free(vw);
+    unet_free(u);
+    vae_free(v);
+    pool_free(pl);
+}
+
+// Slerp against hand-computed values; variation noise: strength 0 is the
+// seed's image, 1 the variation seed's (DDIM: no other noise), ½ neither.
+static void test_variations(void) {
+    float out[2];
+    sd_slerp((float[]){1, 0}, (float[]){0, 1}, 2, 0.5, out); // ω = π/2: sin(π/4) each
+    CHECK_NEAR(out[0], 0.70710678, 1e-7);
+    CHECK_NEAR(out[1], 0.70710678, 1e-7);
+    sd_slerp((float[]){2, 0}, (float[]){0, 3}, 2, 1.0 / 3, out); // sin(π/3), sin(π/6), lengths kept
+    CHECK_NEAR(out[0], 2 * 0.8660254, 1e-6);
+    CHECK_NEAR(out[1], 3 * 0.5, 1e-6);
+    float a[3] = {1, 2, 2}, b[3] = {-2, 1, 2}; // cos ω = 4/9
+    float r[3];
+    sd_slerp(a, b, 3, 0.25, r);
+    double om = acos(4.0 / 9), ka = sin(0.75 * om) / sin(om), kb = sin(0.25 * om) / sin(om);
+    for (int i = 0; i < 3; i++) CHECK_NEAR(r[i], ka * a[i] + kb * b[i], 1e-6);
+    sd_slerp((float[]){1, 1}, (float[]){2, 2}, 2, 0.25, out); // parallel: lerp
+    CHECK_NEAR(out[0], 1.25, 1e-7);
+    sd_slerp((float[]){1, 0}, (float[]){-1, 0}, 2, 0.5, out); // opposite: lerp
+    CHECK_NEAR(out[0], 0, 1e-7);
+    sd_slerp(a, b, 3, 1, r);
+    CHECK(memcmp(r, b, sizeof r) == 0);
+    fixture fx;
+    if (!fixture_open(&fx)) {
+        fixture_close(&fx);
+        return;
+    }
+    sim_err err = {0};
+    static float img[768], l0[256], l1[256], l2[256], lv[256];
+    sd_params p = sd_defaults();
+    p.prompt = "a cat", p.width = p.height = 16, p.steps = 2, p.seed = 9;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, l0, &err), SIM_OK);
+    p.seed = 10;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, l1, &err), SIM_OK);
+    p.seed = 9, p.subseed = 10, p.subseed_strength = 1;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, l2, &err), SIM_OK);
+    CHECK(memcmp(l1, l2, sizeof l1) == 0);
+    p.subseed_strength = 0;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, l2, &err), SIM_OK);
+    CHECK(memcmp(l0, l2, sizeof l0) == 0);
+    p.subseed_strength = 0.5f;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, lv, &err), SIM_OK);
+    CHECK(memcmp(lv, l0, sizeof lv) != 0 && memcmp(lv, l1, sizeof lv) != 0);
+    p.subseed_strength = -0.5f;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, lv, &err), SIM_ERR_ARG);
+    fixture_close(&fx);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_test_sd_XXXXXX");
@@ -335,6 +512,8 @@ int main(int argc, char **argv) {
     TEST_RUN(test_taesd);
     TEST_RUN(test_img2img);
     TEST_RUN(test_inpaint);
+    TEST_RUN(test_inpaint_9ch);
+    TEST_RUN(test_variations);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);

@@ -309,7 +309,8 @@ static sim_status check_family(json_t *o, const char *path, sim_err *err) {
     if (json_integer_value(json_object_get(o, "cross_attention_dim")) == 2048)
         return err_set(err, SIM_ERR_UNSUPPORTED, "%s: 'cross_attention_dim' = 2048: looks like SDXL (" SUPPORTED ")", path);
     json_t *in = json_object_get(o, "in_channels"), *out = json_object_get(o, "out_channels");
-    if (json_is_integer(in) && json_integer_value(in) != (json_is_integer(out) ? json_integer_value(out) : 4))
+    json_int_t n_out = json_is_integer(out) ? json_integer_value(out) : 4; // in = out, or inpainting's 2·out + 1
+    if (json_is_integer(in) && json_integer_value(in) != n_out && json_integer_value(in) != 2 * n_out + 1)
         return err_set(err, SIM_ERR_UNSUPPORTED, "%s: 'in_channels' = %lld: looks like %s (" SUPPORTED ")", path,
                        (long long)json_integer_value(in), like);
     return SIM_OK;
@@ -388,7 +389,7 @@ static const char *pipeline_looks_like(json_t *idx, const char *cls) {
     static const struct {
         const char *part, *like;
     } by_class[] = {
-        {"StableDiffusion3", "SD 3"}, {"XL", "SDXL"}, {"Flux", "Flux"}, {"Inpaint", "SD inpainting"}, {"Upscale", "an SD upscaler"},
+        {"StableDiffusion3", "SD 3"}, {"XL", "SDXL"}, {"Flux", "Flux"}, {"Upscale", "an SD upscaler"},
         {"UnCLIP", "Stable unCLIP"}, {"IF", "DeepFloyd IF"}, {"Kandinsky", "Kandinsky"}, {"PixArt", "PixArt"}, {"Cascade", "Stable Cascade"},
         {"Video", "a video model"},
     };
@@ -400,10 +401,10 @@ static const char *pipeline_looks_like(json_t *idx, const char *cls) {
     return "an unknown family";
 }
 
-// Only StableDiffusionPipeline folders, and none with another family's components.
+// Only StableDiffusion(Inpaint)Pipeline folders, and none with another family's components.
 static sim_status check_pipeline(json_t *idx, const char *cls, const char *path, sim_err *err) {
     const char *like = pipeline_looks_like(idx, cls);
-    if (strcmp(cls, "StableDiffusionPipeline") != 0)
+    if (strcmp(cls, "StableDiffusionPipeline") != 0 && strcmp(cls, "StableDiffusionInpaintPipeline") != 0)
         return err_set(err, SIM_ERR_UNSUPPORTED, "%s: '_class_name' = '%.60s': looks like %s (supported: StableDiffusionPipeline: %s)", path,
                        cls, like, SUPPORTED + 11);
     static const char *const foreign[] = {"text_encoder_2", "text_encoder_3", "transformer", "prior", "image_encoder"};
@@ -444,8 +445,8 @@ sim_status dif_open(dif_pipeline *p, const char *dir, sim_err *err) {
     if (p->unet.cross_dim != p->clip.hidden)
         TRY(err_set(err, SIM_ERR_FORMAT, "%s: unet cross_attention_dim %d differs from the text encoder's hidden_size %d", p->dir,
                     p->unet.cross_dim, p->clip.hidden));
-    if (p->unet.in_ch != p->vae.latent_ch)
-        TRY(err_set(err, SIM_ERR_FORMAT, "%s: unet in_channels %d differs from the vae's latent_channels %d", p->dir, p->unet.in_ch,
+    if (p->unet.in_ch != p->vae.latent_ch && p->unet.in_ch != 2 * p->vae.latent_ch + 1)
+        TRY(err_set(err, SIM_ERR_FORMAT, "%s: unet in_channels %d is neither the vae's latent_channels %d nor 2 x that + 1", p->dir, p->unet.in_ch,
                     p->vae.latent_ch));
 done:
     json_decref(idx);

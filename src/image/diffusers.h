@@ -22,12 +22,14 @@
 // Families. Accepted: SD 1.x (768-wide context), SD 2.x (1024-wide context,
 // linear projections, per-block head counts) and the BK-SDM distillations
 // of either (segmind small-sd / tiny-sd: one layer per block, no mid
-// block); dif_unet_family says which a U-Net is. Everything else is refused
-// with the file, the field and the family it looks like: SDXL
-// (addition_embed_type "text_time", transformer_layers_per_block > 1, a
-// 2048-wide context, text_encoder_2), SD 3 / Flux / other transformer
-// pipelines, unconditional UNet2DModel, inpainting (in_channels 9) and
-// InstructPix2Pix (8), the x4 upscaler and unCLIP (class embeddings), LCM
+// block), and their inpainting U-Nets (in_channels 2·latent + 1: x, mask,
+// masked-image latent; StableDiffusionInpaintPipeline); dif_unet_family
+// says which a U-Net is. Everything else is refused with the file, the
+// field and the family it looks like: SDXL (addition_embed_type
+// "text_time", transformer_layers_per_block > 1, a 2048-wide context,
+// text_encoder_2), SD 3 / Flux / other transformer pipelines,
+// unconditional UNet2DModel, InstructPix2Pix (in_channels 8), the x4
+// upscaler and unCLIP (class embeddings), LCM
 // guidance embeddings (time_cond_proj_dim), DeepFloyd IF / Kandinsky block
 // types, and any non-default value of the diffusers options the engine does
 // not implement.

@@ -9,6 +9,7 @@
 #include "image/ckpt.h"
 #include "image/clip_text.h"
 #include "image/diffusers.h"
+#include "image/lora.h"
 #include "image/pth.h"
 #include "image/resize.h"
 #include "image/safetensors.h"
@@ -30,6 +31,14 @@ struct sd_model {
     int tiny_lh, tiny_lw;
     float *tiny_img;  // (3, 8·tiny_lh, 8·tiny_lw) in [0, 1]
     float *tiny_out;  // (3, f·tiny_lh, f·tiny_lw) in [-1, 1]
+    // LoRAs: where the weights came from (a folder or a checkpoint file; read
+    // again when the LoRAs change), the LoRA files and weights merged into
+    // text and unet now (tag order), and the parts they patch.
+    char *src;
+    int n_lora;
+    char *lora_file[LORA_MAX];
+    float lora_w[LORA_MAX];
+    bool lora_in[LORA_PART_COUNT];
 };
 
 sd_params sd_defaults(void) {
@@ -43,6 +52,8 @@ void sd_free(sd_model *m) {
     unet_free(m->unet);
     vae_free(m->vae);
     sd_detach_taesd(m);
+    mem_free(m->src);
+    for (int i = 0; i < m->n_lora; i++) mem_free(m->lora_file[i]);
     mem_free(m);
 }
 
@@ -69,8 +80,9 @@ sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
     if (!m) return err_set(err, SIM_ERR_NOMEM, "out of memory loading %s", dir);
     char v[1200], mg[1200];
     struct stat sb;
-    sim_status st;
-    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    sim_status st = (m->src = mem_strdup(dir)) ? SIM_OK : err_set(err, SIM_ERR_NOMEM, "out of memory loading %s", dir);
+    if (st != SIM_OK) {
+    } else if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) {
         ckpt *c = NULL;
         st = ckpt_open(&c, dir, NULL, err);
         if (st == SIM_OK && (!c->text || !c->vae))
@@ -259,13 +271,6 @@ static sim_status decode_latent(sd_model *m, const op_ctx *c, vae_work *vw, floa
     return vae_decode(m->vae, vw, c, x, lh, lw, image, err);
 }
 
-// mean (C_lat, lh, lw) of the VAE's distribution for image (3, H, W), unscaled
-// (the encoder's mean rather than a sample: the same image, the same latent).
-static sim_status encode_mean(sd_model *m, const op_ctx *c, vae_work *vw, const float *image, int H, int W, float *moments,
-                              sim_err *err) {
-    return vae_encode(m->vae, vw, c, image, H, W, moments, err); // moments: mean first, then log-variance
-}
-
 // Checks p against the model; the number of latent channels of the U-Net input.
 static sim_status check_params(const sd_model *m, const sd_params *p, sim_err *err) {
     int f = vae_factor(m->vae), uf = 1 << (m->pipe.unet.n_blocks - 1), step = f * uf, cl = m->pipe.vae.latent_ch;
@@ -291,9 +296,104 @@ static sim_status check_params(const sd_model *m, const sd_params *p, sim_err *e
     return SIM_OK;
 }
 
+// --- LoRAs --------------------------------------------------------------------------------------
+
+// Loads part (into *out) from f with the LoRAs of s that patch it merged.
+static sim_status load_merged(sd_model *m, lora_set *s, lora_part part, st_file *f, void *out, sim_err *err) {
+    bool merge = lora_touches(s, part);
+    sim_status st = merge ? lora_attach(s, part, f, err) : SIM_OK;
+    if (st != SIM_OK) return st;
+    st = part == LORA_TEXT ? clip_text_load(out, &m->pipe.clip, f, err) : unet_load(out, &m->pipe.unet, f, err);
+    if (merge) { // the first error stands
+        sim_err e2;
+        sim_status st2 = lora_detach(s, part, f, &e2);
+        if (st == SIM_OK && st2 != SIM_OK) st = err_set(err, st2, "%s", e2.msg);
+    }
+    return st;
+}
+
+// Reads the parts marked in `want` again from m->src (a checkpoint file or
+// a diffusers folder) with the LoRAs of s merged: text into *text, unet into *u.
+static sim_status reload(sd_model *m, lora_set *s, const bool want[LORA_PART_COUNT], clip_text **text, unet **u, sim_err *err) {
+    void *out[LORA_PART_COUNT] = {[LORA_TEXT] = text, [LORA_UNET] = u};
+    static const char *const rel[LORA_PART_COUNT] = {[LORA_TEXT] = "text_encoder/model.safetensors", [LORA_UNET] = "unet/diffusion_pytorch_model.safetensors"};
+    struct stat sb;
+    sim_status st = SIM_OK;
+    if (stat(m->src, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        ckpt *c = NULL;
+        st = ckpt_open(&c, m->src, &m->pipe, err);
+        for (int p = 0; p < LORA_PART_COUNT && st == SIM_OK; p++)
+            if (want[p]) st = load_merged(m, s, p, p == LORA_TEXT ? c->text : c->unet, out[p], err);
+        ckpt_close(c);
+        return st;
+    }
+    for (int p = 0; p < LORA_PART_COUNT && st == SIM_OK; p++) {
+        if (!want[p]) continue;
+        char path[1200];
+        st_file *f = NULL;
+        st = dif_path(&m->pipe, rel[p], path, sizeof path, err);
+        if (st == SIM_OK) st = st_open(&f, path, err);
+        if (st == SIM_OK) st = load_merged(m, s, p, f, out[p], err);
+        st_close(f);
+    }
+    return st;
+}
+
+// Makes the merged LoRAs those of tags[0..n) (files in dir): when the list
+// (files and weights, in order) differs from what is merged, the text
+// encoder and the U-Net are read again with the new LoRAs merged (a part
+// neither the old nor the new LoRAs patch is kept). On error the model is
+// unchanged.
+static sim_status use_loras(sd_model *m, const char *dir, const lora_tag *tags, int n, sim_err *err) {
+    if (n && !dir) return err_set(err, SIM_ERR_ARG, "the prompt has <lora:%s> but no LoRA folder is set", tags[0].name);
+    char path[LORA_MAX][1200];
+    bool same = n == m->n_lora;
+    for (int i = 0; i < n; i++) {
+        sim_status st = lora_path(dir, tags[i].name, path[i], sizeof path[i], err);
+        if (st != SIM_OK) return st;
+        same = same && strcmp(path[i], m->lora_file[i]) == 0 && tags[i].weight == m->lora_w[i];
+    }
+    if (same) return SIM_OK;
+    lora_set *s = NULL;
+    clip_text *text = NULL;
+    unet *u = NULL;
+    char *names[LORA_MAX] = {0};
+    sim_status st = lora_set_new(&s, err);
+    for (int i = 0; i < n && st == SIM_OK; i++) {
+        st = lora_add(s, path[i], tags[i].weight, err);
+        if (st == SIM_OK && !(names[i] = mem_strdup(path[i]))) st = err_set(err, SIM_ERR_NOMEM, "out of memory for LoRA %s", path[i]);
+    }
+    bool in[LORA_PART_COUNT] = {false}, want[LORA_PART_COUNT] = {false};
+    for (int p = 0; p < LORA_PART_COUNT && st == SIM_OK; p++) in[p] = lora_touches(s, p), want[p] = in[p] || m->lora_in[p];
+    if (st == SIM_OK) st = reload(m, s, want, &text, &u, err);
+    lora_set_free(s);
+    if (st != SIM_OK) {
+        clip_text_free(text);
+        unet_free(u);
+        for (int i = 0; i < n; i++) mem_free(names[i]);
+        return st;
+    }
+    if (text) clip_text_free(m->text), m->text = text;
+    if (u) unet_free(m->unet), m->unet = u;
+    for (int i = 0; i < m->n_lora; i++) mem_free(m->lora_file[i]);
+    for (int i = 0; i < n; i++) m->lora_file[i] = names[i], m->lora_w[i] = tags[i].weight;
+    m->n_lora = n;
+    memcpy(m->lora_in, in, sizeof in);
+    return SIM_OK;
+}
+
 sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err) {
     sim_status st = check_params(m, p, err);
-    if (st != SIM_OK) return st;
+    // <lora:NAME:W> tags out of the prompt; their LoRAs merged.
+    lora_tag tags[LORA_MAX];
+    int n_tags = 0;
+    char *prompt = NULL;
+    if (st == SIM_OK) st = lora_tags_parse(p->prompt ? p->prompt : "", &prompt, tags, LORA_MAX, &n_tags, err);
+    if (st == SIM_OK) st = use_loras(m, p->lora_dir, tags, n_tags, err);
+    if (st != SIM_OK) {
+        mem_free(prompt);
+        return st;
+    }
     int f = vae_factor(m->vae), lh = p->height / f, lw = p->width / f, C = m->pipe.clip.hidden, T = m->pipe.clip.n_pos, per = T - 2;
     int cl = m->pipe.vae.latent_ch;
     bool cat9 = m->pipe.unet.in_ch == 2 * cl + 1;
@@ -304,7 +404,7 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     float *tw = mem_alloc((size_t)2 * cap * sizeof *tw);
     if (!tok || !tw) st = err_set(err, SIM_ERR_NOMEM, "out of memory for the prompts");
     for (int k = 0; k < 2 && st == SIM_OK; k++) {
-        const char *text = k ? (p->negative ? p->negative : "") : (p->prompt ? p->prompt : "");
+        const char *text = k ? (p->negative ? p->negative : "") : prompt;
         st = clip_tok_encode_weighted(m->tok, text, tok + k * cap, tw + k * cap, cap, &nt[k], err);
         nt[k] = MIN(nt[k], cap); // longer prompts are cut at SD_MAX_CHUNKS chunks
     }
@@ -357,7 +457,9 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     }
     // img2img: the init latent (scaled); inpainting: the mask, blurred, on the latent grid.
     float sf = m->pipe.vae.scaling_factor;
-    if (st == SIM_OK && p->init_image) st = encode_mean(m, c, vw, p->init_image, p->height, p->width, moments, err);
+    // The encoder's moments are (mean, log-variance); the mean is the latent (not a sample: the same image,
+    // the same latent).
+    if (st == SIM_OK && p->init_image) st = vae_encode(m->vae, vw, c, p->init_image, p->height, p->width, moments, err);
     for (size_t i = 0; st == SIM_OK && p->init_image && i < nl; i++) init[i] = moments[i] * sf;
     if (st == SIM_OK && p->mask) {
         memcpy(mpx, p->mask, npx * sizeof *mpx);
@@ -369,7 +471,7 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
         // its latent and the mask follow x in the U-Net input. `image` is scratch until the decode.
         for (int ch = 0; ch < 3; ch++)
             for (size_t i = 0; i < npx; i++) image[ch * npx + i] = mpx[i] < 0.5f ? p->init_image[ch * npx + i] : 0.0f;
-        st = encode_mean(m, c, vw, image, p->height, p->width, unet_in + nl + plane, err); // moments: only the mean is kept
+        st = vae_encode(m->vae, vw, c, image, p->height, p->width, unet_in + nl + plane, err); // only the mean is kept
         memcpy(unet_in + nl, mlat, plane * sizeof *mlat);
         for (size_t i = 0; i < nl; i++) unet_in[nl + plane + i] *= sf;
     }
@@ -398,6 +500,7 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     mem_free(buf);
     mem_free(tok);
     mem_free(tw);
+    mem_free(prompt);
     return st;
 }
 
