@@ -6,6 +6,7 @@
 // are refused with precise errors; prompt tags parse.
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +15,8 @@
 #include "image/clip_text.h"
 #include "image/diffusers.h"
 #include "image/lora.h"
+#include "image/sd.h"
+#include "image/stwrite.h"
 #include "image/unet.h"
 #include "image/wts.h"
 #include "tensor/types.h"
@@ -76,6 +79,14 @@ static st_file *tw_open(tw *w, const char *name, uint8_t **keep) {
     sim_err err = {0};
     CHECK_MSG(st_open_memory(&f, *keep, len, name, &err) == SIM_OK, "%s", err.msg);
     return f;
+}
+
+static void tw_write(tw *w, const char *path) {
+    size_t len;
+    uint8_t *b = tw_bytes(w, &len);
+    sim_err err = {0};
+    CHECK_MSG(file_write_all(path, b, len, &err) == SIM_OK, "%s", err.msg);
+    free(b);
 }
 
 // --- merges on hand-derived matrices ------------------------------------------------------------
@@ -486,6 +497,179 @@ static void test_tags(void) {
     }
 }
 
+// --- end to end: <lora:x:0.7> in a micro-sd15 generation ---------------------------------------
+
+// The test LoRA's modules, with their targets, as the merged copy applies them.
+typedef struct e2e_mod {
+    const char *key, *down, *up, *alpha; // tensor names in the LoRA file (alpha NULL: rank)
+    const char *target;
+    lora_part part;
+    int rank;
+    float a;
+} e2e_mod;
+
+static const e2e_mod E2E[] = {
+    {"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k", ".lora_down.weight", ".lora_up.weight", ".alpha",
+     "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight", LORA_UNET, 2, 1},
+    {"lora_unet_down_blocks_0_resnets_0_conv1", ".lora_down.weight", ".lora_up.weight", ".alpha", "down_blocks.0.resnets.0.conv1.weight", LORA_UNET, 2, 3},
+    {"unet.mid_block.attentions.0.proj_in", ".lora_A.weight", ".lora_B.weight", NULL, "mid_block.attentions.0.proj_in.weight", LORA_UNET, 2, 2},
+    {"lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_ff_net_0_proj", ".lora_down.weight", ".lora_up.weight", ".alpha",
+     "up_blocks.1.attentions.0.transformer_blocks.0.ff.net.0.proj.weight", LORA_UNET, 4, 8},
+    {"lora_te_text_model_encoder_layers_0_self_attn_q_proj", ".lora_down.weight", ".lora_up.weight", ".alpha",
+     "text_model.encoder.layers.0.self_attn.q_proj.weight", LORA_TEXT, 2, 1},
+    {"text_encoder.text_model.encoder.layers.1.mlp.fc1", ".lora_A.weight", ".lora_B.weight", NULL, "text_model.encoder.layers.1.mlp.fc1.weight", LORA_TEXT, 2, 2},
+};
+
+typedef struct e2e {
+    const st_file *src;          // the original weights
+    float *down[ARRAY_LEN(E2E)], *up[ARRAY_LEN(E2E)];
+    float w;
+} e2e;
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static float uniform(float a) { // in (-a, a)
+    g_rng = g_rng * 6364136223846793005ull + 1442695040888963407ull;
+    return a * (2.0f * (float)(g_rng >> 40) / (float)(1 << 24) - 1.0f);
+}
+
+// The test's own merge: tensor i of the original plus w · alpha / rank · up · down (in double).
+static sim_status merged_fill(void *ud, int i, float *out, sim_err *err) {
+    e2e *E = ud;
+    const st_tensor *t = &E->src->tensors[i];
+    sim_status st = st_read_f32(E->src, t->name, NULL, 0, out, err);
+    for (size_t k = 0; st == SIM_OK && k < ARRAY_LEN(E2E); k++) {
+        if (strcmp(E2E[k].target, t->name) != 0) continue;
+        int64_t out_n = t->shape[0], K = t->n_elem / out_n;
+        double scale = E->w * (double)E2E[k].a / E2E[k].rank;
+        for (int64_t o = 0; o < out_n; o++)
+            for (int64_t j = 0; j < K; j++) {
+                double d = 0;
+                for (int r = 0; r < E2E[k].rank; r++) d += (double)E->up[k][o * E2E[k].rank + r] * E->down[k][r * K + j];
+                out[o * K + j] = (float)(out[o * K + j] + scale * d);
+            }
+    }
+    return st;
+}
+
+// Writes the original file `from` merged with the test LoRA into `to`.
+static void write_merged(e2e *E, const char *from, const char *to) {
+    st_file *f = NULL;
+    sim_err err = {0};
+    CHECK_MSG(st_open(&f, from, &err) == SIM_OK, "%s", err.msg);
+    if (!f) return;
+    stw_entry *e = calloc((size_t)f->n_tensors, sizeof *e);
+    for (int i = 0; i < f->n_tensors; i++) {
+        snprintf(e[i].name, sizeof e[i].name, "%s", f->tensors[i].name);
+        e[i].n_dims = f->tensors[i].n_dims;
+        memcpy(e[i].shape, f->tensors[i].shape, sizeof e[i].shape);
+    }
+    E->src = f;
+    CHECK_MSG(stw_write(to, e, f->n_tensors, ST_F32, NULL, merged_fill, E, &err) == SIM_OK, "%s", err.msg);
+    free(e);
+    st_close(f);
+}
+
+static void run(sd_model *m, const op_ctx *c, sd_params *p, const char *prompt, float *lat, sim_status want) {
+    static float img[3 * 16 * 16];
+    sim_err err = {0};
+    p->prompt = prompt;
+    sim_status st = sd_generate(m, c, p, img, lat, &err);
+    CHECK_MSG(st == want, "'%s': %d (%s), expected %d", prompt, st, err.msg, want);
+}
+
+static void test_generate(void) {
+    char rel[1024], dir[PATH_MAX];
+    if (!test_shared_path(rel, sizeof rel, "diffusion/micro-sd15")) return;
+    CHECK(realpath(rel, dir) != NULL); // for the links
+    char tmp[] = "/tmp/sim_lora_e2e_XXXXXX", path[PATH_MAX + 100], from[PATH_MAX + 100], cmd[6 * PATH_MAX];
+    CHECK(mkdtemp(tmp) != NULL);
+    // The LoRA: random up and down for each module.
+    e2e E = {.w = 0.7f};
+    tw w = {0};
+    st_file *ft = NULL, *fu = NULL;
+    sim_err err = {0};
+    snprintf(path, sizeof path, "%s/text_encoder/model.safetensors", dir);
+    CHECK(st_open(&ft, path, &err) == SIM_OK);
+    snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dir);
+    CHECK(st_open(&fu, path, &err) == SIM_OK);
+    if (!ft || !fu) return;
+    for (size_t k = 0; k < ARRAY_LEN(E2E); k++) {
+        const st_tensor *t = st_find(E2E[k].part == LORA_UNET ? fu : ft, E2E[k].target);
+        CHECK(t != NULL);
+        if (!t) return;
+        int r = E2E[k].rank;
+        int64_t out = t->shape[0], K = t->n_elem / out;
+        E.down[k] = malloc((size_t)(r * K) * sizeof(float));
+        E.up[k] = malloc((size_t)(out * r) * sizeof(float));
+        for (int64_t i = 0; i < r * K; i++) E.down[k][i] = uniform(0.2f);
+        for (int64_t i = 0; i < out * r; i++) E.up[k][i] = uniform(0.2f);
+        char name[200];
+        int64_t dshape[4] = {r, t->shape[1], t->n_dims == 4 ? t->shape[2] : 1, t->n_dims == 4 ? t->shape[3] : 1}, ushape[4] = {out, r, 1, 1};
+        snprintf(name, sizeof name, "%s%s", E2E[k].key, E2E[k].down);
+        tw_add(&w, name, "F32", t->n_dims, dshape, E.down[k]);
+        snprintf(name, sizeof name, "%s%s", E2E[k].key, E2E[k].up);
+        tw_add(&w, name, "F32", t->n_dims, ushape, E.up[k]);
+        if (E2E[k].alpha) {
+            snprintf(name, sizeof name, "%s%s", E2E[k].key, E2E[k].alpha);
+            tw_add(&w, name, "F32", 0, NULL, &E2E[k].a);
+        }
+    }
+    st_close(ft), st_close(fu);
+    snprintf(path, sizeof path, "%s/x.safetensors", tmp);
+    tw_write(&w, path);
+    // The merged copy: the test's own merge of the two files, the rest linked.
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/m/unet %s/m/text_encoder && ln -s %s/model_index.json %s/tokenizer %s/vae %s/m/ && "
+             "ln -s %s/unet/config.json %s/m/unet/ && ln -s %s/text_encoder/config.json %s/m/text_encoder/", tmp, tmp, dir, dir, dir, tmp, dir, tmp, dir, tmp);
+    CHECK(system(cmd) == 0);
+    snprintf(from, sizeof from, "%s/unet/diffusion_pytorch_model.safetensors", dir);
+    snprintf(path, sizeof path, "%s/m/unet/diffusion_pytorch_model.safetensors", tmp);
+    write_merged(&E, from, path);
+    snprintf(from, sizeof from, "%s/text_encoder/model.safetensors", dir);
+    snprintf(path, sizeof path, "%s/m/text_encoder/model.safetensors", tmp);
+    write_merged(&E, from, path);
+    // Generations.
+    sd_model *m = NULL, *mm = NULL;
+    CHECK_MSG(sd_load(&m, dir, &err) == SIM_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/m", tmp);
+    CHECK_MSG(sd_load(&mm, path, &err) == SIM_OK, "%s", err.msg);
+    pool *pl = NULL;
+    CHECK(pool_new(&pl, 2, &err) == SIM_OK);
+    if (m && mm && pl) {
+        op_ctx c = {.pool = pl, .k = kern_get(KERN_BEST)};
+        sd_params p = sd_defaults();
+        p.width = p.height = 16, p.steps = 3, p.seed = 7, p.lora_dir = tmp;
+        static float base[256], lora[256], merged[256], again[256]; // (4, 8, 8)
+        run(m, &c, &p, "cat ears, happy", base, SIM_OK);
+        run(m, &c, &p, "cat ears, happy<lora:x:0.7>", lora, SIM_OK);
+        run(mm, &c, &p, "cat ears, happy", merged, SIM_OK);
+        double d = test_compare_rel("<lora:x:0.7> vs the test's merged copy", lora, merged, 256, 1e-4), change = 0, peak = 0;
+        for (int i = 0; i < 256; i++) change = fmax(change, fabs(lora[i] - base[i])), peak = fmax(peak, fabs(base[i]));
+        printf("  the LoRA changes the latent by %.3g (max |latent| %.3g); merged copy differs by %.2g of it\n", change, peak, d);
+        CHECK(change > 0.05 * peak);
+        // The same tags again: nothing reloads (the file is gone and it still works), same result.
+        snprintf(path, sizeof path, "%s/x.safetensors", tmp);
+        CHECK(unlink(path) == 0);
+        run(m, &c, &p, "cat ears, happy <lora: x :0.70>", again, SIM_OK);
+        CHECK(memcmp(again, lora, sizeof lora) == 0);
+        // Another weight needs the file: refused, the model unchanged.
+        run(m, &c, &p, "cat ears, happy<lora:x:0.5>", again, SIM_ERR_IO);
+        run(m, &c, &p, "cat ears, happy<lora:x:0.7>", again, SIM_OK);
+        CHECK(memcmp(again, lora, sizeof lora) == 0);
+        // No tags: the original weights, bit for bit.
+        run(m, &c, &p, "cat ears, happy", again, SIM_OK);
+        CHECK(memcmp(again, base, sizeof base) == 0);
+        p.lora_dir = NULL;
+        run(m, &c, &p, "cat ears, happy<lora:x:0.7>", again, SIM_ERR_ARG);
+        run(m, &c, &p, "cat ears, happy<lora:x:0.7", again, SIM_ERR_ARG);
+    }
+    pool_free(pl);
+    sd_free(m);
+    sd_free(mm);
+    for (size_t k = 0; k < ARRAY_LEN(E2E); k++) free(E.down[k]), free(E.up[k]);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     TEST_RUN(test_merge_linear_two);
@@ -495,5 +679,6 @@ int main(int argc, char **argv) {
     TEST_RUN(test_kohya_unet);
     TEST_RUN(test_kohya_text);
     TEST_RUN(test_tags);
+    TEST_RUN(test_generate);
     return test_finish();
 }

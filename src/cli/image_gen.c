@@ -6,7 +6,8 @@
 // chunk in the common web UIs' format. A progress line on stderr gives each
 // step's time. For exact reproduction: --init-latent F.f32 (raw float32,
 // (C, H/8, W/8)) replaces the seeded noise, --timesteps 999,749,... fixes the
-// schedule, --save-latent F.f32 writes the final latent.
+// schedule, --save-latent F.f32 writes the final latent. <lora:NAME:W> in the
+// prompt merges --lora-dir DIR/NAME.safetensors with weight W (image/lora.h).
 //
 // A tiny autoencoder (--taesd FILE|DIR) gives quick previews and, with
 // --vae taesd, a fast final decode. --preview K writes the denoised
@@ -85,14 +86,14 @@ static void to_rgb(const float *img, int w, int h, uint8_t *out) {
 
 int cmd_image_gen(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *negative = "", *sampler = "ddim", *out = "image.png";
-    const char *init_latent = NULL, *timesteps_arg = NULL, *save_latent = NULL, *vae_kind = "full", *taesd_path = NULL;
+    const char *init_latent = NULL, *timesteps_arg = NULL, *save_latent = NULL, *lora_dir = NULL, *vae_kind = "full", *taesd_path = NULL;
     int steps = 20, width = 512, height = 512, batch = 1, n_threads = 0, clip_skip = 0, preview = 0;
     float cfg = 7.5f;
     uint64_t seed = 0;
     bool karras = false;
     cli_opt opts[] = {
         {"-m|--model", OPT_STR, &model_dir, "a diffusers folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/)"},
-        {"-p|--prompt", OPT_STR, &prompt, "what to draw; (word:1.2) and [word] weight words"},
+        {"-p|--prompt", OPT_STR, &prompt, "what to draw; (word:1.2) and [word] weight words; <lora:NAME:W> adds a LoRA"},
         {"--negative", OPT_STR, &negative, "what not to draw"},
         {"--steps", OPT_INT, &steps, "sampling steps [20]"},
         {"--cfg", OPT_FLOAT, &cfg, "guidance scale [7.5]; 1 skips the negative pass"},
@@ -111,6 +112,7 @@ int cmd_image_gen(int argc, char **argv) {
                                           "for --preview and --vae taesd"},
         {"--preview", OPT_INT, &preview, "every K steps write the denoised estimate to OUT.preview.png (tiny autoencoder "
                                          "with --taesd, else a linear approximation) [0: off]"},
+        {"--lora-dir", OPT_STR, &lora_dir, "the folder of the prompt's <lora:NAME:W> files (NAME.safetensors)"},
         {"-o|--output", OPT_STR, &out, "the PNG to write [image.png]"},
         {"-t|--threads", OPT_INT, &n_threads, "threads (0: all CPUs)"},
     };
@@ -187,6 +189,7 @@ int cmd_image_gen(int argc, char **argv) {
         p.prompt = prompt, p.negative = negative, p.width = width, p.height = height, p.steps = steps, p.cfg = cfg;
         p.sampler = (dsamp_kind)kind, p.karras = karras, p.seed = seed + (uint64_t)b, p.clip_skip = clip_skip;
         p.init_latent = init, p.timesteps = timesteps_arg ? ts : NULL, p.on_step = on_step, p.ud = &pr;
+        p.lora_dir = lora_dir;
         p.taesd_decode = tiny;
         char params[4096], path[4096], prev_path[4200];
         if (batch == 1) snprintf(path, sizeof path, "%s", out);

@@ -47,6 +47,10 @@ typedef struct sd_params {
     const float *init_latent;        // optional (C_lat, H/8, W/8) instead of seeded noise
     const int *timesteps;            // optional, `steps` descending values
     bool taesd_decode;               // decode with the attached tiny autoencoder (sd_attach_taesd), not the VAE
+    // Folder of LoRA files for the prompt's <lora:NAME:W> tags (NAME.safetensors
+    // there, W default 1; see sd_generate); NULL refuses tags. The negative
+    // prompt keeps its text.
+    const char *lora_dir;
     // img2img: init_image (3, H, W) in [-1, 1] is encoded (the VAE
     // distribution's mean, not a sample, × scaling_factor), noised to the
     // level where `strength` of the schedule remains, and denoised from
@@ -85,6 +89,12 @@ int sd_latent_channels(const sd_model *m);
 int sd_vae_factor(const sd_model *m);
 
 // image (3, H, W) decoded (about [-1, 1]); latent_out (C_lat, H/8, W/8) or NULL.
+// LoRAs: the prompt's <lora:...> tags are cut out (the rest is encoded) and
+// their files (lora.h) merged into the text encoder and U-Net: when the
+// list of files and weights differs from the previous request's, those
+// parts are read again from the model's files with the LoRAs merged while
+// they load (briefly two copies of a part in memory); the same list again
+// costs nothing, and no tags restore the original weights exactly.
 sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err);
 
 // Attaches a tiny autoencoder decoder (TAESD; taesd.h) for previews and
