@@ -182,6 +182,7 @@ static void build(void) {
         memset(tables[KERN_AVX2].vec_dot_n, 0, sizeof tables[KERN_AVX2].vec_dot_n);
         kern_fill_avx2(&tables[KERN_AVX2]);
         kern_fill_math_avx2(&tables[KERN_AVX2]);
+        kern_fill_sgemm_avx2(&tables[KERN_AVX2]);
     }
     if (detected >= KERN_AVX512) {
         tables[KERN_AVX512] = tables[KERN_AVX2];

@@ -102,6 +102,7 @@ void kern_fill_avx2(kern_ops *k);
 void kern_fill_avx512(kern_ops *k);
 void kern_fill_math_avx2(kern_ops *k);   // math_avx2.c: exp_sum, swiglu
 void kern_fill_math_avx512(kern_ops *k); // math_avx512.c: exp_sum, swiglu
+void kern_fill_sgemm_avx2(kern_ops *k);   // sgemm_avx2.c: sg_tile, fma_peak
 void kern_fill_sgemm_avx512(kern_ops *k); // sgemm_avx512.c: sg_tile, sg_transpose16, fma_peak
 
 #endif
