@@ -658,6 +658,23 @@ static void test_generate(void) {
         // No tags: the original weights, bit for bit.
         run(m, &c, &p, "cat ears, happy", again, SIM_OK);
         CHECK(memcmp(again, base, sizeof base) == 0);
+        // A LoRA whose U-Net part merges (the U-Net is read first) but whose
+        // text encoder part fits no weight: refused naming the key, the
+        // model kept as it was.
+        static const float d2[2 * 64] = {0.5f}, u2[64 * 2] = {0.5f};
+        TW_ADD(&w, "lora_unet_mid_block_attentions_0_proj_in.lora_down.weight", "F32", d2, 2, 64);
+        TW_ADD(&w, "lora_unet_mid_block_attentions_0_proj_in.lora_up.weight", "F32", u2, 64, 2);
+        TW_ADD(&w, "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight", "F32", d2, 2, 32);
+        TW_ADD(&w, "lora_te_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight", "F32", u2, 64, 2);
+        snprintf(path, sizeof path, "%s/bad.safetensors", tmp);
+        tw_write(&w, path);
+        static float img[3 * 16 * 16];
+        p.prompt = "cat ears, happy<lora:bad>";
+        CHECK_EQ_INT(sd_generate(m, &c, &p, img, again, &err), SIM_ERR_FORMAT);
+        CHECK_MSG(strstr(err.msg, "bad.safetensors: LoRA module 'lora_te_text_model_encoder_layers_0_self_attn_q_proj' (up [64, 2], down [2, 32]) "
+                                  "does not fit 'text_model.encoder.layers.0.self_attn.q_proj.weight' [32, 32]") != NULL, "%s", err.msg);
+        run(m, &c, &p, "cat ears, happy", again, SIM_OK);
+        CHECK(memcmp(again, base, sizeof base) == 0);
         p.lora_dir = NULL;
         run(m, &c, &p, "cat ears, happy<lora:x:0.7>", again, SIM_ERR_ARG);
         run(m, &c, &p, "cat ears, happy<lora:x:0.7", again, SIM_ERR_ARG);
