@@ -19,9 +19,10 @@
 //
 // Ownership: operators never allocate; the caller owns every buffer and
 // gives the context a scratch buffer sized with op_gemm_scratch and
-// op_attention_scratch (the largest over a model's calls). `out` may equal `in` only where a
-// comment says so. Errors are bugs here (shapes are checked by the model
-// loaders), so operators ASSERT instead of returning a status.
+// op_attention_scratch (the largest over a model's calls). `out` may equal
+// `in` only where a comment says so. Errors are bugs here (shapes are
+// checked by the model loaders), so operators ASSERT instead of returning
+// a status.
 #ifndef SIM_OPS_H
 #define SIM_OPS_H
 
