@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,8 @@ typedef struct ijob {
     sim_status status;  // of the generation; SIM_ERR_BUSY: refused at shutdown
     char msg[sizeof(((sim_err *)0)->msg)];
     uint64_t t0;        // time_ns at the start of the run
+    char stamp[16];     // the wall clock then, "YYYYMMDDhhmmss" (the web UI's job_timestamp)
+    bool no_preview;    // a preview failed: no more for this job (logged once)
     double seconds;     // of the whole run
 } ijob;
 
@@ -741,7 +744,7 @@ static bool on_step(void *ud, int step, int steps, double seconds, const float *
     ia->p_step = step, ia->p_steps = steps;
     bool stop = jb->cancel || jb->interrupted || ia->stopping;
     bool in_event = jb->rq.preview_every && step % jb->rq.preview_every == 0;
-    bool render = !stop && (in_event || ia->want_preview);
+    bool render = !stop && !jb->no_preview && (in_event || ia->want_preview);
     pthread_mutex_unlock(&ia->mu);
     uint8_t *png = NULL;
     size_t len = 0;
@@ -752,6 +755,7 @@ static bool on_step(void *ud, int step, int steps, double seconds, const float *
             png_encode(sc->rgb, jb->rq.width, jb->rq.height, 3, NULL, 0, &png, &len, &err) != SIM_OK) {
             ia_log(ia, "image preview: %s", err.msg);
             png = NULL;
+            jb->no_preview = true; // only the worker reads it
         }
     }
     json_t *ev = jb->sse ? json_pack("{s:i, s:i, s:i, s:f}", "image", sc->image, "step", step, "steps", steps, "seconds", seconds)
@@ -836,6 +840,13 @@ static void run_job(iapi *ia, ijob *jb) {
     pthread_mutex_unlock(&ia->mu);
 }
 
+// The wall clock as "YYYYMMDDhhmmss" (UTC).
+static void wall_stamp(char out[16]) {
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(out, 16, "%Y%m%d%H%M%S", gmtime_r(&now, &tm));
+}
+
 static void *worker_main(void *ud) {
     iapi *ia = ud;
     pthread_mutex_lock(&ia->mu);
@@ -847,6 +858,7 @@ static void *worker_main(void *ud) {
         ia->running = jb;
         jb->state = JOB_RUNNING;
         jb->t0 = ia->p_t0 = time_ns();
+        wall_stamp(jb->stamp);
         ia->p_image = ia->p_step = 0, ia->p_steps = jb->rq.steps;
         mem_free(ia->preview);
         ia->preview = NULL, ia->preview_len = 0;
@@ -984,10 +996,7 @@ static void respond_images(iapi *ia, ijob *jb, json_t *body) {
         json_array_append_new(subseeds, json_integer((json_int_t)(r->subseed + (uint64_t)i)));
         mem_free(info);
     }
-    time_t now = time(NULL);
-    struct tm tm;
-    char stamp[32];
-    strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", gmtime_r(&now, &tm));
+    if (!jb->stamp[0]) wall_stamp(jb->stamp); // answered from the cache
     json_t *info = json_pack("{s:s, s:o, s:s, s:o, s:I, s:o, s:i, s:i, s:s, s:s, s:f, s:i, s:i, s:i, s:s, s:s, s:i, s:i, "
                              "s:o, s:s, s:s, s:o, s:b}",
                              "prompt", r->prompt, "all_prompts", prompts, "negative_prompt", r->negative,
@@ -996,7 +1005,7 @@ static void respond_images(iapi *ia, ijob *jb, json_t *body) {
                              scheduler_label(r), "cfg_scale", (double)r->cfg, "steps", r->steps, "batch_size",
                              r->batch_size, "n_iter", r->n_iter, "sd_model_name", ia->model_name, "sd_model_hash",
                              ia->sha, "clip_skip", r->clip_skip + 1, "index_of_first_image", 0, "infotexts", texts,
-                             "job_timestamp", stamp, "version", "simularity " SIM_VERSION_STRING, "cached", cached,
+                             "job_timestamp", jb->stamp, "version", "simularity " SIM_VERSION_STRING, "cached", cached,
                              "interrupted", jb->status == SIM_ERR_ABORTED);
     json_object_set_new(info, "subseed", json_integer((json_int_t)r->subseed));
     json_object_set_new(info, "all_subseeds", subseeds);
@@ -1198,8 +1207,8 @@ static void h_progress(void *ud, const http_req *rq, http_conn *c) {
     json_t *state = json_pack("{s:b, s:b, s:b, s:s, s:i, s:s, s:i, s:i, s:i, s:i}", "skipped", false, "interrupted",
                               jb && jb->interrupted, "stopping_generation", false, "job",
                               jb ? (jb->img2img ? "img2img" : "txt2img") : "", "job_count", jb ? jb->rq.n_images : 0,
-                              "job_timestamp", "0", "job_no", jb ? ia->p_image : 0, "sampling_step", jb ? ia->p_step : 0,
-                              "sampling_steps", jb ? ia->p_steps : 0, "queued", ia->n_queued);
+                              "job_timestamp", jb ? jb->stamp : "0", "job_no", jb ? ia->p_image : 0, "sampling_step",
+                              jb ? ia->p_step : 0, "sampling_steps", jb ? ia->p_steps : 0, "queued", ia->n_queued);
     pthread_mutex_unlock(&ia->mu);
     api_respond_json(c, 200, json_pack("{s:f, s:f, s:o, s:o, s:s?}", "progress", progress, "eta_relative", eta, "state", state,
                                         "current_image", preview, "textinfo", jb ? text : NULL));
@@ -1265,7 +1274,8 @@ static sim_status read_config(const char *path, bool single, dif_pipeline *p, si
 sim_status iapi_new(iapi **out, const iapi_config *cfg, sim_err *err) {
     *out = NULL;
     if (!cfg->model_dir) return err_set(err, SIM_ERR_ARG, "no image model folder given");
-    if (cfg->max_queue < 0 || cfg->max_queue > 1024) return err_set(err, SIM_ERR_ARG, "image queue of %d (0..1024)", cfg->max_queue);
+    if (cfg->max_queue < 0 || cfg->max_queue > 1024)
+        return err_set(err, SIM_ERR_ARG, "image queue of %d (0..1024)", cfg->max_queue);
     if (cfg->n_threads < 0 || cfg->n_threads > POOL_MAX_THREADS)
         return err_set(err, SIM_ERR_ARG, "%d image threads (0..%d)", cfg->n_threads, POOL_MAX_THREADS);
     iapi *ia = mem_calloc(1, sizeof *ia);
@@ -1314,8 +1324,10 @@ sim_status iapi_new(iapi **out, const iapi_config *cfg, sim_err *err) {
     if (st == SIM_OK) st = pool_new(&ia->pl, MAX(1, n_threads), err);
     if (st == SIM_OK) {
         ia->oc = (op_ctx){.pool = ia->pl, .k = kern_get(KERN_BEST)};
-        if (pthread_create(&ia->worker, NULL, worker_main, ia) != 0) st = err_set(err, SIM_ERR_NOMEM, "cannot start the image worker thread");
-        else ia->worker_started = true;
+        if (pthread_create(&ia->worker, NULL, worker_main, ia) != 0)
+            st = err_set(err, SIM_ERR_NOMEM, "cannot start the image worker thread");
+        else
+            ia->worker_started = true;
     }
     if (st != SIM_OK) {
         iapi_free(ia);

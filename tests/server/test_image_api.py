@@ -514,6 +514,16 @@ def test_folder_cache(tmp, text_model):
     r = subprocess.run([BIN, "serve", "-m", text_model, "--port", "0", "--image-model", os.path.join(tmp, "nothing")],
                        capture_output=True, text=True, timeout=60)
     check("missing_model_refused", r.returncode == 1 and "--image-model" in r.stderr and "nothing" in r.stderr, r.stderr)
+    taef2 = os.path.join(SHARED, "diffusion", "taef2", "taef2_decoder.pth")
+    if os.path.exists(taef2):
+        r = subprocess.run([BIN, "serve", "-m", text_model, "--port", "0", "--image-model", MODEL, "--image-taesd", taef2],
+                           capture_output=True, text=True, timeout=60)
+        check("taesd_channels_refused", r.returncode == 1 and "32 latent channels, the model has 4" in r.stderr, r.stderr)
+    else:
+        skip("taesd_channels_refused", f"{taef2} is absent")
+    r = subprocess.run([BIN, "serve", "-m", text_model, "--port", "0", "--image-model", MODEL, "--image-queue", "-1"],
+                       capture_output=True, text=True, timeout=60)
+    check("negative_queue_refused", r.returncode == 1 and "must be positive" in r.stderr, r.stderr)
 
 
 def test_oversize(text_model):
