@@ -13,6 +13,12 @@
 // --vae taesd, a fast final decode. --preview K writes the denoised
 // estimate to OUT.preview.png every K steps (and after the last), through
 // the tiny autoencoder when there is one, else the linear approximation.
+//
+// img2img: --init PNG (any size, brought to W x H by --resize crop|just|fill
+// with a Lanczos3 filter) and --strength S; inpainting adds --mask PNG
+// (white repaints) and --mask-blur PX. Variations: --subseed N and
+// --subseed-strength S slerp another seed's noise in; --interpolate N
+// writes N images going from --seed's noise to --subseed's.
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,6 +28,7 @@
 #include "base/file.h"
 #include "cli/cli.h"
 #include "image/png.h"
+#include "image/resize.h"
 #include "image/sd.h"
 #include "tensor/kern.h"
 #include "tensor/pool.h"
@@ -74,6 +81,20 @@ static int parse_timesteps(const char *s, int *out, int cap) {
     return n;
 }
 
+// A PNG brought to w × h by the --resize mode: rgb (3, h, w) in [-1, 1]
+// (Lanczos3), or with rgb NULL the mask's luma (h, w) in [0, 1] (area).
+static bool load_picture(const char *opt, const char *path, rsz_mode mode, int w, int h, float *rgb, float *mask) {
+    png_image im;
+    sim_err err;
+    if (png_read_file(&im, path, &err) != SIM_OK) return cli_fail("image gen: %s: %s", opt, err.msg), false;
+    rsz_box b = rsz_fit(im.w, im.h, w, h, mode);
+    sim_status st = rgb ? rsz_rgba8(im.rgba, im.w, im.h, b, RSZ_LANCZOS3, rgb, w, h, &err)
+                        : rsz_rgba8_luma(im.rgba, im.w, im.h, b, RSZ_AREA, mask, w, h, &err);
+    png_image_free(&im);
+    if (st != SIM_OK) return cli_fail("image gen: %s %s: %s", opt, path, err.msg), false;
+    return true;
+}
+
 // (3, H, W) floats in about [-1, 1] to H·W·3 bytes.
 static void to_rgb(const float *img, int w, int h, uint8_t *out) {
     size_t plane = (size_t)w * h;
@@ -87,9 +108,10 @@ static void to_rgb(const float *img, int w, int h, uint8_t *out) {
 int cmd_image_gen(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *negative = "", *sampler = "ddim", *out = "image.png";
     const char *init_latent = NULL, *timesteps_arg = NULL, *save_latent = NULL, *lora_dir = NULL, *vae_kind = "full", *taesd_path = NULL;
-    int steps = 20, width = 512, height = 512, batch = 1, n_threads = 0, clip_skip = 0, preview = 0;
-    float cfg = 7.5f;
-    uint64_t seed = 0;
+    const char *init_path = NULL, *mask_path = NULL, *resize = "crop";
+    int steps = 20, width = 512, height = 512, batch = 1, n_threads = 0, clip_skip = 0, preview = 0, interpolate = 0;
+    float cfg = 7.5f, strength = 0.75f, mask_blur = 4, subseed_strength = 0;
+    uint64_t seed = 0, subseed = 0;
     bool karras = false;
     cli_opt opts[] = {
         {"-m|--model", OPT_STR, &model_dir, "a diffusers folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/)"},
@@ -112,6 +134,16 @@ int cmd_image_gen(int argc, char **argv) {
                                           "for --preview and --vae taesd"},
         {"--preview", OPT_INT, &preview, "every K steps write the denoised estimate to OUT.preview.png (tiny autoencoder "
                                          "with --taesd, else a linear approximation) [0: off]"},
+        {"--init", OPT_STR, &init_path, "img2img: start from this PNG (any size; see --resize)"},
+        {"--strength", OPT_FLOAT, &strength, "img2img denoising strength: round(steps x S) steps run; 0 keeps the image, "
+                                             "1 ignores it [0.75]"},
+        {"--resize", OPT_STR, &resize, "fitting --init / --mask to W x H: crop (cover, centre crop), just (stretch), "
+                                       "fill (fit, edges extended) [crop]"},
+        {"--mask", OPT_STR, &mask_path, "inpainting (with --init): a PNG, white = repaint, black = keep"},
+        {"--mask-blur", OPT_FLOAT, &mask_blur, "soften the mask's edges by a Gaussian of PX pixels [4]"},
+        {"--subseed", OPT_U64, &subseed, "variation seed: its noise is slerped in by --subseed-strength [0]"},
+        {"--subseed-strength", OPT_FLOAT, &subseed_strength, "variation strength, 0 (the seed) to 1 (the variation seed) [0]"},
+        {"--interpolate", OPT_INT, &interpolate, "write N images OUT-1..OUT-N whose start noise goes from --seed to --subseed"},
         {"--lora-dir", OPT_STR, &lora_dir, "the folder of the prompt's <lora:NAME:W> files (NAME.safetensors)"},
         {"-o|--output", OPT_STR, &out, "the PNG to write [image.png]"},
         {"-t|--threads", OPT_INT, &n_threads, "threads (0: all CPUs)"},
@@ -127,6 +159,15 @@ int cmd_image_gen(int argc, char **argv) {
         return cli_fail("image gen: -W and -H must be 8..4096 pixels");
     if (!(cfg >= 0 && cfg <= 100)) return cli_fail("image gen: --cfg must be 0..100");
     if (n_threads < 0 || clip_skip < 0) return cli_fail("image gen: --threads and --clip-skip must not be negative");
+    int rmode = rsz_mode_parse(resize);
+    if (rmode < 0) return cli_fail("image gen: --resize '%s' is not crop, just or fill", resize);
+    if (!(strength >= 0 && strength <= 1)) return cli_fail("image gen: --strength must be 0..1");
+    if (!(mask_blur >= 0 && mask_blur <= 256)) return cli_fail("image gen: --mask-blur must be 0..256 pixels");
+    if (!(subseed_strength >= 0 && subseed_strength <= 1)) return cli_fail("image gen: --subseed-strength must be 0..1");
+    if (mask_path && !init_path) return cli_fail("image gen: --mask needs the image to inpaint (--init)");
+    if (interpolate < 0 || interpolate > GEN_MAX_BATCH) return cli_fail("image gen: --interpolate must be 0..%d", GEN_MAX_BATCH);
+    if (interpolate && batch > 1) return cli_fail("image gen: --interpolate and --batch exclude each other");
+    if (interpolate) batch = interpolate;
     bool tiny = strcmp(vae_kind, "taesd") == 0;
     if (!tiny && strcmp(vae_kind, "full") != 0) return cli_fail("image gen: --vae '%s' is not full or taesd", vae_kind);
     if (tiny && !taesd_path) return cli_fail("image gen: --vae taesd needs the decoder's weights (--taesd PATH)");
@@ -143,7 +184,7 @@ int cmd_image_gen(int argc, char **argv) {
     sim_err err;
     sd_model *m = NULL;
     pool *pl = NULL;
-    float *img = NULL, *lat = NULL, *init = NULL;
+    float *img = NULL, *lat = NULL, *init = NULL, *init_img = NULL, *mask = NULL;
     uint8_t *rgb = NULL;
     char *init_bytes = NULL;
     rc = 1;
@@ -174,6 +215,13 @@ int cmd_image_gen(int argc, char **argv) {
         }
         init = (float *)init_bytes;
     }
+    size_t npx = (size_t)width * height;
+    if (init_path && (!(init_img = mem_alloc(3 * npx * sizeof *init_img)) || (mask_path && !(mask = mem_alloc(npx * sizeof *mask))))) {
+        cli_fail("image gen: out of memory");
+        goto done;
+    }
+    if (init_path && !load_picture("--init", init_path, (rsz_mode)rmode, width, height, init_img, NULL)) goto done;
+    if (mask_path && !load_picture("--mask", mask_path, (rsz_mode)rmode, width, height, NULL, mask)) goto done;
     img = mem_alloc((size_t)3 * width * height * sizeof *img);
     lat = mem_alloc(n_lat * sizeof *lat);
     rgb = mem_alloc((size_t)3 * width * height);
@@ -187,7 +235,9 @@ int cmd_image_gen(int argc, char **argv) {
     for (int b = 0; b < batch; b++) {
         sd_params p = sd_defaults();
         p.prompt = prompt, p.negative = negative, p.width = width, p.height = height, p.steps = steps, p.cfg = cfg;
-        p.sampler = (dsamp_kind)kind, p.karras = karras, p.seed = seed + (uint64_t)b, p.clip_skip = clip_skip;
+        p.sampler = (dsamp_kind)kind, p.karras = karras, p.seed = seed + (uint64_t)(interpolate ? 0 : b), p.clip_skip = clip_skip;
+        p.init_image = init_img, p.strength = strength, p.mask = mask, p.mask_blur = mask_blur;
+        p.subseed = subseed, p.subseed_strength = interpolate > 1 ? (float)b / (interpolate - 1) : interpolate ? 0 : subseed_strength;
         p.init_latent = init, p.timesteps = timesteps_arg ? ts : NULL, p.on_step = on_step, p.ud = &pr;
         p.lora_dir = lora_dir;
         p.taesd_decode = tiny;
@@ -205,10 +255,18 @@ int cmd_image_gen(int argc, char **argv) {
             cli_fail("image gen: %s", pr.failed ? pr.err.msg : err.msg);
             goto done;
         }
+        // The web UIs' parameters line; the optional features' fields only when used.
+        char extra[512] = "";
+        int e = 0;
+        if (p.subseed_strength > 0)
+            e += snprintf(extra + e, sizeof extra - e, ", Variation seed: %llu, Variation seed strength: %g", (unsigned long long)subseed,
+                          p.subseed_strength);
+        if (init_img) e += snprintf(extra + e, sizeof extra - e, ", Denoising strength: %g, Resize mode: %s", strength, resize);
+        if (mask) e += snprintf(extra + e, sizeof extra - e, ", Mask blur: %g", mask_blur);
         snprintf(params, sizeof params, "%s\nNegative prompt: %s\nSteps: %d, Sampler: %s%s, CFG scale: %g, Seed: %llu, Size: %dx%d, "
-                 "Model: %s%s, Engine: simularity", prompt, negative, steps, dsamp_name((dsamp_kind)kind),
+                 "Model: %s%s%s, Engine: simularity", prompt, negative, steps, dsamp_name((dsamp_kind)kind),
                  karras ? " Karras" : "", cfg, (unsigned long long)p.seed, width, height, cli_basename(model_dir),
-                 tiny ? ", VAE: taesd" : "");
+                 tiny ? ", VAE: taesd" : "", extra);
         to_rgb(img, width, height, rgb);
         png_text t = {"parameters", params};
         if (png_write_file(path, rgb, width, height, 3, &t, 1, &err) != SIM_OK) {
@@ -229,5 +287,7 @@ done:
     mem_free(lat);
     mem_free(rgb);
     mem_free(init_bytes);
+    mem_free(init_img);
+    mem_free(mask);
     return rc;
 }

@@ -2,7 +2,7 @@
 # CLI tests for the image tools: `simularity image key` (chroma key),
 # `simularity image prompts` (dynamic prompts) and `simularity image gen`
 # (on micro-sd15: golden latent and image, seeds, tiny autoencoder,
-# previews). Input PNGs are written and outputs read back by Python
+# previews, img2img, inpainting, variations). Input PNGs are written and outputs read back by Python
 # (zlib + struct), independently of our codec.
 # Usage: sh tests/cli/test_image_tools.sh   (SIM_BIN: the binary, default ./simularity)
 . tests/cli/harness.inc
@@ -193,7 +193,53 @@ PY
     $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --preview 2 -o "$T/lin.png" -t 2 >/dev/null 2>&1
     r=$(python3 "$T/rgb.py" "$T/lin.preview.png" 2>&1)
     [ "$(echo "$r" | cut -d' ' -f1-2)" = "16 16" ] && ok gen_preview_linear || bad gen_preview_linear "$r"
+    # img2img and inpainting from a 40x24 picture, cropped to its centre 24x24 (the mask's edge lands on pixel 8).
+    python3 - "$T" <<'PY'
+import struct, sys, zlib
+def chunk(t, b): return struct.pack('>I', len(b)) + t + b + struct.pack('>I', zlib.crc32(t + b) & 0xffffffff)
+def png(path, w, h, px):
+    raw = b''.join(b'\0' + bytes(px[y * w * 3:(y + 1) * w * 3]) for y in range(h))
+    open(path, 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0)) +
+        chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+png(sys.argv[1] + '/init.png', 40, 24, [(x * 7 + y * 3 + c * 50) & 255 for y in range(24) for x in range(40) for c in range(3)])
+png(sys.argv[1] + '/mask.png', 40, 24, [255 if x < 20 else 0 for y in range(24) for x in range(40) for c in range(3)])
+PY
+    I="--init $T/init.png"
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 4 $I --strength 0.5 -o "$T/i2i.png" -t 2 >/dev/null 2>"$T/err"
+    r=$(python3 "$T/rgb.py" "$T/i2i.png" 2>&1)
+    grep -q "step 2/2" "$T/err" && ! grep -q "step 3/" "$T/err" && echo "$r" | grep -q "Denoising strength: 0.5, Resize mode: crop" &&
+        ok gen_img2img_steps || bad gen_img2img_steps "$r $(tail -c 200 "$T/err")"
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --seed 4 $I --strength 1 -o "$T/s1.png" -t 2 >/dev/null 2>&1
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --seed 4 -o "$T/t2i.png" -t 2 >/dev/null 2>&1
+    [ "$(python3 "$T/rgb.py" "$T/s1.png" | cut -d' ' -f3)" = "$(python3 "$T/rgb.py" "$T/t2i.png" | cut -d' ' -f3)" ] &&
+        ok gen_strength1_is_txt2img || bad gen_strength1_is_txt2img
+    # Inpainting: the kept (right) half of the latent is the init latent (strength 0's) byte for byte, the left half is not.
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 4 $I --strength 0 --save-latent "$T/l0.f32" -o "$T/s0.png" -t 2 >/dev/null 2>&1
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 4 $I --mask "$T/mask.png" --mask-blur 0 --save-latent "$T/lm.f32" \
+        -o "$T/inp.png" -t 2 >/dev/null 2>"$T/err"
+    python3 - "$T" <<'PY' && ok gen_inpaint_keeps || bad gen_inpaint_keeps "$(tail -c 300 "$T/err")"
+import struct, sys
+t = sys.argv[1]
+a = struct.unpack('256f', open(t + '/l0.f32', 'rb').read()); b = struct.unpack('256f', open(t + '/lm.f32', 'rb').read())
+kept = sum(a[i] == b[i] for i in range(256) if i % 8 >= 4); changed = sum(a[i] != b[i] for i in range(256) if i % 8 < 4)
+assert kept == 128 and changed == 128, (kept, changed)
+PY
+    python3 "$T/rgb.py" "$T/inp.png" >"$T/out.txt" 2>&1
+    grep -q "Mask blur: 0" "$T/out.txt" && ok gen_inpaint_params || bad gen_inpaint_params "$(cat "$T/out.txt")"
+    # Interpolation: the ends are the two seeds' images (DDIM adds no other noise).
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 2 --seed 1 --subseed 2 --interpolate 3 -o "$T/v.png" -t 2 >/dev/null 2>&1
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 2 --seed 2 -o "$T/seed2.png" -t 2 >/dev/null 2>&1
+    $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 2 --seed 1 -o "$T/seed1.png" -t 2 >/dev/null 2>&1
+    h() { python3 "$T/rgb.py" "$1" | cut -d' ' -f3; }
+    [ "$(h "$T/v-1.png")" = "$(h "$T/seed1.png")" ] && [ "$(h "$T/v-3.png")" = "$(h "$T/seed2.png")" ] &&
+        [ "$(h "$T/v-2.png")" != "$(h "$T/seed1.png")" ] && python3 "$T/rgb.py" "$T/v-2.png" | grep -q "Variation seed: 2, Variation seed strength: 0.5" &&
+        ok gen_interpolate || bad gen_interpolate "$(python3 "$T/rgb.py" "$T/v-2.png")"
+    expect_error gen_init_missing "--init: $T/none.png: cannot open" $BIN image gen -m "$G" -p x -W 16 -H 16 --init "$T/none.png"
 fi
+expect_error gen_bad_resize "--resize 'squash' is not crop, just or fill" $BIN image gen -m "$T" -p x --resize squash
+expect_error gen_mask_no_init "--mask needs the image to inpaint" $BIN image gen -m "$T" -p x --mask "$T/m.png"
+expect_error gen_bad_strength "--strength must be 0..1" $BIN image gen -m "$T" -p x --strength 2
+expect_error gen_interpolate_batch "--interpolate and --batch exclude each other" $BIN image gen -m "$T" -p x --interpolate 3 --batch 2
 expect_error gen_bad_vae "--vae 'tiny' is not full or taesd" $BIN image gen -m "$T" -p x --vae tiny
 expect_error gen_taesd_needs_path "--vae taesd needs the decoder's weights" $BIN image gen -m "$T" -p x --vae taesd
 
