@@ -82,6 +82,7 @@ int cmd_serve(int argc, char **argv) {
         {"--image-model", OPT_STR, &icfg.model_dir,
          "serve image generation (/sdapi/v1, /api/image) with this SD model (diffusers folder or .safetensors)"},
         {"--image-taesd", OPT_STR, &icfg.taesd, "a tiny autoencoder (file or folder) for the image previews"},
+        {"--image-lora-dir", OPT_STR, &icfg.lora_dir, "the folder of the image prompts' <lora:NAME:W> files (NAME.safetensors)"},
         {"--image-cache", OPT_STR, &icfg.cache_dir, "keep generated images in DIR (default: 64 MiB in memory)"},
         {"--image-queue", OPT_INT, &icfg.max_queue, "image requests that may wait behind the running one before 503 [8]"},
         {"--image-threads", OPT_INT, &icfg.n_threads, "threads of the image generator (0: all CPUs)"},

@@ -20,6 +20,7 @@
 #include "base/strbuf.h"
 #include "image/ckpt.h"
 #include "image/diffusers.h"
+#include "image/lora.h"
 #include "image/png.h"
 #include "image/resize.h"
 #include "image/sd.h"
@@ -66,6 +67,7 @@ static const sampler_def SAMPLERS[] = {
 // What one request asks for, checked. Image i has seed seed + i.
 typedef struct ireq {
     char *prompt, *negative; // owned
+    char *loras;             // the prompt's <lora:NAME:W> files: "NAME W size mtime" lines (owned; NULL: none)
     int width, height, steps, clip_skip, batch_size, n_iter, n_images;
     float cfg;
     const sampler_def *sampler;
@@ -88,6 +90,7 @@ typedef struct ireq {
 } ireq;
 
 static void ireq_free(ireq *r) {
+    mem_free(r->loras);
     mem_free(r->prompt);
     mem_free(r->negative);
     mem_free(r->init);
@@ -147,7 +150,7 @@ typedef struct icache {
 
 struct iapi {
     iapi_config cfg;
-    char *model_dir, *taesd, *cache_dir, *model_name;
+    char *model_dir, *taesd, *cache_dir, *model_name, *lora_dir;
     char sha[SHA256_HEX_SIZE];
     sd_model *m;
     int size_step;   // width and height are multiples of this
@@ -292,6 +295,7 @@ static bool cache_key(const iapi *ia, const ireq *r, int i, uint8_t key[SHA256_S
               dsamp_name(r->sampler->kind), r->karras, r->clip_skip);
     if (r->subseed_strength > 0)
         sb_printf(&b, "subseed %llu %a\n", (unsigned long long)(r->subseed + (uint64_t)i), (double)r->subseed_strength);
+    if (r->loras) sb_printf(&b, "loras %zu:%s\n", strlen(r->loras), r->loras);
     if (r->init) sb_printf(&b, "init %s resize %d strength %a\n", r->init_sha, r->resize_mode, (double)r->strength);
     if (r->mask) sb_printf(&b, "mask %s blur %d invert %d\n", r->mask_sha, r->mask_blur, r->invert);
     char *text = sb_take(&b);
@@ -466,6 +470,45 @@ static uint64_t random_seed(void) {
     return v % 4294967295u; // the web UI draws from 0..2^32-2
 }
 
+// The prompt's <lora:NAME:W> tags checked against the LoRA folder; their
+// files' identity (name, weight, size, modification time) into r->loras.
+static bool parse_loras(const iapi *ia, const char *prompt, ireq *r, perr *e) {
+    lora_tag tags[LORA_MAX];
+    int n = 0;
+    char *clean = NULL;
+    sim_err err;
+    sim_status st = lora_tags_parse(prompt, &clean, tags, LORA_MAX, &n, &err);
+    mem_free(clean);
+    if (st != SIM_OK) {
+        snprintf(e->msg, sizeof e->msg, "\"prompt\": %.400s", err.msg);
+        return false;
+    }
+    if (n && !ia->lora_dir) {
+        snprintf(e->msg, sizeof e->msg, "\"prompt\" has <lora:%s> but this server has no LoRA folder (--image-lora-dir)",
+                 tags[0].name);
+        return false;
+    }
+    sbuf b = {0};
+    for (int i = 0; i < n; i++) {
+        char path[4200];
+        struct stat sb;
+        if (lora_path(ia->lora_dir, tags[i].name, path, sizeof path, &err) != SIM_OK || stat(path, &sb) != 0 ||
+            !S_ISREG(sb.st_mode)) {
+            snprintf(e->msg, sizeof e->msg, "\"prompt\": <lora:%.120s>: no file %.120s.safetensors in the LoRA folder", tags[i].name,
+                     tags[i].name);
+            sb_free(&b);
+            return false;
+        }
+        sb_printf(&b, "%s %a %lld %lld.%09ld\n", tags[i].name, (double)tags[i].weight, (long long)sb.st_size,
+                  (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
+    }
+    if (n && !(r->loras = sb_take(&b))) {
+        snprintf(e->msg, sizeof e->msg, "out of memory");
+        return false;
+    }
+    return true;
+}
+
 // The fields of a txt2img request into r (owned strings copied); false with
 // a message naming the first bad field.
 static bool parse_txt2img(const iapi *ia, json_t *j, bool native, ireq *r, perr *e) {
@@ -473,7 +516,9 @@ static bool parse_txt2img(const iapi *ia, json_t *j, bool native, ireq *r, perr 
     long long v;
     double cfg;
     bool flag;
-    if (!get_str(j, "prompt", "", &prompt, e) || !get_str(j, "negative_prompt", "", &negative, e)) return false;
+    if (!get_str(j, "prompt", "", &prompt, e) || !get_str(j, "negative_prompt", "", &negative, e) ||
+        !parse_loras(ia, prompt, r, e))
+        return false;
     if (!get_str(j, "sampler_name", NULL, &sname, e)) return false;
     if (!sname && !get_str(j, "sampler_index", SAMPLERS[DEFAULT_SAMPLER].name, &sname, e)) return false;
     if (!(r->sampler = find_sampler(sname))) {
@@ -792,7 +837,7 @@ static sim_status generate(iapi *ia, ijob *jb, int i, float *pix, uint8_t *rgb, 
     p.cfg = r->cfg, p.sampler = r->sampler->kind, p.karras = r->karras, p.seed = im->seed, p.clip_skip = r->clip_skip;
     p.subseed = r->subseed + (uint64_t)i, p.subseed_strength = r->subseed_strength;
     p.init_image = r->init, p.strength = r->strength, p.mask = r->mask, p.mask_blur = (float)r->mask_blur;
-    p.on_step = on_step, p.ud = &sc;
+    p.lora_dir = ia->lora_dir, p.on_step = on_step, p.ud = &sc;
     sim_status st = sd_generate(ia->m, &ia->oc, &p, pix, NULL, err);
     if (st != SIM_OK) return st;
     to_rgb8(pix, r->width, r->height, rgb);
@@ -1290,7 +1335,9 @@ sim_status iapi_new(iapi **out, const iapi_config *cfg, sim_err *err) {
     ia->model_dir = mem_strndup(cfg->model_dir, k);
     ia->taesd = cfg->taesd ? mem_strdup(cfg->taesd) : NULL;
     ia->cache.dir = cfg->cache_dir ? mem_strdup(cfg->cache_dir) : NULL;
-    sim_status st = ia->model_dir && (!cfg->taesd || ia->taesd) && (!cfg->cache_dir || ia->cache.dir)
+    ia->lora_dir = cfg->lora_dir ? mem_strdup(cfg->lora_dir) : NULL;
+    sim_status st = ia->model_dir && (!cfg->taesd || ia->taesd) && (!cfg->cache_dir || ia->cache.dir) &&
+                            (!cfg->lora_dir || ia->lora_dir)
                         ? SIM_OK
                         : err_set(err, SIM_ERR_NOMEM, "out of memory");
     // A file's name is its stem ("v1-5.safetensors": "v1-5"), a folder's its name.
@@ -1367,6 +1414,7 @@ void iapi_free(iapi *ia) {
     mem_free(ia->model_name);
     mem_free(ia->taesd);
     mem_free(ia->cache.dir);
+    mem_free(ia->lora_dir);
     pthread_mutex_destroy(&ia->mu);
     pthread_cond_destroy(&ia->work_cv);
     pthread_cond_destroy(&ia->job_cv);

@@ -32,8 +32,9 @@
 //
 // Cache: each image is stored under the sha256 of a canonical text of what
 // determines its bytes (model identity, prompts, seed, size, steps, guidance,
-// sampler, schedule, clip skip, the init image's and mask's pixels and their
-// settings, the engine version); a random seed (-1) is drawn first, so it
+// sampler, schedule, clip skip, variation seed, the init image's and mask's
+// pixels and their settings, the prompt's LoRA files by name, weight, size
+// and modification time, the engine version); a random seed (-1) is drawn first, so it
 // never aliases. Entries are files DIR/<key>.png with cfg.cache_dir, else
 // up to IAPI_MEM_CACHE_BYTES in memory (least recently used evicted).
 // Requests wholly in the cache are answered without queueing.
@@ -71,6 +72,7 @@ typedef struct iapi_config {
     const char *model_dir; // a diffusers folder or a single-file checkpoint (sd_load)
     const char *taesd;     // a tiny autoencoder for previews (sd_attach_taesd), or NULL: the linear preview
     const char *cache_dir; // created when missing; NULL: the memory cache
+    const char *lora_dir;  // the prompts' <lora:NAME:W> files (NAME.safetensors); NULL: tags refused
     int max_queue;         // requests that may wait behind the running one (0..1024)
     int n_threads;         // threads of the image pool (0: all CPUs)
     // Warnings (a cache file that cannot be written), one line each; NULL: dropped.

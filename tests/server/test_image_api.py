@@ -108,13 +108,34 @@ def txt2img(s, **kw):
     return st, j
 
 
-def cli_image(tmp, prompt, seed, steps, sampler, w, h, cfg, karras=False, batch=1, negative=""):
+def write_lora(path, scale, rank=2):
+    """A diffusers/PEFT LoRA on two of micro-sd15's attention projections
+    (float32 safetensors written by hand)."""
+    tensors = {}
+    for blk in ("down_blocks.0.attentions.0", "up_blocks.1.attentions.1"):
+        base = f"unet.{blk}.transformer_blocks.0.attn1.to_q"
+        tensors[base + ".lora_A.weight"] = ([rank, 32], [scale * ((i * 7 % 11) - 5) / 5 for i in range(rank * 32)])
+        tensors[base + ".lora_B.weight"] = ([32, rank], [scale * ((i * 5 % 13) - 6) / 6 for i in range(32 * rank)])
+    header, data = {}, b""
+    for name, (shape, vals) in tensors.items():
+        blob = struct.pack(f"<{len(vals)}f", *vals)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+
+
+def cli_image(tmp, prompt, seed, steps, sampler, w, h, cfg, karras=False, batch=1, negative="", lora_dir=None):
     out = os.path.join(tmp, "cli.png")
     args = [BIN, "image", "gen", "-m", MODEL, "-p", prompt, "--negative", negative, "--seed", str(seed), "--steps",
             str(steps), "--sampler", sampler, "-W", str(w), "-H", str(h), "--cfg", str(cfg), "-t", "2", "-o", out,
             "--batch", str(batch)]
     if karras:
         args.append("--karras")
+    if lora_dir:
+        args += ["--lora-dir", lora_dir]
     paths = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300).stdout.split()
     return [png_decode(open(p, "rb").read()) for p in paths]
 
@@ -381,6 +402,26 @@ def test_variations(s):
           pixels(j4["images"][0]) not in (pixels(j["images"][0]), pixels(j3["images"][0])), f"{info}")
 
 
+def test_loras(s, tmp, lora_dir):
+    body = {"prompt": "a fox <lora:style:0.8>", "seed": 12, "steps": 3, "width": 16, "height": 16, "sampler_name": "DDIM"}
+    st, j = txt2img(s, **body)
+    st0, j0 = txt2img(s, **dict(body, prompt="a fox"))
+    ref = cli_image(tmp, "a fox <lora:style:0.8>", 12, 3, "ddim", 16, 16, 7.0, lora_dir=lora_dir)[0]
+    check("lora_equals_cli", st == st0 == 200 and pixels(j["images"][0]) == ref[3] and
+          pixels(j0["images"][0]) != ref[3], f"{st} {st0} {j if st != 200 else ''}")
+    st1, j1 = txt2img(s, **body)
+    check("lora_cached", st1 == 200 and json.loads(j1["info"])["cached"] == [True] and j1["images"] == j["images"], f"{st1}")
+    # a changed file (size or time) is another key
+    time.sleep(0.01)
+    write_lora(os.path.join(lora_dir, "style.safetensors"), 0.5, rank=3)
+    st2, j2 = txt2img(s, **body)
+    check("lora_changed_file_misses", st2 == 200 and json.loads(j2["info"])["cached"] == [False] and
+          j2["images"] != j["images"], f"{st2}")
+    st3, j3, text, _ = post(s, "/sdapi/v1/txt2img", dict(body, prompt="a fox <lora:missing:1>"))
+    check("lora_missing_400", st3 == 400 and "<lora:missing>: no file missing.safetensors in the LoRA folder" in j3["detail"],
+          f"{st3} {text[:200]}")
+
+
 def wait_running(s, timeout=60):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -533,6 +574,9 @@ def test_oversize(text_model):
         check("oversize_413", st == 413, f"{st} {text[:200]}")
         st, j = txt2img(s, prompt="x", steps=1, width=16, height=16)
         check("serves_after_oversize", st == 200, f"{st}")
+        st, j, text, _ = post(s, "/sdapi/v1/txt2img", {"prompt": "x <lora:style>", "steps": 1, "width": 16, "height": 16})
+        check("lora_without_folder_400", st == 400 and
+              "\"prompt\" has <lora:style> but this server has no LoRA folder (--image-lora-dir)" in j["detail"], f"{st} {text}")
     finally:
         s.stop()
 
@@ -546,7 +590,10 @@ def main():
     text_model = os.path.join(tmp, "t.gguf")
     subprocess.run([BIN, "synth", "-o", text_model, "--vocab", "512", "--dim", "64", "--layers", "2", "--seed", "1"],
                    check=True, capture_output=True)
-    s = Server(text_model, "--image-model", MODEL, "--image-threads", "1")
+    lora_dir = os.path.join(tmp, "loras")
+    os.mkdir(lora_dir)
+    write_lora(os.path.join(lora_dir, "style.safetensors"), 1.0)
+    s = Server(text_model, "--image-model", MODEL, "--image-threads", "1", "--image-lora-dir", lora_dir)
     try:
         test_models(s)
         test_equals_cli(s, tmp)
@@ -555,6 +602,7 @@ def main():
         test_native_stream(s)
         test_img2img(s)
         test_variations(s)
+        test_loras(s, tmp, lora_dir)
         test_progress_interrupt_text(s, text_model)
     finally:
         code = s.stop()
