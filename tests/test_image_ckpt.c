@@ -7,7 +7,7 @@
 //  - random SD 1.5- and SD 2.x-shaped models (the latter with the OpenCLIP
 //    text tower, q/k/v stacked) give back their configurations by
 //    inference and generate the same image through sd_load as the folder;
-//  - other families, inpainting, missing tensors, no tokenizer are refused
+//  - other families, InstructPix2Pix, missing tensors, no tokenizer are refused
 //    by name;
 //  - micro-sd15's U-Net as a GGUF (F16, or Q8_0 matrices) stays within the
 //    quantization error of the golden output; broken GGUFs are refused.
@@ -181,6 +181,9 @@ static sim_status fill(void *ud, int i, float *out, sim_err *err) {
     return SIM_OK;
 }
 
+// When set, conv_in takes 9 channels (an inpainting U-Net; zero weights).
+static bool g_widen;
+
 // Every tensor of a diffusers U-Net or VAE file under its LDM name.
 static void put_mapped(writer *w, const st_file *f) {
     for (int i = 0; i < f->n_tensors; i++) {
@@ -192,6 +195,10 @@ static void put_mapped(writer *w, const st_file *f) {
             continue;
         }
         int64_t shape[4] = {t->shape[0], t->n_dims > 1 ? t->shape[1] : 1, 1, 1};
+        if (g_widen && strcmp(t->name, "conv_in.weight") == 0) {
+            put(w, ldm, 4, (int64_t[]){t->shape[0], 9, t->shape[2], t->shape[3]}, (src_ref){NULL, {NULL}, 1});
+            continue;
+        }
         put(w, ldm, c11 ? 4 : t->n_dims, c11 ? shape : t->shape, (src_ref){f, {t->name}, 1});
     }
 }
@@ -268,8 +275,9 @@ static void close_folder(folder *fo) {
     st_close(fo->unet), st_close(fo->vae), st_close(fo->text);
 }
 
-// The folder's weights as one LDM-named file at path (OpenCLIP names when openclip).
-static bool write_single(const folder *fo, const char *path, bool openclip) {
+// The folder's weights as one LDM-named file at path (OpenCLIP names when
+// openclip), every name after `lead` (as a .ckpt's "state_dict.").
+static bool write_single_lead(const folder *fo, const char *path, bool openclip, const char *lead) {
     static writer w;
     w.n = 0, g_np = 0;
     unet_pairs(&fo->p.unet);
@@ -278,11 +286,18 @@ static bool write_single(const folder *fo, const char *path, bool openclip) {
     put_mapped(&w, fo->vae);
     if (openclip) put_openclip(&w, fo->text, &fo->p.clip);
     else put_clip(&w, fo->text);
+    for (int i = 0; i < w.n; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s%s", lead, w.e[i].name);
+        memcpy(w.e[i].name, name, sizeof name);
+    }
     sim_err err = {0};
     sim_status st = stw_write(path, w.e, w.n, ST_F32, NULL, fill, &w, &err);
     CHECK_MSG(st == SIM_OK, "%s", err.msg);
     return st == SIM_OK;
 }
+
+static bool write_single(const folder *fo, const char *path, bool openclip) { return write_single_lead(fo, path, openclip, ""); }
 
 static const st_tensor *find_in(const char *path, const char *name, st_file **keep) {
     sim_err err;
@@ -431,6 +446,18 @@ static void single_vs_folder(sdw_family f, bool openclip) {
     // Beside the folder's tokenizer/ (found there by sd_load).
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     bool wrote = write_single(&fo, path, openclip);
+    if (wrote && f == SDW_SD15) {
+        // The same as an inpainting checkpoint: 9 input channels, inferred.
+        char ip[600];
+        snprintf(ip, sizeof ip, "%s/inpaint.safetensors", g_tmp);
+        g_widen = true;
+        ckpt *c = NULL;
+        if (write_single(&fo, ip, false)) CHECK_MSG(ckpt_open(&c, ip, NULL, &err) == SIM_OK, "%s", err.msg);
+        g_widen = false;
+        const st_tensor *t = c ? st_find(c->unet, "conv_in.weight") : NULL;
+        CHECK(c && c->cfg.unet.in_ch == 9 && c->cfg.unet.out_ch == 4 && t && t->shape[1] == 9);
+        ckpt_close(c);
+    }
     close_folder(&fo);
     if (!wrote) return;
     if (f == SDW_SD15) {
@@ -510,10 +537,10 @@ static void test_refusals(void) {
     const char *none[] = {"first_stage_model.encoder.conv_in.weight"};
     write_names(path, none, 1, NULL);
     refused(path, SIM_ERR_FORMAT, "no U-Net");
-    const char *inpaint[] = {"model.diffusion_model.input_blocks.0.0.weight", "model.diffusion_model.out.2.weight"};
-    write_names(path, inpaint, 2, (int64_t[]){320, 9, 3, 3});
-    refused(path, SIM_ERR_UNSUPPORTED, "'model.diffusion_model.input_blocks.0.0.weight' takes 9 channels: looks like an SD inpainting checkpoint");
-    write_names(path, inpaint, 1, (int64_t[]){320, 4, 3, 3});
+    const char *pix2pix[] = {"model.diffusion_model.input_blocks.0.0.weight", "model.diffusion_model.out.2.weight"};
+    write_names(path, pix2pix, 2, (int64_t[]){320, 8, 3, 3});
+    refused(path, SIM_ERR_UNSUPPORTED, "'model.diffusion_model.input_blocks.0.0.weight' takes 8 channels: looks like InstructPix2Pix");
+    write_names(path, pix2pix, 1, (int64_t[]){320, 4, 3, 3});
     refused(path, SIM_ERR_FORMAT, "missing tensor 'model.diffusion_model.out.2.weight'");
 
     // micro-sd15 as a file with one tensor missing: named with its diffusers counterpart.
@@ -535,7 +562,18 @@ static void test_refusals(void) {
     CHECK_EQ_INT(ckpt_open(&c, path, &fo.p, &err), SIM_ERR_FORMAT);
     CHECK_MSG(strstr(err.msg, "missing tensor 'first_stage_model.decoder.mid.attn_1.v.weight' (the vae's 'decoder.mid_block.attentions.0.to_v.weight')"),
               "%s", err.msg);
+    // Names led by "state_dict." (a .ckpt's, flattened) open like the bare ones.
+    CHECK(write_single_lead(&fo, path, false, "state_dict."));
+    CHECK_MSG(ckpt_open(&c, path, &fo.p, &err) == SIM_OK, "%s", err.msg);
+    if (c) CHECK(c->unet && c->vae && c->text && st_find(c->unet, "mid_block.attentions.0.proj_out.weight"));
+    ckpt_close(c);
     close_folder(&fo);
+    // A PyTorch zip goes through the safe unpickler: taef2's decoder is a .pth without a U-Net.
+    char pth[1024];
+    if (test_shared_path(pth, sizeof pth, "diffusion/taef2/taef2_decoder.pth")) {
+        CHECK_EQ_INT(ckpt_open(&c, pth, NULL, &err), SIM_ERR_FORMAT);
+        CHECK_MSG(strstr(err.msg, "taef2_decoder.pth: no U-Net"), "%s", err.msg);
+    }
     // No tokenizer beside a lone file.
     clip_tok *t = NULL;
     CHECK_EQ_INT(ckpt_tokenizer(&t, path, NULL, &err), SIM_ERR_IO);

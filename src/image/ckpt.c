@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "image/gguf_st.h"
+#include "image/pth.h"
 #include "image/sdwrite.h"
 
 #define SUPPORTED "supported: SD 1.x, SD 2.x and BK-SDM checkpoints"
@@ -61,9 +62,9 @@ static sim_status infer_unet(dif_unet_config *c, const st_file *f, const char *p
     sim_status st = need(t, 4, f, px, "input_blocks.0.0.weight", err);
     if (st != SIM_OK) return st;
     c->block_out[0] = (int)t->shape[0], c->in_ch = (int)t->shape[1];
-    if (c->in_ch == 9 || c->in_ch == 8)
-        return err_set(err, SIM_ERR_UNSUPPORTED, "%s: '%sinput_blocks.0.0.weight' takes %d channels: looks like %s (" SUPPORTED ")", f->path, px,
-                       c->in_ch, c->in_ch == 9 ? "an SD inpainting checkpoint" : "InstructPix2Pix");
+    if (c->in_ch == 8)
+        return err_set(err, SIM_ERR_UNSUPPORTED, "%s: '%sinput_blocks.0.0.weight' takes 8 channels: looks like InstructPix2Pix (" SUPPORTED ")", f->path,
+                       px);
     t = findf(f, px, "out.2.weight");
     if ((st = need(t, 4, f, px, "out.2.weight", err)) != SIM_OK) return st;
     c->out_ch = (int)t->shape[0];
@@ -377,7 +378,8 @@ sim_status ckpt_from_file(ckpt **out, st_file *src, const dif_pipeline *like, si
     c->cfg.family = dif_unet_family(&c->cfg.unet);
     if (st == SIM_OK && has_text && c->cfg.unet.cross_dim != c->cfg.clip.hidden)
         st = err_set(err, SIM_ERR_FORMAT, "%s: the U-Net's context is %d wide, the text encoder's %d", src->path, c->cfg.unet.cross_dim, c->cfg.clip.hidden);
-    if (st == SIM_OK && has_vae && c->cfg.unet.in_ch != c->cfg.vae.latent_ch)
+    // Inpainting U-Nets take x, the mask and the masked image's latent: 2·latent + 1.
+    if (st == SIM_OK && has_vae && c->cfg.unet.in_ch != c->cfg.vae.latent_ch && c->cfg.unet.in_ch != 2 * c->cfg.vae.latent_ch + 1)
         st = err_set(err, SIM_ERR_FORMAT, "%s: the U-Net takes %d channels, the VAE's latents have %d", src->path, c->cfg.unet.in_ch, c->cfg.vae.latent_ch);
     if (st == SIM_OK) st = make_view(&c->unet, src, COMP_UNET, &c->cfg, up, err);
     if (st == SIM_OK && has_vae) st = make_view(&c->vae, src, COMP_VAE, &c->cfg, vp, err);
@@ -390,10 +392,21 @@ sim_status ckpt_from_file(ckpt **out, st_file *src, const dif_pipeline *like, si
     return SIM_OK;
 }
 
+// By the magic: GGUF, a PyTorch zip (.ckpt: names flattened as
+// "state_dict.model.diffusion_model...", the prefix found like any other), or safetensors.
+static sim_status open_any(st_file **f, const char *path, sim_err *err) {
+    if (gguf_st_is_gguf(path)) return gguf_st_open(f, path, err);
+    FILE *fp = fopen(path, "rb");
+    uint8_t m[4] = {0};
+    bool zip = fp && fread(m, 1, 4, fp) == 4 && memcmp(m, "PK\3\4", 4) == 0;
+    if (fp) fclose(fp);
+    return zip ? pth_open(f, path, err) : st_open(f, path, err);
+}
+
 sim_status ckpt_open(ckpt **out, const char *path, const dif_pipeline *like, sim_err *err) {
     *out = NULL;
     st_file *f = NULL;
-    sim_status st = gguf_st_is_gguf(path) ? gguf_st_open(&f, path, err) : st_open(&f, path, err);
+    sim_status st = open_any(&f, path, err);
     if (st != SIM_OK) return st;
     return ckpt_from_file(out, f, like, err);
 }

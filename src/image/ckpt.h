@@ -1,7 +1,8 @@
 // ckpt.h — single-file Stable Diffusion checkpoints (the original
 // CompVis/LDM layout, as .safetensors, or a U-Net in a GGUF file) opened as
 // three st_file views with diffusers names, plus the configurations the
-// tensor shapes imply.
+// tensor shapes imply. Files: .safetensors, PyTorch .ckpt zips (read by the
+// safe unpickler of pth.h; "state_dict." leads every name) and GGUF.
 //
 // The LDM names, per component (a prefix before them is found and dropped):
 //   U-Net  model.diffusion_model.*: time_embed.{0,2}, input_blocks.K.{0,1}
@@ -33,8 +34,9 @@
 // 64 channels per head; CLIP heads are 64 wide; quick-GELU for SD 1.x text,
 // GELU for OpenCLIP; 32 groups; VAE scaling 0.18215. A `like` pipeline
 // (e.g. from the model's diffusers folder) replaces inference entirely.
-// Refused with the tensor that shows it: SDXL, SD 3 / Flux, inpainting
-// (9 input channels) and other U-Nets the engine does not implement.
+// Inpainting checkpoints (9 input channels) are read like the others.
+// Refused with the tensor that shows it: SDXL, SD 3 / Flux, InstructPix2Pix
+// (8 input channels) and other U-Nets the engine does not implement.
 //
 //     ckpt *c;
 //     if (ckpt_open(&c, "v1-5-pruned-emaonly.safetensors", NULL, &err) != SIM_OK) ...
@@ -56,7 +58,7 @@ typedef struct ckpt {
     dif_pipeline cfg;           // cfg.dir: the folder holding the file
 } ckpt;
 
-// Opens a .safetensors checkpoint or a .gguf U-Net (by the file's magic).
+// Opens a .safetensors or .ckpt checkpoint or a .gguf (by the file's magic).
 // At least the U-Net must be there; like may be NULL.
 sim_status ckpt_open(ckpt **out, const char *path, const dif_pipeline *like, sim_err *err);
 // The same over an opened file, which the ckpt takes (closed on error too).
