@@ -130,7 +130,7 @@ int cmd_image_gen(int argc, char **argv) {
         {"--timesteps", OPT_STR, &timesteps_arg, "exact descending timesteps, e.g. 999,749,499,249 (sets the steps)"},
         {"--save-latent", OPT_STR, &save_latent, "write the final latent (raw float32) to FILE"},
         {"--vae", OPT_STR, &vae_kind, "the final decoder: full (the model's VAE) or taesd (needs --taesd) [full]"},
-        {"--taesd", OPT_STR, &taesd_path, "a tiny autoencoder decoder (.pth/.safetensors, or a folder with taesd_decoder.*) "
+        {"--taesd", OPT_STR, &taesd_path, "a tiny autoencoder: a diffusers AutoencoderTiny folder, a folder with *_decoder.{safetensors,pth}, or a decoder file "
                                           "for --preview and --vae taesd"},
         {"--preview", OPT_INT, &preview, "every K steps write the denoised estimate to OUT.preview.png (tiny autoencoder "
                                          "with --taesd, else a linear approximation) [0: off]"},

@@ -10,10 +10,10 @@
 #include "image/clip_text.h"
 #include "image/diffusers.h"
 #include "image/lora.h"
-#include "image/pth.h"
 #include "image/resize.h"
 #include "image/safetensors.h"
 #include "image/taesd.h"
+#include "image/tiny_ae.h"
 #include "image/unet.h"
 #include "image/vae.h"
 
@@ -123,46 +123,14 @@ void sd_detach_taesd(sd_model *m) {
     m->tiny = NULL, m->tiny_w = NULL, m->tiny_img = m->tiny_out = NULL, m->tiny_lh = m->tiny_lw = 0;
 }
 
-static bool is_dir(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static bool has_suffix(const char *s, const char *suf) {
-    size_t n = strlen(s), k = strlen(suf);
-    return n >= k && strcmp(s + n - k, suf) == 0;
-}
-
-// A .pth (PyTorch zip) or .safetensors decoder file.
-static sim_status open_weights(st_file **f, const char *path, sim_err *err) {
-    return has_suffix(path, ".pth") || has_suffix(path, ".ckpt") ? pth_open(f, path, err) : st_open(f, path, err);
-}
-
 sim_status sd_attach_taesd(sd_model *m, const char *path, sim_err *err) {
-    char file[1200];
-    snprintf(file, sizeof file, "%s", path);
-    if (is_dir(path)) {
-        // The decoder file of the published TAESD folders.
-        static const char *const names[] = {"taesd_decoder.safetensors", "taesd_decoder.pth"};
-        bool found = false;
-        for (size_t i = 0; i < ARRAY_LEN(names) && !found; i++) {
-            if (snprintf(file, sizeof file, "%s/%s", path, names[i]) >= (int)sizeof file)
-                return err_set(err, SIM_ERR_RANGE, "%s: path too long", path);
-            struct stat sb;
-            found = stat(file, &sb) == 0;
-        }
-        if (!found) return err_set(err, SIM_ERR_IO, "%s: no taesd_decoder.safetensors or taesd_decoder.pth in the folder", path);
-    }
-    st_file *f = NULL;
     taesd *t = NULL;
-    sim_status st = open_weights(&f, file, err);
-    if (st == SIM_OK) st = taesd_load(&t, f, NULL, err);
-    st_close(f);
-    if (st != SIM_OK) return err_prefix(err, "tiny autoencoder %s", file);
+    sim_status st = tae_open(&t, path, err);
+    if (st != SIM_OK) return err_prefix(err, "tiny autoencoder");
     if (taesd_latent_channels(t) != m->pipe.vae.latent_ch) {
         int tc = taesd_latent_channels(t);
         taesd_free(t);
-        return err_set(err, SIM_ERR_UNSUPPORTED, "tiny autoencoder %s: %d latent channels, the model has %d", file, tc,
+        return err_set(err, SIM_ERR_UNSUPPORTED, "tiny autoencoder %s: %d latent channels, the model has %d", path, tc,
                        m->pipe.vae.latent_ch);
     }
     sd_detach_taesd(m);

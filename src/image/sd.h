@@ -97,11 +97,11 @@ int sd_vae_factor(const sd_model *m);
 // costs nothing, and no tags restore the original weights exactly.
 sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err);
 
-// Attaches a tiny autoencoder decoder (TAESD; taesd.h) for previews and
-// p.taesd_decode: path is its weight file (.pth / .ckpt as PyTorch zips,
-// anything else as .safetensors) or a folder holding
-// taesd_decoder.safetensors or taesd_decoder.pth. Its latent channels must
-// be the model's. It replaces an attached one; on error nothing changes.
+// Attaches a tiny autoencoder (TAESD; taesd.h) for previews and
+// p.taesd_decode: path is any layout tae_open reads (tiny_ae.h: a diffusers
+// AutoencoderTiny folder or file, a folder of *_decoder / *_encoder halves,
+// a decoder .safetensors / .pth). Its latent channels must be the model's.
+// It replaces an attached one; on error nothing changes.
 // TAESD decoders are distilled on the U-Net's latents (diffusers'
 // AutoencoderTiny has scaling_factor 1), so they get the sampler's latent
 // unscaled; their 8× output is resampled (area) when the model's VAE

@@ -187,7 +187,7 @@ PY
         a=$(python3 "$T/rgb.py" "$T/tiny.png"); b=$(python3 "$T/rgb.py" "$T/tiny.preview.png")
         [ "$(echo "$a" | cut -d' ' -f1-3)" = "$(echo "$b" | cut -d' ' -f1-3)" ] && echo "$a" | grep -q "VAE: taesd, Engine" &&
             ok gen_taesd_preview_is_final || bad gen_taesd_preview_is_final "$a / $b"
-        expect_error gen_taesd_missing "no taesd_decoder.safetensors or taesd_decoder.pth" \
+        expect_error gen_taesd_missing "--taesd: tiny autoencoder: $T: no tiny autoencoder" \
             $BIN image gen -m "$G" -p x -W 16 -H 16 --taesd "$T" --vae taesd
     fi
     $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --preview 2 -o "$T/lin.png" -t 2 >/dev/null 2>&1
