@@ -127,7 +127,7 @@ def write_lora(path, scale, rank=2):
         f.write(struct.pack("<Q", len(h)) + h + data)
 
 
-def cli_image(tmp, prompt, seed, steps, sampler, w, h, cfg, karras=False, batch=1, negative="", lora_dir=None):
+def cli_image(tmp, prompt, seed, steps, sampler, w, h, cfg, karras=False, batch=1, negative="", lora_dir=None, extra=()):
     out = os.path.join(tmp, "cli.png")
     args = [BIN, "image", "gen", "-m", MODEL, "-p", prompt, "--negative", negative, "--seed", str(seed), "--steps",
             str(steps), "--sampler", sampler, "-W", str(w), "-H", str(h), "--cfg", str(cfg), "-t", "2", "-o", out,
@@ -136,6 +136,7 @@ def cli_image(tmp, prompt, seed, steps, sampler, w, h, cfg, karras=False, batch=
         args.append("--karras")
     if lora_dir:
         args += ["--lora-dir", lora_dir]
+    args += list(extra)
     paths = subprocess.run(args, check=True, capture_output=True, text=True, timeout=300).stdout.split()
     return [png_decode(open(p, "rb").read()) for p in paths]
 
@@ -311,6 +312,36 @@ def test_native_stream(s):
     else:
         check("native_equals_sdapi", False, "no image event")
     check("native_done", ev and ev[-1][1]["images"] == 1 and ev[-1][1]["interrupted"] is False, f"{ev[-1:]}")
+
+
+def test_img2img_equals_cli(s, tmp):
+    wide = b64png(40, 24, lambda x, y, c: (x * 9 + y * 4 + c * 60) % 256)
+    blob = b64png(40, 24, lambda x, y, c: 255 if (x - 22) ** 2 + (y - 12) ** 2 < 70 else 0)
+    for name, data in (("init.png", wide), ("mask.png", blob)):
+        with open(os.path.join(tmp, name), "wb") as f:
+            f.write(base64.b64decode(data))
+    init, mask = os.path.join(tmp, "init.png"), os.path.join(tmp, "mask.png")
+    base = {"prompt": "a quay", "seed": 14, "steps": 5, "width": 16, "height": 16, "sampler_name": "Euler a",
+            "cfg_scale": 6.0, "init_images": [wide]}
+    cases = [("crop", {"resize_mode": 1, "denoising_strength": 0.6}, ["--init", init, "--resize", "crop", "--strength", "0.6"]),
+             ("just", {"resize_mode": 0, "denoising_strength": 0.4}, ["--init", init, "--resize", "just", "--strength", "0.4"]),
+             ("fill_mask", {"resize_mode": 2, "denoising_strength": 0.8, "mask": blob, "mask_blur": 2},
+              ["--init", init, "--resize", "fill", "--strength", "0.8", "--mask", mask, "--mask-blur", "2"]),
+             ("variation", {"init_images": None, "subseed": 3, "subseed_strength": 0.4},
+              ["--subseed", "3", "--subseed-strength", "0.4"])]
+    for name, fields, args in cases:
+        body = dict(base, **fields)
+        route = "/sdapi/v1/img2img"
+        if body["init_images"] is None:
+            del body["init_images"]
+            route = "/sdapi/v1/txt2img"
+        st, j, text, _ = post(s, route, body)
+        ref = cli_image(tmp, "a quay", 14, 5, "euler_a", 16, 16, 6.0, extra=args)[0]
+        api_text = png_decode(base64.b64decode(j["images"][0]))[4]["parameters"] if st == 200 else ""
+        fields = [f for f in ref[4]["parameters"].split(", ") if f.split(":")[0] in
+                  ("Denoising strength", "Mask blur", "Variation seed", "Variation seed strength")]
+        check(f"equals_cli[{name}]", st == 200 and pixels(j["images"][0]) == ref[3] and fields and
+              all(f in api_text for f in fields), f"{st} {text[:200] if st != 200 else ''} {api_text!r} vs {ref[4]}")
 
 
 def test_img2img(s):
@@ -601,6 +632,7 @@ def main():
         test_cache_memory(s)
         test_native_stream(s)
         test_img2img(s)
+        test_img2img_equals_cli(s, tmp)
         test_variations(s)
         test_loras(s, tmp, lora_dir)
         test_progress_interrupt_text(s, text_model)
