@@ -1,6 +1,6 @@
 // fuzz_ckpt.c — libFuzzer target for the image model formats: arbitrary
-// bytes as a single-file checkpoint (.safetensors, and as a GGUF through
-// gguf_st), as a diffusers AutoencoderTiny file, and as each diffusers
+// bytes as a single-file checkpoint (.safetensors, a PyTorch zip .ckpt, and
+// a GGUF through gguf_st), as a diffusers AutoencoderTiny file, and as each diffusers
 // config.json. Opening must fail with a message or succeed; every tensor of
 // a view that opens lies inside the file's bytes and converts.
 // Build and run: make fuzz && build/fuzz/fuzz_ckpt DIR (seeds: small
@@ -15,6 +15,7 @@
 #include "image/ckpt.h"
 #include "image/diffusers.h"
 #include "image/gguf_st.h"
+#include "image/pth.h"
 #include "image/tiny_ae.h"
 
 // Every tensor of v inside src's bytes, found by its name, and readable.
@@ -49,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sim_err err;
     if (st_open_memory(&f, data, size, "fuzz.safetensors", &err) == SIM_OK) views(f);
     if (gguf_st_open_memory(&f, data, size, "fuzz.gguf", &err) == SIM_OK) views(f);
+    if (size > 4 && data[0] == 'P' && data[1] == 'K' && pth_open_memory(&f, data, size, "fuzz.ckpt", &err) == SIM_OK) views(f);
     // The configs are read from files.
     char path[64];
     snprintf(path, sizeof path, "/tmp/fuzz_ckpt_%d.json", (int)getpid());
