@@ -11,6 +11,9 @@
 //     float *img = malloc(3 * 256 * 256 * sizeof *img);       // (3, H, W) in about [-1, 1]
 //     op_ctx c = {.pool = pool, .k = kern_get(KERN_BEST)};
 //     sd_generate(m, &c, &p, img, NULL, &err);
+//     p.init_image = img, p.strength = 0.5f;                 // img2img from that picture:
+//     p.mask = mask, p.mask_blur = 4;                        // repaint where mask (H, W) is 1
+//     sd_generate(m, &c, &p, img2, NULL, &err);
 //     sd_free(m);
 //
 // Reproduction: p.init_latent replaces the seeded noise (raw float32 NCHW,
@@ -19,8 +22,10 @@
 // it is scaled and decoded.
 //
 // Ownership: the model owns its weights (float32 copies; the files are
-// closed after loading). sd_generate allocates its work buffers for the
-// request and frees them before returning. Errors: sim_status + sim_err.
+// closed after loading) and an attached tiny autoencoder with its buffers.
+// sd_generate allocates its work buffers for the request and frees them
+// before returning. One model serves one request at a time. Errors:
+// sim_status + sim_err.
 #ifndef SIM_SD_H
 #define SIM_SD_H
 
