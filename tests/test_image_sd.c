@@ -501,6 +501,41 @@ static void test_variations(void) {
     fixture_close(&fx);
 }
 
+// Every allocation of an inpainting request failing in turn: SIM_ERR_NOMEM
+// or the undisturbed result (an optional allocation), nothing leaked
+// (ASan), and the next request gives the undisturbed result.
+static void test_alloc_failures(void) {
+    fixture fx;
+    if (!fixture_open(&fx)) {
+        fixture_close(&fx);
+        return;
+    }
+    sim_err err = {0};
+    static float img[768], want[256], lat[256], mask[256];
+    for (int i = 0; i < 256; i++) mask[i] = i % 16 < 8 ? 1.0f : 0.0f;
+    sd_params p = sd_defaults();
+    p.prompt = "a cat", p.width = p.height = 16, p.steps = 2, p.seed = 9, p.init_image = fx.img, p.strength = 0.5f, p.mask = mask;
+    p.mask_blur = 1, p.subseed = 3, p.subseed_strength = 0.25f;
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, want, &err), SIM_OK);
+    int n = 0;
+    for (; n < 500; n++) {
+        mem_fail_after(n);
+        sim_status st = sd_generate(fx.m, &fx.c, &p, img, lat, &err);
+        bool failed = mem_fail_triggered();
+        mem_fail_after(-1);
+        if (!failed) {
+            CHECK_EQ_INT(st, SIM_OK);
+            break;
+        }
+        // Some allocations are optional (their users fall back): then the result is unchanged.
+        CHECK_MSG(st == SIM_ERR_NOMEM || (st == SIM_OK && memcmp(lat, want, sizeof lat) == 0), "allocation %d: status %d", n, st);
+    }
+    CHECK(n > 3 && n < 500);
+    CHECK_EQ_INT(sd_generate(fx.m, &fx.c, &p, img, lat, &err), SIM_OK);
+    CHECK(memcmp(lat, want, sizeof lat) == 0);
+    fixture_close(&fx);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_test_sd_XXXXXX");
@@ -514,6 +549,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_inpaint);
     TEST_RUN(test_inpaint_9ch);
     TEST_RUN(test_variations);
+    TEST_RUN(test_alloc_failures);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);

@@ -524,12 +524,15 @@ static char *clean(const char *text, size_t len) {
         if (k <= 0) put_cp(&a, 0xFFFD), i++;
         else sb_put(&a, text + i, (size_t)k), i += (size_t)k;
     }
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 2 && !a.oom; pass++) {
         unescape(&b, a.s ? a.s : "", a.n);
         sb_free(&a);
         a = b;
         b = (sbuf){0};
-        if (a.oom) break;
+    }
+    if (a.oom) { // a failed allocation must not pass for an empty text
+        sb_free(&a);
+        return NULL;
     }
     bool space = false;
     for (size_t i = 0; i < a.n;) {
