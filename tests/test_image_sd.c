@@ -69,6 +69,13 @@ static void test_micro_sd15(void) {
     CHECK_EQ_INT(sd_generate(m, &c, &p, a, NULL, &err), SIM_OK);
     CHECK_EQ_INT(sd_generate(m, &c, &p, b, NULL, &err), SIM_OK);
     CHECK(memcmp(a, b, sizeof a) == 0);
+    // Releasing the text encoder after each request changes nothing: it is read again.
+    p.release_text = true;
+    CHECK_EQ_INT(sd_generate(m, &c, &p, b, NULL, &err), SIM_OK);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK_EQ_INT(sd_generate(m, &c, &p, b, NULL, &err), SIM_OK);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    p.release_text = false;
     // Weighting: "(w:1)" is the plain prompt; another weight changes the result.
     static float c1[256], c2[256], c3[256];
     p.sampler = DSAMP_DDIM, p.init_latent = init, p.steps = 2;

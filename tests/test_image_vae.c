@@ -28,8 +28,23 @@ static void test_micro_sd15(void) {
     bad.block_out[1] = 48;
     vae *vb = NULL;
     if (f) {
-        CHECK_EQ_INT(vae_load(&vb, &bad, f, &err), SIM_ERR_FORMAT);
-        CHECK_MSG(strstr(err.msg, "has shape [64, 32, 3, 3], expected [48, 32, 3, 3]") != NULL, "%s", err.msg);
+        CHECK_EQ_INT(vae_load(&vb, &bad, f, &err), SIM_ERR_FORMAT); // the decoder is bound first
+        CHECK_MSG(strstr(err.msg, "'decoder.conv_in.weight' has shape [64, 4, 3, 3], expected [48, 4, 3, 3]") != NULL, "%s", err.msg);
+        // A decoder-only VAE refuses to encode until its encoder is added.
+        CHECK_EQ_INT(vae_load_decoder(&vb, &p.vae, f, &err), SIM_OK);
+        vae_work *wb = NULL;
+        float img[3 * 16 * 16] = {0}, mom[8 * 8 * 8];
+        op_ctx c0 = {.k = kern_get(KERN_REF), .ref = true};
+        if (vb && vae_work_new(&wb, vb, 8, 8, &err) == SIM_OK) {
+            CHECK(!vae_has_encoder(vb));
+            CHECK_EQ_INT(vae_encode(vb, wb, &c0, img, 16, 16, mom, &err), SIM_ERR_ARG);
+            CHECK(strstr(err.msg, "without its encoder") != NULL);
+            CHECK_EQ_INT(vae_load_encoder(vb, f, &err), SIM_OK);
+            CHECK(vae_has_encoder(vb));
+            CHECK_MSG(vae_encode(vb, wb, &c0, img, 16, 16, mom, &err) == SIM_OK, "%s", err.msg);
+        }
+        vae_work_free(wb);
+        vae_free(vb);
     }
     st_close(f);
     if (!v) return;

@@ -241,6 +241,7 @@ int cmd_image_gen(int argc, char **argv) {
         p.init_latent = init, p.timesteps = timesteps_arg ? ts : NULL, p.on_step = on_step, p.ud = &pr;
         p.lora_dir = lora_dir;
         p.taesd_decode = tiny;
+        p.release_text = true; // one-shot: the peak without the text encoder
         char params[4096], path[4096], prev_path[4200];
         if (batch == 1) snprintf(path, sizeof path, "%s", out);
         else {

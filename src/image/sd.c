@@ -70,7 +70,7 @@ static sim_status with_file(sd_model *m, const char *rel, sim_status (*load)(sd_
 
 static sim_status load_text(sd_model *m, const st_file *f, sim_err *err) { return clip_text_load(&m->text, &m->pipe.clip, f, err); }
 static sim_status load_unet(sd_model *m, const st_file *f, sim_err *err) { return unet_load(&m->unet, &m->pipe.unet, f, err); }
-static sim_status load_vae(sd_model *m, const st_file *f, sim_err *err) { return vae_load(&m->vae, &m->pipe.vae, f, err); }
+static sim_status load_vae(sd_model *m, const st_file *f, sim_err *err) { return vae_load_decoder(&m->vae, &m->pipe.vae, f, err); }
 
 // A diffusers folder, or a single-file checkpoint (see ckpt.h) with its
 // tokenizer beside it.
@@ -280,32 +280,55 @@ static sim_status load_merged(sd_model *m, lora_set *s, lora_part part, st_file 
     return st;
 }
 
-// Reads the parts marked in `want` again from m->src (a checkpoint file or
-// a diffusers folder) with the LoRAs of s merged: text into *text, unet into *u.
-static sim_status reload(sd_model *m, lora_set *s, const bool want[LORA_PART_COUNT], clip_text **text, unet **u, sim_err *err) {
-    void *out[LORA_PART_COUNT] = {[LORA_TEXT] = text, [LORA_UNET] = u};
-    static const char *const rel[LORA_PART_COUNT] = {[LORA_TEXT] = "text_encoder/model.safetensors", [LORA_UNET] = "unet/diffusion_pytorch_model.safetensors"};
+// Opens one part of m->src again (a checkpoint file or a diffusers folder):
+// part LORA_TEXT or LORA_UNET, or -1 for the VAE; hands its weights to fn.
+static sim_status with_part(sd_model *m, int part, sim_status (*fn)(sd_model *, st_file *, void *, sim_err *), void *ud,
+                            sim_err *err) {
     struct stat sb;
-    sim_status st = SIM_OK;
+    sim_status st;
     if (stat(m->src, &sb) == 0 && S_ISREG(sb.st_mode)) {
         ckpt *c = NULL;
         st = ckpt_open(&c, m->src, &m->pipe, err);
-        for (int p = 0; p < LORA_PART_COUNT && st == SIM_OK; p++)
-            if (want[p]) st = load_merged(m, s, p, p == LORA_TEXT ? c->text : c->unet, out[p], err);
+        if (st == SIM_OK) st = fn(m, part == LORA_TEXT ? c->text : part == LORA_UNET ? c->unet : c->vae, ud, err);
         ckpt_close(c);
         return st;
     }
+    const char *rel = part == LORA_TEXT   ? "text_encoder/model.safetensors"
+                      : part == LORA_UNET ? "unet/diffusion_pytorch_model.safetensors"
+                                          : "vae/diffusion_pytorch_model.safetensors";
+    char path[1200];
+    st_file *f = NULL;
+    st = dif_path(&m->pipe, rel, path, sizeof path, err);
+    if (st == SIM_OK) st = st_open(&f, path, err);
+    if (st == SIM_OK) st = fn(m, f, ud, err);
+    st_close(f);
+    return st;
+}
+
+typedef struct merged_load {
+    lora_set *s;
+    lora_part part;
+    void *out;
+} merged_load;
+
+static sim_status part_merged(sd_model *m, st_file *f, void *ud, sim_err *err) {
+    merged_load *a = ud;
+    return load_merged(m, a->s, a->part, f, a->out, err);
+}
+
+// Reads the parts marked in `want` again from m->src with the LoRAs of s
+// merged: text into *text, unet into *u.
+static sim_status reload(sd_model *m, lora_set *s, const bool want[LORA_PART_COUNT], clip_text **text, unet **u, sim_err *err) {
+    void *out[LORA_PART_COUNT] = {[LORA_TEXT] = text, [LORA_UNET] = u};
+    sim_status st = SIM_OK;
     for (int p = 0; p < LORA_PART_COUNT && st == SIM_OK; p++) {
-        if (!want[p]) continue;
-        char path[1200];
-        st_file *f = NULL;
-        st = dif_path(&m->pipe, rel[p], path, sizeof path, err);
-        if (st == SIM_OK) st = st_open(&f, path, err);
-        if (st == SIM_OK) st = load_merged(m, s, p, f, out[p], err);
-        st_close(f);
+        merged_load a = {s, (lora_part)p, out[p]};
+        if (want[p]) st = with_part(m, p, part_merged, &a, err);
     }
     return st;
 }
+
+static sim_status part_encoder(sd_model *m, st_file *f, void *ud, sim_err *err) { return vae_load_encoder(m->vae, f, err); }
 
 // Makes the merged LoRAs those of tags[0..n) (files in dir): when the list
 // (files and weights, in order) differs from what is merged, the text
@@ -350,6 +373,19 @@ static sim_status use_loras(sd_model *m, const char *dir, const lora_tag *tags, 
     return SIM_OK;
 }
 
+// Reads the text encoder again (with the merged LoRAs that patch it) after
+// a request released it (sd_params.release_text).
+static sim_status ensure_text(sd_model *m, sim_err *err) {
+    if (m->text) return SIM_OK;
+    lora_set *s = NULL;
+    sim_status st = lora_set_new(&s, err);
+    for (int i = 0; i < m->n_lora && st == SIM_OK; i++) st = lora_add(s, m->lora_file[i], m->lora_w[i], err);
+    bool want[LORA_PART_COUNT] = {[LORA_TEXT] = true};
+    if (st == SIM_OK) st = reload(m, s, want, &m->text, NULL, err);
+    lora_set_free(s);
+    return st;
+}
+
 sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *image, float *latent_out, sim_err *err) {
     sim_status st = check_params(m, p, err);
     // <lora:NAME:W> tags out of the prompt; their LoRAs merged.
@@ -387,8 +423,11 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     unet_work *uw = NULL;
     vae_work *vw = NULL;
     if (st == SIM_OK && !(buf && ids && ts)) st = err_set(err, SIM_ERR_NOMEM, "out of memory for a %d x %d image", p->width, p->height);
-    if (st == SIM_OK) st = unet_work_new(&uw, m->unet, lh, lw, n_ctx, err);
-    if (st == SIM_OK && (!p->taesd_decode || p->init_image)) st = vae_work_new(&vw, m->vae, lh, lw, err);
+    if (st == SIM_OK) st = ensure_text(m, err);
+    // The VAE's buffers now only for img2img (the encoder runs first); else
+    // after the U-Net's are freed, so the two never coexist.
+    if (st == SIM_OK && p->init_image && !vae_has_encoder(m->vae)) st = with_part(m, -1, part_encoder, NULL, err); // read when first needed
+    if (st == SIM_OK && p->init_image) st = vae_work_new(&vw, m->vae, lh, lw, err);
     float *cond = buf, *uncond = cond + (size_t)n_ctx * C, *w77 = uncond + (size_t)n_ctx * C, *x = w77 + T, *eu = x + nl, *ec = eu + nl,
           *noise = ec + nl, *init = noise + nl, *moments = init + nl, *mlat = moments + 2 * nl, *unet_in = mlat + plane,
           *work = unet_in + (cat9 ? 3 * nl + plane : 0), *mpx = work + dsamp_work_floats(nl);
@@ -413,6 +452,8 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
                 for (size_t i = 0; i < (size_t)T * C; i++) h[i] = (float)(h[i] * (m0 / m1));
         }
     }
+    if (st == SIM_OK && p->release_text) clip_text_free(m->text), m->text = NULL;
+    if (st == SIM_OK) st = unet_work_new(&uw, m->unet, lh, lw, n_ctx, err);
     // The start noise: given, or seeded (and slerped towards the variation seed's).
     if (st == SIM_OK) {
         if (p->init_latent) memcpy(x, p->init_latent, nl * sizeof *x);
@@ -459,6 +500,9 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
         memcpy(x, init, nl * sizeof *x);
     }
     if (st == SIM_OK && latent_out) memcpy(latent_out, x, nl * sizeof *x);
+    unet_work_free(uw);
+    uw = NULL;
+    if (st == SIM_OK && !vw && !p->taesd_decode) st = vae_work_new(&vw, m->vae, lh, lw, err);
     if (st == SIM_OK && first == p->steps && !p->taesd_decode) st = vae_decode(m->vae, vw, c, moments, lh, lw, image, err); // unscaled: exact
     else if (st == SIM_OK) st = decode_latent(m, c, vw, x, lh, lw, p->taesd_decode, image, err);
     vae_work_free(vw);

@@ -21,8 +21,11 @@
 // one DDIM goes to ᾱ = 1), and latent_out receives the final latent before
 // it is scaled and decoded.
 //
-// Ownership: the model owns its weights (float32 copies; the files are
-// closed after loading) and an attached tiny autoencoder with its buffers.
+// Ownership: the model owns its weights (copies: matrices in the file's
+// 16-bit type, the rest float32; the files are closed after loading and
+// opened again only to read the VAE's encoder on the first img2img, the
+// text encoder after release_text, or the parts a LoRA change patches) and
+// an attached tiny autoencoder with its buffers.
 // sd_generate allocates its work buffers for the request and frees them
 // before returning. One model serves one request at a time. Errors:
 // sim_status + sim_err.
@@ -52,6 +55,10 @@ typedef struct sd_params {
     const float *init_latent;        // optional (C_lat, H/8, W/8) instead of seeded noise
     const int *timesteps;            // optional, `steps` descending values
     bool taesd_decode;               // decode with the attached tiny autoencoder (sd_attach_taesd), not the VAE
+    // Free the text encoder's weights once the prompts are encoded (the next
+    // request reads them again, with its LoRAs): one-shot use then peaks
+    // lower by their size (≈ 250 MB for SD 1.x in F16).
+    bool release_text;
     // Folder of LoRA files for the prompt's <lora:NAME:W> tags (NAME.safetensors
     // there, W default 1; see sd_generate); NULL refuses tags. The negative
     // prompt keeps its text.

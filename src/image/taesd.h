@@ -1,7 +1,9 @@
 // taesd.h — the tiny autoencoder family (TAESD: SD 1.x/2.x with 4 latent
 // channels, and the wider-latent variants such as taef2 with 32), for fast
 // previews and a VAE-only mode. Images are (3, H, W) in [0, 1]; latents
-// (C_lat, H/8, W/8) are the model's raw (unscaled) latents.
+// (C_lat, H/8, W/8) are in the diffusion model's latent space, as its sampler
+// sees them (for SD: the VAE's latents × scaling_factor); the tiny
+// autoencoder adds no scaling of its own (diffusers gives it factor 1).
 //
 // Block(x): x += conv1x1(relu(groupnorm4(conv1x1(x))))   (pooled-GroupNorm variant only)
 //           relu(conv(relu(conv(relu(conv(x))))) + x)    (3×3 convs, 64 channels)

@@ -26,7 +26,7 @@ typedef struct vae_conv {
 
 struct vae {
     dif_vae_config cfg;
-    void *weights;                                    // the arena everything below points into
+    void *weights, *enc_weights;                      // the arenas of the decoder and of the encoder (or NULL)
     // encoder
     vae_conv enc_in;                                  // in_ch → ch[0]
     rb_block *enc_res;                              // (n_blocks * layers_per_block)
@@ -81,7 +81,7 @@ static void take_attn(wts_loader *L, vae_attn *a, int C, const char *name) {
     wts_take(L, &a->out_b, WTS_SHAPE(C), "%s.to_out.0.bias", name);
 }
 
-static void bind(wts_loader *L, void *ud) {
+static void bind_encoder(wts_loader *L, void *ud) {
     vae *v = ud;
     const dif_vae_config *c = &v->cfg;
     int n = c->n_blocks, lpb = c->layers_per_block, top = c->block_out[n - 1];
@@ -104,7 +104,13 @@ static void bind(wts_loader *L, void *ud) {
     wts_take(L, &v->enc_no_b, WTS_SHAPE(top), "encoder.conv_norm_out.bias");
     take_conv(L, &v->enc_out, top, 2 * c->latent_ch, 3, 1, "encoder.conv_out");
     take_conv(L, &v->quant, 2 * c->latent_ch, 2 * c->latent_ch, 1, 1, "quant_conv");
+}
 
+static void bind_decoder(wts_loader *L, void *ud) {
+    vae *v = ud;
+    const dif_vae_config *c = &v->cfg;
+    int n = c->n_blocks, lpb = c->layers_per_block, top = c->block_out[n - 1];
+    char name[128];
     take_conv(L, &v->post_quant, c->latent_ch, c->latent_ch, 1, 1, "post_quant_conv");
     take_conv(L, &v->dec_in, c->latent_ch, top, 3, 1, "decoder.conv_in");
     rb_take(L, &v->dec_mid[0], top, top, 0, "decoder.mid_block.resnets.0");
@@ -131,12 +137,13 @@ static void bind(wts_loader *L, void *ud) {
 void vae_free(vae *v) {
     if (!v) return;
     mem_free(v->weights);
+    mem_free(v->enc_weights);
     mem_free(v->enc_res);
     mem_free(v->dec_res);
     mem_free(v);
 }
 
-sim_status vae_load(vae **out, const dif_vae_config *cfg, const st_file *f, sim_err *err) {
+sim_status vae_load_decoder(vae **out, const dif_vae_config *cfg, const st_file *f, sim_err *err) {
     *out = NULL;
     vae *v = mem_calloc(1, sizeof *v);
     if (!v) return err_set(err, SIM_ERR_NOMEM, "out of memory loading the VAE");
@@ -147,13 +154,28 @@ sim_status vae_load(vae **out, const dif_vae_config *cfg, const st_file *f, sim_
         vae_free(v);
         return err_set(err, SIM_ERR_NOMEM, "out of memory loading the VAE");
     }
-    sim_status rc = wts_load(f, "", bind, v, &v->weights, err);
+    sim_status rc = wts_load(f, "", bind_decoder, v, &v->weights, err);
     if (rc) {
         vae_free(v);
         return rc;
     }
     *out = v;
     return SIM_OK;
+}
+
+sim_status vae_load_encoder(vae *v, const st_file *f, sim_err *err) {
+    return v->enc_weights ? SIM_OK : wts_load(f, "", bind_encoder, v, &v->enc_weights, err);
+}
+
+bool vae_has_encoder(const vae *v) { return v->enc_weights != NULL; }
+
+sim_status vae_load(vae **out, const dif_vae_config *cfg, const st_file *f, sim_err *err) {
+    sim_status st = vae_load_decoder(out, cfg, f, err);
+    if (st == SIM_OK && (st = vae_load_encoder(*out, f, err)) != SIM_OK) {
+        vae_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 int vae_factor(const vae *v) { return 1 << (v->cfg.n_blocks - 1); }
@@ -259,6 +281,7 @@ sim_status vae_decode(const vae *v, vae_work *wk, const op_ctx *cin, const float
 sim_status vae_encode(const vae *v, vae_work *wk, const op_ctx *cin, const float *image, int H, int W, float *moments, sim_err *err) {
     const dif_vae_config *cf = &v->cfg;
     int f = vae_factor(v);
+    if (!v->enc_weights) return err_set(err, SIM_ERR_ARG, "the VAE was loaded without its encoder");
     if (H < f || W < f || H % f || W % f) return err_set(err, SIM_ERR_ARG, "image %d x %d: sides must be multiples of %d", H, W, f);
     if (H / f > wk->lh || W / f > wk->lw)
         return err_set(err, SIM_ERR_RANGE, "image %d x %d is larger than the buffers (%d x %d)", H, W, wk->lh * f, wk->lw * f);

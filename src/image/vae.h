@@ -36,6 +36,11 @@ typedef struct vae_work vae_work;
 
 // Binds the encoder and decoder weights (diffusers names) from f.
 sim_status vae_load(vae **out, const dif_vae_config *cfg, const st_file *f, sim_err *err);
+// Only the decoder (text to image needs no encoder: a third of the weights);
+// vae_load_encoder adds the encoder later (nothing when it is there).
+sim_status vae_load_decoder(vae **out, const dif_vae_config *cfg, const st_file *f, sim_err *err);
+sim_status vae_load_encoder(vae *v, const st_file *f, sim_err *err);
+bool vae_has_encoder(const vae *v);
 void vae_free(vae *v);
 // The down/up factor between image and latent sides.
 int vae_factor(const vae *v);
