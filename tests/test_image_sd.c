@@ -543,6 +543,56 @@ static void test_alloc_failures(void) {
     fixture_close(&fx);
 }
 
+// tokenizer/special_tokens_map.json's pad_token fills the window after the
+// end token: "!" (SD 2.x, id 0) changes the image, the end token spelled out
+// does not, both spellings of the field agree, bad values are refused.
+static sim_status pad_run(const char *dir, const char *map, float *lat, sim_err *err) {
+    char path[1300];
+    snprintf(path, sizeof path, "%s/tokenizer/special_tokens_map.json", dir);
+    remove(path);
+    if (map && file_write_all(path, map, strlen(map), err) != SIM_OK) return SIM_ERR_IO;
+    sd_model *m = NULL;
+    sim_status st = sd_load(&m, dir, err);
+    if (st != SIM_OK) return st;
+    sd_params p = sd_defaults();
+    p.prompt = "cat ears", p.width = p.height = 16, p.steps = 2, p.seed = 3;
+    float img[768];
+    op_ctx c = {.k = kern_get(KERN_BEST)};
+    st = sd_generate(m, &c, &p, img, lat, err);
+    sd_free(m);
+    return st;
+}
+
+static void test_pad_token(void) {
+    char src[1024], dir[1200], cmd[2600];
+    if (!test_shared_path(src, sizeof src, "diffusion/micro-sd15")) return;
+    snprintf(dir, sizeof dir, "%s/pad", g_tmp);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+    CHECK(system(cmd) == 0);
+    clip_tok *t = NULL;
+    sim_err err = {0};
+    char v[1300], mg[1300];
+    snprintf(v, sizeof v, "%s/tokenizer/vocab.json", dir);
+    snprintf(mg, sizeof mg, "%s/tokenizer/merges.txt", dir);
+    CHECK_MSG(clip_tok_load(&t, v, mg, &err) == SIM_OK, "%s", err.msg);
+    if (t) CHECK(clip_tok_id(t, "!") == 0 && clip_tok_id(t, "!</w>") == 256 && clip_tok_id(t, "<|endoftext|>") == 49407 && clip_tok_id(t, "nope!") == -1);
+    clip_tok_free(t);
+    static float a[256], b[256], e[256], o[256];
+    CHECK_MSG(pad_run(dir, NULL, a, &err) == SIM_OK, "%s", err.msg);
+    CHECK_MSG(pad_run(dir, "{\"pad_token\": \"<|endoftext|>\"}", e, &err) == SIM_OK, "%s", err.msg);
+    CHECK(memcmp(a, e, sizeof a) == 0);
+    CHECK_MSG(pad_run(dir, "{\"pad_token\": \"!\"}", b, &err) == SIM_OK, "%s", err.msg);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    CHECK_MSG(pad_run(dir, "{\"pad_token\": {\"content\": \"!\", \"lstrip\": false}}", o, &err) == SIM_OK, "%s", err.msg);
+    CHECK(memcmp(b, o, sizeof b) == 0);
+    CHECK_EQ_INT(pad_run(dir, "{\"pad_token\": \"nope!\"}", o, &err), SIM_ERR_FORMAT);
+    CHECK(strstr(err.msg, "pad_token 'nope!' is not in the tokenizer's vocabulary") != NULL);
+    CHECK_EQ_INT(pad_run(dir, "{\"pad_token\": 7}", o, &err), SIM_ERR_FORMAT);
+    CHECK(strstr(err.msg, "special_tokens_map.json: pad_token: expected a string") != NULL);
+    CHECK_EQ_INT(pad_run(dir, "{\"pad_token\": ", o, &err), SIM_ERR_FORMAT);
+    CHECK(strstr(err.msg, "special_tokens_map.json: line 1") != NULL);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     snprintf(g_tmp, sizeof g_tmp, "/tmp/sim_test_sd_XXXXXX");
@@ -557,6 +607,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_inpaint_9ch);
     TEST_RUN(test_variations);
     TEST_RUN(test_alloc_failures);
+    TEST_RUN(test_pad_token);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);

@@ -370,6 +370,8 @@ sim_status clip_tok_load_gz(clip_tok **out, const char *path, sim_err *err) {
 
 int32_t clip_tok_n_vocab(const clip_tok *t) { return t->n_vocab; }
 
+int32_t clip_tok_id(const clip_tok *t, const char *text) { return str_find(t, text, strlen(text)); }
+
 const char *clip_tok_text(const clip_tok *t, int32_t id) {
     return id >= 0 && id < t->n_vocab ? t->text[id] : NULL;
 }

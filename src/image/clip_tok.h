@@ -44,6 +44,9 @@ void clip_tok_free(clip_tok *t);
 int32_t clip_tok_n_vocab(const clip_tok *t);
 // The token's text (byte symbols, "</w>" marking a word end), or NULL.
 const char *clip_tok_text(const clip_tok *t, int32_t id);
+// The id of the vocabulary entry spelled exactly `text` (no BPE: "!" is 0,
+// "!</w>" 256), or -1.
+int32_t clip_tok_id(const clip_tok *t, const char *text);
 
 // The ids of text (no start/end tokens) into ids[0..cap); *n_out gets the
 // full count, which may exceed cap (the rest is dropped).

@@ -1,6 +1,7 @@
 // sd.c — the text-to-image pipeline over a diffusers folder (see sd.h).
 #include "image/sd.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 struct sd_model {
     dif_pipeline pipe;
     clip_tok *tok;
+    int32_t pad;      // the token that fills each 77-token window after the end token
     clip_text *text;
     unet *unet;
     vae *vae;
@@ -72,6 +74,29 @@ static sim_status load_text(sd_model *m, const st_file *f, sim_err *err) { retur
 static sim_status load_unet(sd_model *m, const st_file *f, sim_err *err) { return unet_load(&m->unet, &m->pipe.unet, f, err); }
 static sim_status load_vae(sd_model *m, const st_file *f, sim_err *err) { return vae_load_decoder(&m->vae, &m->pipe.vae, f, err); }
 
+// The padding token of a diffusers folder: tokenizer/special_tokens_map.json's
+// pad_token (a string or {"content": ...}), a vocabulary entry looked up as
+// spelled (SD 2.x: "!", id 0); without the file or the field, the end token.
+static sim_status read_pad(sd_model *m, sim_err *err) {
+    char path[1200];
+    m->pad = m->pipe.clip.eos;
+    sim_status st = dif_path(&m->pipe, "tokenizer/special_tokens_map.json", path, sizeof path, err);
+    struct stat sb;
+    if (st != SIM_OK || stat(path, &sb) != 0) return st;
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je), *pt = json_object_get(root, "pad_token");
+    if (json_is_object(pt)) pt = json_object_get(pt, "content");
+    const char *text = json_string_value(pt);
+    int32_t id = text ? clip_tok_id(m->tok, text) : -1;
+    if (!root) st = err_set(err, SIM_ERR_FORMAT, "%s: line %d: %s", path, je.line, je.text);
+    else if (!pt) st = SIM_OK; // no pad_token: the end token
+    else if (!text) st = err_set(err, SIM_ERR_FORMAT, "%s: pad_token: expected a string or {\"content\": string}", path);
+    else if (id < 0) st = err_set(err, SIM_ERR_FORMAT, "%s: pad_token '%s' is not in the tokenizer's vocabulary", path, text);
+    else m->pad = id;
+    json_decref(root);
+    return st;
+}
+
 // A diffusers folder, or a single-file checkpoint (see ckpt.h) with its
 // tokenizer beside it.
 sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
@@ -88,6 +113,7 @@ sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
         if (st == SIM_OK && (!c->text || !c->vae))
             st = err_set(err, SIM_ERR_FORMAT, "%s: no %s in the checkpoint", dir, c->text ? "VAE (first_stage_model.*)" : "text encoder (cond_stage_model.*)");
         if (st == SIM_OK) m->pipe = c->cfg, st = ckpt_tokenizer(&m->tok, dir, NULL, err);
+        m->pad = m->pipe.family == DIF_FAMILY_SD2 ? 0 : m->pipe.clip.eos; // OpenCLIP pads with 0 ("!")
         if (st == SIM_OK) st = load_text(m, c->text, err);
         if (st == SIM_OK) st = load_unet(m, c->unet, err);
         if (st == SIM_OK) st = load_vae(m, c->vae, err);
@@ -97,6 +123,7 @@ sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
         if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/vocab.json", v, sizeof v, err);
         if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/merges.txt", mg, sizeof mg, err);
         if (st == SIM_OK) st = clip_tok_load(&m->tok, v, mg, err);
+        if (st == SIM_OK) st = read_pad(m, err);
         if (st == SIM_OK) st = with_file(m, "text_encoder/model.safetensors", load_text, err);
         if (st == SIM_OK) st = with_file(m, "unet/diffusion_pytorch_model.safetensors", load_unet, err);
         if (st == SIM_OK) st = with_file(m, "vae/diffusion_pytorch_model.safetensors", load_vae, err);
@@ -434,11 +461,11 @@ sim_status sd_generate(sd_model *m, const op_ctx *c, const sd_params *p, float *
     for (int k = 0; k < 2 && st == SIM_OK; k++) {
         if (k == 1 && p->cfg == 1.0f) break;
         for (int j = 0; j < chunks && st == SIM_OK; j++) {
-            // start, this chunk's tokens, end, then end as padding (SD 1.x)
+            // start, this chunk's tokens, end, then padding (the end token for SD 1.x, "!" for SD 2.x)
             int from = j * per, cnt = MAX(0, MIN(per, nt[k] - from));
             ids[0] = m->pipe.clip.bos, w77[0] = 1;
             for (int i = 0; i < cnt; i++) ids[1 + i] = tok[k * cap + from + i], w77[1 + i] = tw[k * cap + from + i];
-            for (int i = cnt + 1; i < T; i++) ids[i] = m->pipe.clip.eos, w77[i] = 1;
+            for (int i = cnt + 1; i < T; i++) ids[i] = i == cnt + 1 ? m->pipe.clip.eos : m->pad, w77[i] = 1;
             float *h = (k ? uncond : cond) + (size_t)j * T * C;
             st = clip_text_encode(m->text, c, ids, T, p->clip_skip, h, err);
             if (st != SIM_OK) break;
