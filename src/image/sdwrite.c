@@ -471,7 +471,7 @@ sim_status sdw_write_pipeline(const char *dir, const dif_pipeline *p, const sdw_
     // The padding token: SD 2.x's OpenCLIP tokenizer pads with "!" (id 0), SD 1.x with the end token.
     if (st == SIM_OK)
         st = write_json(dir, "tokenizer/special_tokens_map.json",
-                        json_pack("{s:s}", "pad_token", p->family == DIF_FAMILY_SD2 ? "!" : "<|endoftext|>"), err);
+                        json_pack("{s:s}", "pad_token", dif_unet_family(&p->unet) == DIF_FAMILY_SD2 ? "!" : "<|endoftext|>"), err);
     if (st == SIM_OK) st = write_json(dir, "model_index.json", index_json(), err);
     if (st == SIM_OK) st = write_json(dir, "scheduler/scheduler_config.json", scheduler_json(p), err);
     if (st == SIM_OK) st = write_json(dir, "text_encoder/config.json", clip_json(&p->clip), err);
