@@ -95,16 +95,6 @@ static bool load_picture(const char *opt, const char *path, rsz_mode mode, int w
     return true;
 }
 
-// (3, H, W) floats in about [-1, 1] to H·W·3 bytes.
-static void to_rgb(const float *img, int w, int h, uint8_t *out) {
-    size_t plane = (size_t)w * h;
-    for (size_t i = 0; i < plane; i++)
-        for (int ch = 0; ch < 3; ch++) {
-            float v = (img[ch * plane + i] + 1.0f) * 127.5f;
-            out[i * 3 + ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
-        }
-}
-
 int cmd_image_gen(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL, *negative = "", *sampler = "ddim", *out = "image.png";
     const char *init_latent = NULL, *timesteps_arg = NULL, *save_latent = NULL, *lora_dir = NULL, *vae_kind = "full", *taesd_path = NULL;
@@ -268,7 +258,7 @@ int cmd_image_gen(int argc, char **argv) {
                  "Model: %s%s%s, Engine: simularity", prompt, negative, steps, dsamp_name((dsamp_kind)kind),
                  karras ? " Karras" : "", cfg, (unsigned long long)p.seed, width, height, cli_basename(model_dir),
                  tiny ? ", VAE: taesd" : "", extra);
-        to_rgb(img, width, height, rgb);
+        sd_image_bytes(img, width, height, 3, rgb);
         png_text t = {"parameters", params};
         if (png_write_file(path, rgb, width, height, 3, &t, 1, &err) != SIM_OK) {
             cli_fail("image gen: %s", err.msg);

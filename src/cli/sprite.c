@@ -187,18 +187,6 @@ static bool check_layers(const spr_set *s, json_t *ch, const char *cid, const ch
 // The head box: the top `head` fraction of the content box c, full width.
 static key_box head_box(key_box c, float head) { return (key_box){c.x, c.y, c.w, MAX(1, (int)lrintf(c.h * head))}; }
 
-// (3, H, W) floats in about [-1, 1] to (H, W, 4) opaque bytes.
-static void to_rgba(const float *img, int w, int h, uint8_t *out) {
-    size_t plane = (size_t)w * h;
-    for (size_t i = 0; i < plane; i++) {
-        for (int c = 0; c < 3; c++) {
-            float v = (img[c * plane + i] + 1.0f) * 127.5f;
-            out[i * 4 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
-        }
-        out[i * 4 + 3] = 255;
-    }
-}
-
 // Generates every image of the set (keyed and trimmed unless a background).
 static bool generate(spr_set *s, const spr_args *a, int sampler) {
     sim_err err;
@@ -238,7 +226,7 @@ static bool generate(spr_set *s, const spr_args *a, int sampler) {
             cli_fail("sprite: out of memory");
             goto done;
         }
-        to_rgba(img, a->width, a->height, rgba);
+        sd_image_bytes(img, a->width, a->height, 4, rgba);
         im->rgba = rgba, im->w = a->width, im->h = a->height;
         if (im->kind != SPR_BACKGROUND) {
             uint8_t used[3];

@@ -568,6 +568,14 @@ static const float PREVIEW_K[4][3] = {
 
 static uint8_t to_byte(float v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v)); }
 
+void sd_image_bytes(const float *img, int w, int h, int channels, uint8_t *out) {
+    size_t plane = (size_t)w * h;
+    for (size_t i = 0; i < plane; i++) {
+        for (int ch = 0; ch < 3; ch++) out[i * channels + ch] = to_byte((img[ch * plane + i] + 1.0f) * 127.5f);
+        if (channels == 4) out[i * 4 + 3] = 255;
+    }
+}
+
 sim_status sd_preview(sd_model *m, const op_ctx *c, const float *latent, int lh, int lw, uint8_t *rgb, sim_err *err) {
     int cl = m->pipe.vae.latent_ch, f = vae_factor(m->vae);
     size_t plane = (size_t)lh * lw, W = (size_t)lw * f;

@@ -128,6 +128,10 @@ bool sd_has_taesd(const sd_model *m);
 #define SD_SLERP_PARALLEL 0.9995
 void sd_slerp(const float *a, const float *b, size_t n, double t, float *out);
 
+// An image (3, H, W) in about [-1, 1] (sd_generate's) to w·h·channels
+// bytes: channels 3 (RGB) or 4 (RGBA, opaque).
+void sd_image_bytes(const float *img, int w, int h, int channels, uint8_t *out);
+
 // A quick picture of a latent (C_lat, lh, lw) in the sampler's scale (as
 // on_step and latent_out give it): rgb (lh·f, lw·f, 3) bytes, f =
 // sd_vae_factor. With a tiny autoencoder attached it is its decode (the

@@ -817,16 +817,6 @@ static bool on_step(void *ud, int step, int steps, double seconds, const float *
     return !stop;
 }
 
-// (3, H, W) floats in about [-1, 1] to H·W·3 bytes.
-static void to_rgb8(const float *img, int w, int h, uint8_t *out) {
-    size_t plane = (size_t)w * h;
-    for (size_t i = 0; i < plane; i++)
-        for (int ch = 0; ch < 3; ch++) {
-            float v = (img[ch * plane + i] + 1.0f) * 127.5f;
-            out[i * 3 + ch] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : lrintf(v));
-        }
-}
-
 // Generates image i of the job into its PNG.
 static sim_status generate(iapi *ia, ijob *jb, int i, float *pix, uint8_t *rgb, sim_err *err) {
     const ireq *r = &jb->rq;
@@ -840,7 +830,7 @@ static sim_status generate(iapi *ia, ijob *jb, int i, float *pix, uint8_t *rgb, 
     p.lora_dir = ia->lora_dir, p.on_step = on_step, p.ud = &sc;
     sim_status st = sd_generate(ia->m, &ia->oc, &p, pix, NULL, err);
     if (st != SIM_OK) return st;
-    to_rgb8(pix, r->width, r->height, rgb);
+    sd_image_bytes(pix, r->width, r->height, 3, rgb);
     char *info = infotext(ia, r, i);
     if (!info) return err_set(err, SIM_ERR_NOMEM, "out of memory");
     png_text t = {"parameters", info};
