@@ -392,6 +392,19 @@ static void test_micro_single_file(void) {
     }
     ckpt_close(c);
     close_folder(&fo);
+    // The folder with the single file's U-Net (--unet; configured like the folder) generates the same.
+    sd_model *m1 = NULL, *m3 = NULL;
+    CHECK_MSG(sd_load(&m1, dir, &err) == SIM_OK, "%s", err.msg);
+    CHECK_MSG(sd_load_ex(&m3, dir, &(sd_load_opts){.unet = path}, &err) == SIM_OK, "%s", err.msg);
+    if (m1 && m3) {
+        static float l1[256], l3[256], img[768];
+        sd_params p = sd_defaults();
+        p.prompt = "cat ears", p.width = p.height = 16, p.steps = 2, p.seed = 9;
+        CHECK_EQ_INT(sd_generate(m1, &ctx, &p, img, l1, &err), SIM_OK);
+        CHECK_EQ_INT(sd_generate(m3, &ctx, &p, img, l3, &err), SIM_OK);
+        check_same_f32("folder vs folder with the single file's U-Net", l1, l3, 256);
+    }
+    sd_free(m1), sd_free(m3);
 }
 
 // A small random model of family f's structure whose head counts follow the
@@ -499,6 +512,26 @@ static void single_vs_folder(sdw_family f, bool openclip) {
         CHECK_MSG(sd_generate(m1, &ctx, &sp, a, NULL, &err) == SIM_OK, "%s", err.msg);
         CHECK_MSG(sd_generate(m2, &ctx, &sp, b, NULL, &err) == SIM_OK, "%s", err.msg);
         check_same_f32(sdw_family_name(f), a, b, ARRAY_LEN(a));
+        if (f == SDW_SD15) {
+            // Alone in a folder without a tokenizer: refused listing where it looked; --tokenizer names one.
+            sd_model *m3 = NULL;
+            char alone[600], nowhere[600];
+            snprintf(alone, sizeof alone, "%s/alone.safetensors", g_tmp);
+            snprintf(nowhere, sizeof nowhere, "%s/nowhere", g_tmp);
+            char cmd[1300];
+            snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path, alone);
+            CHECK(system(cmd) == 0);
+            CHECK_EQ_INT(sd_load(&m3, alone, &err), SIM_ERR_IO);
+            CHECK_MSG(strstr(err.msg, "vocab.json") != NULL, "%s", err.msg);
+            CHECK_EQ_INT(sd_load_ex(&m3, alone, &(sd_load_opts){.tokenizer = nowhere}, &err), SIM_ERR_IO);
+            CHECK_MSG(strstr(err.msg, "nowhere") != NULL, "%s", err.msg);
+            CHECK_MSG(sd_load_ex(&m3, alone, &(sd_load_opts){.tokenizer = tok}, &err) == SIM_OK, "%s", err.msg);
+            if (m3) {
+                CHECK_MSG(sd_generate(m3, &ctx, &sp, b, NULL, &err) == SIM_OK, "%s", err.msg);
+                check_same_f32("single file with --tokenizer", a, b, ARRAY_LEN(a));
+            }
+            sd_free(m3);
+        }
     }
     sd_free(m1);
     sd_free(m2);
@@ -663,6 +696,21 @@ static void test_gguf_unet(void) {
     // F16 everywhere: weights rounded to 11 bits (relative 2^-12) move the output by ~1e-3 of its range.
     static float bare[256];
     if (write_gguf(&fo, path, TT_F16, false) && gguf_eps(path, &fo.p, eps)) test_compare_rel("GGUF F16 U-Net vs golden", eps, ref, 256, 3e-3);
+    // The whole pipeline with that U-Net (--unet) runs the golden 4-step DDIM close to the folder's.
+    static float init[256], lref[256], lat[256], img[768];
+    sd_model *m = NULL;
+    sim_err e0 = {0};
+    CHECK_MSG(sd_load_ex(&m, dir, &(sd_load_opts){.unet = path}, &e0) == SIM_OK, "%s", e0.msg);
+    if (m && test_golden_f32("diffusion/micro-sd15/unet.in.latent.f32", init, 256) &&
+        test_golden_f32("diffusion/micro-sd15/pipeline.final_latent.f32", lref, 256)) {
+        sd_params p = sd_defaults();
+        p.prompt = "1girl, cat ears, happy, bright green background, 3/4 body sprite";
+        p.width = p.height = 16, p.steps = 4, p.init_latent = init;
+        op_ctx ctx = {.pool = g_pool, .k = kern_get(KERN_BEST)};
+        CHECK_MSG(sd_generate(m, &ctx, &p, img, lat, &e0) == SIM_OK, "%s", e0.msg);
+        test_compare_rel("pipeline with the GGUF F16 U-Net vs golden", lat, lref, 256, 3e-3);
+    }
+    sd_free(m);
     // The same tensors without the LDM prefix give the same output.
     snprintf(path, sizeof path, "%s/unet-bare.gguf", g_tmp);
     if (write_gguf(&fo, path, TT_F16, true) && gguf_eps(path, &fo.p, bare)) CHECK(memcmp(bare, eps, sizeof eps) == 0);

@@ -103,8 +103,10 @@ int cmd_image_gen(int argc, char **argv) {
     float cfg = 7.5f, strength = 0.75f, mask_blur = 4, subseed_strength = 0;
     uint64_t seed = 0, subseed = 0;
     bool karras = false;
+    sd_load_opts lo = {0};
     cli_opt opts[] = {
-        {"-m|--model", OPT_STR, &model_dir, "a diffusers folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/)"},
+        {"-m|--model", OPT_STR, &model_dir, "a diffusers folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/) "
+                                            "or a single-file checkpoint (.safetensors, .ckpt, .gguf)"},
         {"-p|--prompt", OPT_STR, &prompt, "what to draw; (word:1.2) and [word] weight words; <lora:NAME:W> adds a LoRA"},
         {"--negative", OPT_STR, &negative, "what not to draw"},
         {"--steps", OPT_INT, &steps, "sampling steps [20]"},
@@ -135,6 +137,9 @@ int cmd_image_gen(int argc, char **argv) {
         {"--subseed-strength", OPT_FLOAT, &subseed_strength, "variation strength, 0 (the seed) to 1 (the variation seed) [0]"},
         {"--interpolate", OPT_INT, &interpolate, "write N images OUT-1..OUT-N whose start noise goes from --seed to --subseed"},
         {"--lora-dir", OPT_STR, &lora_dir, "the folder of the prompt's <lora:NAME:W> files (NAME.safetensors)"},
+        {"--tokenizer", OPT_STR, &lo.tokenizer, "the CLIP tokenizer's folder (vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz) "
+                                                "for a checkpoint without one beside it"},
+        {"--unet", OPT_STR, &lo.unet, "the U-Net from this file (a checkpoint or a GGUF, e.g. quantized) instead of the model's"},
         {"-o|--output", OPT_STR, &out, "the PNG to write [image.png]"},
         {"-t|--threads", OPT_INT, &n_threads, "threads (0: all CPUs)"},
     };
@@ -178,7 +183,7 @@ int cmd_image_gen(int argc, char **argv) {
     uint8_t *rgb = NULL;
     char *init_bytes = NULL;
     rc = 1;
-    if (sd_load(&m, model_dir, &err) != SIM_OK) {
+    if (sd_load_ex(&m, model_dir, &lo, &err) != SIM_OK) {
         cli_fail("image gen: %s", err.msg);
         goto done;
     }

@@ -36,7 +36,7 @@ struct sd_model {
     // LoRAs: where the weights came from (a folder or a checkpoint file; read
     // again when the LoRAs change), the LoRA files and weights merged into
     // text and unet now (tag order), and the parts they patch.
-    char *src;
+    char *src, *unet_src; // unet_src: the U-Net's own file (sd_load_opts.unet) or NULL
     int n_lora;
     char *lora_file[LORA_MAX];
     float lora_w[LORA_MAX];
@@ -55,6 +55,7 @@ void sd_free(sd_model *m) {
     vae_free(m->vae);
     sd_detach_taesd(m);
     mem_free(m->src);
+    mem_free(m->unet_src);
     for (int i = 0; i < m->n_lora; i++) mem_free(m->lora_file[i]);
     mem_free(m);
 }
@@ -97,36 +98,49 @@ static sim_status read_pad(sd_model *m, sim_err *err) {
     return st;
 }
 
-// A diffusers folder, or a single-file checkpoint (see ckpt.h) with its
-// tokenizer beside it.
-sim_status sd_load(sd_model **out, const char *dir, sim_err *err) {
+sim_status sd_load(sd_model **out, const char *path, sim_err *err) { return sd_load_ex(out, path, NULL, err); }
+
+sim_status sd_load_ex(sd_model **out, const char *dir, const sd_load_opts *o, sim_err *err) {
     *out = NULL;
+    const char *tok_dir = o ? o->tokenizer : NULL, *unet_path = o ? o->unet : NULL;
     sd_model *m = mem_calloc(1, sizeof *m);
     if (!m) return err_set(err, SIM_ERR_NOMEM, "out of memory loading %s", dir);
     char v[1200], mg[1200];
     struct stat sb;
-    sim_status st = (m->src = mem_strdup(dir)) ? SIM_OK : err_set(err, SIM_ERR_NOMEM, "out of memory loading %s", dir);
+    sim_status st = (m->src = mem_strdup(dir)) && (!unet_path || (m->unet_src = mem_strdup(unet_path)))
+                        ? SIM_OK
+                        : err_set(err, SIM_ERR_NOMEM, "out of memory loading %s", dir);
     if (st != SIM_OK) {
     } else if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) {
         ckpt *c = NULL;
         st = ckpt_open(&c, dir, NULL, err);
         if (st == SIM_OK && (!c->text || !c->vae))
             st = err_set(err, SIM_ERR_FORMAT, "%s: no %s in the checkpoint", dir, c->text ? "VAE (first_stage_model.*)" : "text encoder (cond_stage_model.*)");
-        if (st == SIM_OK) m->pipe = c->cfg, st = ckpt_tokenizer(&m->tok, dir, NULL, err);
+        if (st == SIM_OK) m->pipe = c->cfg, st = ckpt_tokenizer(&m->tok, dir, tok_dir, err);
         m->pad = m->pipe.family == DIF_FAMILY_SD2 ? 0 : m->pipe.clip.eos; // OpenCLIP pads with 0 ("!")
         if (st == SIM_OK) st = load_text(m, c->text, err);
-        if (st == SIM_OK) st = load_unet(m, c->unet, err);
+        if (st == SIM_OK && !unet_path) st = load_unet(m, c->unet, err);
         if (st == SIM_OK) st = load_vae(m, c->vae, err);
         ckpt_close(c);
     } else {
         st = dif_open(&m->pipe, dir, err);
-        if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/vocab.json", v, sizeof v, err);
-        if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/merges.txt", mg, sizeof mg, err);
-        if (st == SIM_OK) st = clip_tok_load(&m->tok, v, mg, err);
+        if (st == SIM_OK && tok_dir) {
+            st = ckpt_tokenizer(&m->tok, dir, tok_dir, err);
+        } else {
+            if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/vocab.json", v, sizeof v, err);
+            if (st == SIM_OK) st = dif_path(&m->pipe, "tokenizer/merges.txt", mg, sizeof mg, err);
+            if (st == SIM_OK) st = clip_tok_load(&m->tok, v, mg, err);
+        }
         if (st == SIM_OK) st = read_pad(m, err);
         if (st == SIM_OK) st = with_file(m, "text_encoder/model.safetensors", load_text, err);
-        if (st == SIM_OK) st = with_file(m, "unet/diffusion_pytorch_model.safetensors", load_unet, err);
+        if (st == SIM_OK && !unet_path) st = with_file(m, "unet/diffusion_pytorch_model.safetensors", load_unet, err);
         if (st == SIM_OK) st = with_file(m, "vae/diffusion_pytorch_model.safetensors", load_vae, err);
+    }
+    if (st == SIM_OK && unet_path) { // the U-Net from its own file, read with the model's configuration
+        ckpt *c = NULL;
+        st = ckpt_open(&c, unet_path, &m->pipe, err);
+        if (st == SIM_OK) st = load_unet(m, c->unet, err);
+        ckpt_close(c);
     }
     if (st != SIM_OK) {
         sd_free(m);
@@ -313,9 +327,10 @@ static sim_status with_part(sd_model *m, int part, sim_status (*fn)(sd_model *, 
                             sim_err *err) {
     struct stat sb;
     sim_status st;
-    if (stat(m->src, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    const char *src = part == LORA_UNET && m->unet_src ? m->unet_src : m->src;
+    if (stat(src, &sb) == 0 && S_ISREG(sb.st_mode)) {
         ckpt *c = NULL;
-        st = ckpt_open(&c, m->src, &m->pipe, err);
+        st = ckpt_open(&c, src, &m->pipe, err);
         if (st == SIM_OK) st = fn(m, part == LORA_TEXT ? c->text : part == LORA_UNET ? c->unet : c->vae, ud, err);
         ckpt_close(c);
         return st;

@@ -94,7 +94,18 @@ typedef struct sd_params {
 
 sd_params sd_defaults(void); // 20 DDIM steps, cfg 7.5, 512 × 512, seed 0
 
-sim_status sd_load(sd_model **out, const char *dir, sim_err *err);
+// A diffusers folder, or a single-file checkpoint (see ckpt.h) with its
+// tokenizer beside it.
+sim_status sd_load(sd_model **out, const char *path, sim_err *err);
+typedef struct sd_load_opts {
+    // The CLIP tokenizer from this folder (vocab.json + merges.txt, or
+    // bpe_simple_vocab_16e6.txt.gz) instead of the model's / beside the file.
+    const char *tokenizer;
+    // The U-Net from this file instead (a single-file checkpoint or a GGUF,
+    // e.g. a quantized one), read with the model's configuration.
+    const char *unet;
+} sd_load_opts;
+sim_status sd_load_ex(sd_model **out, const char *path, const sd_load_opts *o, sim_err *err);
 void sd_free(sd_model *m);
 int sd_latent_channels(const sd_model *m);
 // Pixels per latent cell (8 for SD).
