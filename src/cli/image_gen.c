@@ -19,6 +19,12 @@
 // (white repaints) and --mask-blur PX. Variations: --subseed N and
 // --subseed-strength S slerp another seed's noise in; --interpolate N
 // writes N images going from --seed's noise to --subseed's.
+//
+// Dynamic prompts (image/dynprompt.h): a prompt with {a|b} groups makes an
+// image per expansion, in order (or --random N seeded expansions), all with
+// the same seed (character consistency; --vary-seed gives expansion k the
+// seed seed + k·batch); numbered OUT-1.png, OUT-2.png, ... in that order,
+// each expansion's batch together.
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -27,6 +33,7 @@
 
 #include "base/file.h"
 #include "cli/cli.h"
+#include "image/dynprompt.h"
 #include "image/png.h"
 #include "image/resize.h"
 #include "image/sd.h"
@@ -102,7 +109,8 @@ int cmd_image_gen(int argc, char **argv) {
     int steps = 20, width = 512, height = 512, batch = 1, n_threads = 0, clip_skip = 0, preview = 0, interpolate = 0;
     float cfg = 7.5f, strength = 0.75f, mask_blur = 4, subseed_strength = 0;
     uint64_t seed = 0, subseed = 0;
-    bool karras = false;
+    bool karras = false, vary_seed = false;
+    int random_n = 0;
     sd_load_opts lo = {0};
     cli_opt opts[] = {
         {"-m|--model", OPT_STR, &model_dir, "a diffusers folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/) "
@@ -135,6 +143,8 @@ int cmd_image_gen(int argc, char **argv) {
         {"--mask-blur", OPT_FLOAT, &mask_blur, "soften the mask's edges by a Gaussian of PX pixels [4]"},
         {"--subseed", OPT_U64, &subseed, "variation seed: its noise is slerped in by --subseed-strength [0]"},
         {"--subseed-strength", OPT_FLOAT, &subseed_strength, "variation strength, 0 (the seed) to 1 (the variation seed) [0]"},
+        {"--random", OPT_INT, &random_n, "draw N random expansions of the prompt's {a|b} groups (seeded by --seed) instead of all"},
+        {"--vary-seed", OPT_FLAG, &vary_seed, "give each expansion of the prompt its own seeds (seed + k x batch) instead of the same"},
         {"--interpolate", OPT_INT, &interpolate, "write N images OUT-1..OUT-N whose start noise goes from --seed to --subseed"},
         {"--lora-dir", OPT_STR, &lora_dir, "the folder of the prompt's <lora:NAME:W> files (NAME.safetensors)"},
         {"--tokenizer", OPT_STR, &lo.tokenizer, "the CLIP tokenizer's folder (vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz) "
@@ -163,6 +173,7 @@ int cmd_image_gen(int argc, char **argv) {
     if (interpolate < 0 || interpolate > GEN_MAX_BATCH) return cli_fail("image gen: --interpolate must be 0..%d", GEN_MAX_BATCH);
     if (interpolate && batch > 1) return cli_fail("image gen: --interpolate and --batch exclude each other");
     if (interpolate) batch = interpolate;
+    if (random_n < 0 || random_n > GEN_MAX_BATCH) return cli_fail("image gen: --random must be 0..%d", GEN_MAX_BATCH);
     bool tiny = strcmp(vae_kind, "taesd") == 0;
     if (!tiny && strcmp(vae_kind, "full") != 0) return cli_fail("image gen: --vae '%s' is not full or taesd", vae_kind);
     if (tiny && !taesd_path) return cli_fail("image gen: --vae taesd needs the decoder's weights (--taesd PATH)");
@@ -179,10 +190,24 @@ int cmd_image_gen(int argc, char **argv) {
     sim_err err;
     sd_model *m = NULL;
     pool *pl = NULL;
+    char **prompts = NULL;
+    size_t n_prompts = 0;
     float *img = NULL, *lat = NULL, *init = NULL, *init_img = NULL, *mask = NULL;
     uint8_t *rgb = NULL;
     char *init_bytes = NULL;
     rc = 1;
+    // The prompt's expansions: each an image (or a batch) with the same seed unless --vary-seed.
+    sim_status dst = random_n ? dp_expand_random(prompt, (size_t)random_n, seed, &prompts, &err)
+                              : dp_expand_all(prompt, GEN_MAX_BATCH, &prompts, &n_prompts, &err);
+    if (random_n && dst == SIM_OK) n_prompts = (size_t)random_n;
+    if (dst != SIM_OK) {
+        cli_fail("image gen: -p: %s%s", err.msg, dst == SIM_ERR_RANGE ? " (use --random N)" : "");
+        goto done;
+    }
+    if (n_prompts * (size_t)batch > GEN_MAX_BATCH) {
+        cli_fail("image gen: %zu expansions x %d images is more than %d", n_prompts, batch, GEN_MAX_BATCH);
+        goto done;
+    }
     if (sd_load_ex(&m, model_dir, &lo, &err) != SIM_OK) {
         cli_fail("image gen: %s", err.msg);
         goto done;
@@ -225,12 +250,15 @@ int cmd_image_gen(int argc, char **argv) {
         goto done;
     }
     op_ctx oc = {.pool = pl, .k = kern_get(KERN_BEST)};
-    progress pr = {.n_images = batch, .tty = isatty(2), .every = preview, .lh = height / f, .lw = width / f, .f = f, .m = m, .c = &oc,
+    int total = (int)n_prompts * batch;
+    progress pr = {.n_images = total, .tty = isatty(2), .every = preview, .lh = height / f, .lw = width / f, .f = f, .m = m, .c = &oc,
                    .rgb = rgb};
-    for (int b = 0; b < batch; b++) {
+    for (int idx = 0; idx < total; idx++) {
+        int k = idx / batch, b = idx % batch;
         sd_params p = sd_defaults();
-        p.prompt = prompt, p.negative = negative, p.width = width, p.height = height, p.steps = steps, p.cfg = cfg;
-        p.sampler = (dsamp_kind)kind, p.karras = karras, p.seed = seed + (uint64_t)(interpolate ? 0 : b), p.clip_skip = clip_skip;
+        p.prompt = prompts[k], p.negative = negative, p.width = width, p.height = height, p.steps = steps, p.cfg = cfg;
+        p.sampler = (dsamp_kind)kind, p.karras = karras, p.clip_skip = clip_skip;
+        p.seed = seed + (uint64_t)(interpolate ? 0 : b) + (vary_seed ? (uint64_t)k * (uint64_t)batch : 0);
         p.init_image = init_img, p.strength = strength, p.mask = mask, p.mask_blur = mask_blur;
         p.subseed = subseed, p.subseed_strength = interpolate > 1 ? (float)b / (interpolate - 1) : interpolate ? 0 : subseed_strength;
         p.init_latent = init, p.timesteps = timesteps_arg ? ts : NULL, p.on_step = on_step, p.ud = &pr;
@@ -238,15 +266,15 @@ int cmd_image_gen(int argc, char **argv) {
         p.taesd_decode = tiny;
         p.release_text = true; // one-shot: the peak without the text encoder
         char params[4096], path[4096], prev_path[4200];
-        if (batch == 1) snprintf(path, sizeof path, "%s", out);
+        if (total == 1) snprintf(path, sizeof path, "%s", out);
         else {
             const char *dot = strrchr(out, '.');
             int stem = dot ? (int)(dot - out) : (int)strlen(out);
-            snprintf(path, sizeof path, "%.*s-%d%s", stem, out, b + 1, dot ? dot : ".png");
+            snprintf(path, sizeof path, "%.*s-%d%s", stem, out, idx + 1, dot ? dot : ".png");
         }
         const char *dot = strrchr(path, '.');
         snprintf(prev_path, sizeof prev_path, "%.*s.preview.png", dot ? (int)(dot - path) : (int)strlen(path), path);
-        pr.image = b + 1, pr.path = prev_path;
+        pr.image = idx + 1, pr.path = prev_path;
         if (sd_generate(m, &oc, &p, img, lat, &err) != SIM_OK) {
             cli_fail("image gen: %s", pr.failed ? pr.err.msg : err.msg);
             goto done;
@@ -260,7 +288,7 @@ int cmd_image_gen(int argc, char **argv) {
         if (init_img) e += snprintf(extra + e, sizeof extra - e, ", Denoising strength: %g, Resize mode: %s", strength, resize);
         if (mask) e += snprintf(extra + e, sizeof extra - e, ", Mask blur: %g", mask_blur);
         snprintf(params, sizeof params, "%s\nNegative prompt: %s\nSteps: %d, Sampler: %s%s, CFG scale: %g, Seed: %llu, Size: %dx%d, "
-                 "Model: %s%s%s, Engine: simularity", prompt, negative, steps, dsamp_name((dsamp_kind)kind),
+                 "Model: %s%s%s, Engine: simularity", prompts[k], negative, steps, dsamp_name((dsamp_kind)kind),
                  karras ? " Karras" : "", cfg, (unsigned long long)p.seed, width, height, cli_basename(model_dir),
                  tiny ? ", VAE: taesd" : "", extra);
         sd_image_bytes(img, width, height, 3, rgb);
@@ -269,7 +297,7 @@ int cmd_image_gen(int argc, char **argv) {
             cli_fail("image gen: %s", err.msg);
             goto done;
         }
-        if (save_latent && b == 0 && file_write_all(save_latent, lat, n_lat * sizeof *lat, &err) != SIM_OK) {
+        if (save_latent && idx == 0 && file_write_all(save_latent, lat, n_lat * sizeof *lat, &err) != SIM_OK) {
             cli_fail("image gen: --save-latent: %s", err.msg);
             goto done;
         }
@@ -277,6 +305,7 @@ int cmd_image_gen(int argc, char **argv) {
     }
     rc = 0;
 done:
+    dp_list_free(prompts, n_prompts);
     sd_free(m);
     pool_free(pl);
     mem_free(img);

@@ -193,6 +193,19 @@ PY
     $BIN image gen -m "$G" -p "$P" -W 16 -H 16 --steps 3 --preview 2 -o "$T/lin.png" -t 2 >/dev/null 2>&1
     r=$(python3 "$T/rgb.py" "$T/lin.preview.png" 2>&1)
     [ "$(echo "$r" | cut -d' ' -f1-2)" = "16 16" ] && ok gen_preview_linear || bad gen_preview_linear "$r"
+    # Dynamic prompts: an image per expansion, in order, all with the one seed (or seed + k with --vary-seed).
+    $BIN image gen -m "$G" -p "{red|blue} fox" -W 16 -H 16 --steps 2 --seed 5 -o "$T/d.png" -t 2 >/dev/null 2>"$T/err"
+    $BIN image gen -m "$G" -p "blue fox" -W 16 -H 16 --steps 2 --seed 5 -o "$T/blue.png" -t 2 >/dev/null 2>&1
+    a=$(python3 "$T/rgb.py" "$T/d-1.png" 2>&1); b=$(python3 "$T/rgb.py" "$T/d-2.png" 2>&1)
+    echo "$a" | grep -q "^16 16 [0-9a-f]* red fox | .*Seed: 5," && echo "$b" | grep -q "^16 16 [0-9a-f]* blue fox | .*Seed: 5," &&
+        cmp -s "$T/d-2.png" "$T/blue.png" && [ ! -f "$T/d-3.png" ] && ok gen_dynamic_prompts || bad gen_dynamic_prompts "$a / $b / $(tail -c 200 "$T/err")"
+    $BIN image gen -m "$G" -p "{red|blue} fox" -W 16 -H 16 --steps 2 --seed 5 --vary-seed --batch 2 -o "$T/v.png" -t 2 >/dev/null 2>&1
+    r=$(for i in 1 2 3 4; do python3 "$T/rgb.py" "$T/v-$i.png" | sed 's/.*Seed: \([0-9]*\),.*/\1/'; done | tr '\n' ' ')
+    [ "$r" = "5 6 7 8 " ] && ok gen_vary_seed || bad gen_vary_seed "$r"
+    $BIN image gen -m "$G" -p "{a|b|c|d|e|f|g|h|i} {a|b|c|d|e|f|g|h|i} fox" -W 16 -H 16 --steps 1 --random 3 --seed 2 -o "$T/r.png" -t 2 >/dev/null 2>&1
+    [ -f "$T/r-3.png" ] && [ ! -f "$T/r-4.png" ] && ok gen_random_prompts || bad gen_random_prompts
+    expect_error gen_too_many_expansions "(use --random N)" $BIN image gen -m "$G" -p "{a|b|c|d|e|f|g|h|i} {a|b|c|d|e|f|g|h|i}" -W 16 -H 16
+    expect_error gen_bad_dynamic_prompt "image gen: -p:" $BIN image gen -m "$G" -p "{a|b" -W 16 -H 16
     # img2img and inpainting from a 40x24 picture, cropped to its centre 24x24 (the mask's edge lands on pixel 8).
     python3 - "$T" <<'PY'
 import struct, sys, zlib
