@@ -249,7 +249,13 @@ static void test_elementwise(void) {
                 float *y = malloc(ns[s] * sizeof *y);
                 memcpy(y, x, ns[s] * sizeof *y);
                 op_act_inplace(&c, y, ns[s], (op_act)a);
-                CHECK(memcmp(y, ref, ns[s] * sizeof *y) == 0);
+                if (a == OP_ACT_SILU) { // vectorized exp: a few ulp from expf
+                    double worst = 0;
+                    for (size_t i = 0; i < ns[s]; i++) worst = fmax(worst, fabs((double)y[i] - ref[i]) / fmax(fabs(ref[i]), 1e-30));
+                    CHECK_MSG(worst <= 1e-6, "silu: relative error %g", worst);
+                } else {
+                    CHECK(memcmp(y, ref, ns[s] * sizeof *y) == 0);
+                }
                 free(y);
             })
             free(x), free(ref);

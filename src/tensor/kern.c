@@ -86,7 +86,7 @@ static float exp_sum_ref(float *x, int64_t n, float max) {
 }
 
 static void swiglu_ref(float *g, const float *u, int64_t n) {
-    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * (u ? u[i] : 1.0f);
 }
 
 static void sg_tile_ref(int kc, const float *a, size_t lda, const float *bp, float *c, size_t ldc, int mr, int nr,

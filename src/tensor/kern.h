@@ -69,7 +69,8 @@ typedef struct kern_ops {
     // Softmax numerator: x[i] = exp(x[i] - max) (-inf gives 0); returns the sum.
     // Accurate to a few ulp of expf.
     float (*exp_sum)(float *x, int64_t n, float max);
-    // SwiGLU: g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)).
+    // SwiGLU: g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)); u NULL
+    // means 1 (SiLU in place, for the image models' activations).
     void (*swiglu)(float *g, const float *u, int64_t n);
 
     // The f32 GEMM's micro-kernel (sgemm.h): for i < mr <= KERN_SG_MR, j < nr <= KERN_SG_NR,

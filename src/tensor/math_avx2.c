@@ -63,14 +63,14 @@ static void swiglu_avx2(float *g, const float *u, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 x = _mm256_loadu_ps(g + i), y = _mm256_loadu_ps(u + i);
+        __m256 x = _mm256_loadu_ps(g + i), y = u ? _mm256_loadu_ps(u + i) : one;
         __m256 e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), x));
         _mm256_storeu_ps(g + i, _mm256_div_ps(_mm256_mul_ps(x, y), _mm256_add_ps(one, e)));
     }
     for (; i < n; i++) { // the same arithmetic, one lane at a time
         float v[8] = {-g[i]};
         _mm256_storeu_ps(v, exp256(_mm256_loadu_ps(v)));
-        g[i] = g[i] * u[i] / (1.0f + v[0]);
+        g[i] = g[i] * (u ? u[i] : 1.0f) / (1.0f + v[0]);
     }
 }
 

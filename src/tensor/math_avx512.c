@@ -53,7 +53,7 @@ static void swiglu_avx512(float *g, const float *u, int64_t n) {
     int64_t i = 0;
     for (; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 x = _mm512_maskz_loadu_ps(k, g + i), y = _mm512_maskz_loadu_ps(k, u + i);
+        __m512 x = _mm512_maskz_loadu_ps(k, g + i), y = u ? _mm512_maskz_loadu_ps(k, u + i) : one;
         __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
         _mm512_mask_storeu_ps(g + i, k, _mm512_div_ps(_mm512_mul_ps(x, y), _mm512_add_ps(one, e)));
     }

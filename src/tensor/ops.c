@@ -218,8 +218,8 @@ void op_layer_norm(op_ctx *c, float *out, const float *x, int T, int C, float ep
 
 static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 
-static void group_norm_groups(float *out, const float *x, int64_t g0, int64_t g1, int C, int HW, int G, float eps, const float *g,
-                              const float *b, bool act) {
+static void group_norm_groups(const kern_ops *k, float *out, const float *x, int64_t g0, int64_t g1, int C, int HW, int G, float eps,
+                              const float *g, const float *b, bool act) {
     int cg = C / G;
     size_t n = (size_t)cg * HW;
     for (int64_t gi = g0; gi < g1; gi++) {
@@ -236,10 +236,8 @@ static void group_norm_groups(float *out, const float *x, int64_t g0, int64_t g1
             float sc = inv * (g ? g[ch] : 1), sh = b ? b[ch] : 0;
             const float *xi = r + (size_t)ci * HW;
             float *o = out + (size_t)ch * HW;
-            if (act)
-                for (int i = 0; i < HW; i++) o[i] = silu((xi[i] - mf) * sc + sh);
-            else
-                for (int i = 0; i < HW; i++) o[i] = (xi[i] - mf) * sc + sh;
+            for (int i = 0; i < HW; i++) o[i] = (xi[i] - mf) * sc + sh;
+            if (act) k->swiglu(o, NULL, HW);
         }
     }
 }
@@ -270,6 +268,7 @@ void op_group_norm_ref(float *out, const float *x, int C, int HW, int G, float e
 }
 
 typedef struct gn_args {
+    const kern_ops *k;
     float *out;
     const float *x, *g, *b;
     int C, HW, G;
@@ -281,13 +280,13 @@ static void gn_work(void *arg, int ith, int nth) {
     gn_args *a = arg;
     int64_t g0, g1;
     share(a->G, ith, nth, &g0, &g1);
-    group_norm_groups(a->out, a->x, g0, g1, a->C, a->HW, a->G, a->eps, a->g, a->b, a->act);
+    group_norm_groups(a->k, a->out, a->x, g0, g1, a->C, a->HW, a->G, a->eps, a->g, a->b, a->act);
 }
 
 void op_group_norm(op_ctx *c, float *out, const float *x, int C, int HW, int G, float eps, const float *g, const float *b, bool act) {
     ASSERT(G > 0 && C % G == 0);
     if (c->ref) return op_group_norm_ref(out, x, C, HW, G, eps, g, b, act);
-    gn_args a = {out, x, g, b, C, HW, G, eps, act};
+    gn_args a = {c->k, out, x, g, b, C, HW, G, eps, act};
     run(c, gn_work, &a);
 }
 
@@ -424,6 +423,7 @@ float op_act_ref(op_act a, float x) {
 }
 
 typedef struct act_args {
+    const kern_ops *k; // NULL: the reference arithmetic
     float *x;
     size_t n;
     op_act a;
@@ -439,15 +439,17 @@ static void act_work(void *arg, int ith, int nth) {
         for (int64_t i = i0; i < i1; i++) x[i] = x[i] > 0 ? x[i] : 0;
         break;
     case OP_ACT_SILU:
-        for (int64_t i = i0; i < i1; i++) x[i] = silu(x[i]);
+        if (!A->k) goto ref;
+        A->k->swiglu(x + i0, NULL, i1 - i0); // vectorized SiLU
         break;
     default:
+    ref:
         for (int64_t i = i0; i < i1; i++) x[i] = op_act_ref(A->a, x[i]);
     }
 }
 
 void op_act_inplace(op_ctx *c, float *x, size_t n, op_act a) {
-    act_args A = {x, n, a};
+    act_args A = {c->ref ? NULL : c->k, x, n, a};
     if (c->ref || n < 4096) act_work(&A, 0, 1);
     else run(c, act_work, &A);
 }
