@@ -204,8 +204,8 @@ PY
     [ "$r" = "5 6 7 8 " ] && ok gen_vary_seed || bad gen_vary_seed "$r"
     $BIN image gen -m "$G" -p "{a|b|c|d|e|f|g|h|i} {a|b|c|d|e|f|g|h|i} fox" -W 16 -H 16 --steps 1 --random 3 --seed 2 -o "$T/r.png" -t 2 >/dev/null 2>&1
     [ -f "$T/r-3.png" ] && [ ! -f "$T/r-4.png" ] && ok gen_random_prompts || bad gen_random_prompts
-    expect_error gen_too_many_expansions "(use --random N)" $BIN image gen -m "$G" -p "{a|b|c|d|e|f|g|h|i} {a|b|c|d|e|f|g|h|i}" -W 16 -H 16
-    expect_error gen_bad_dynamic_prompt "image gen: -p:" $BIN image gen -m "$G" -p "{a|b" -W 16 -H 16
+    expect_error gen_too_many_expansions "(use --random N)" $BIN image gen -m "$G" -p "{a|b|c|d|e|f|g|h|i} {a|b|c|d|e|f|g|h|i}" -W 16 -H 16 -o "$T/x.png"
+    expect_error gen_bad_dynamic_prompt "image gen: -p:" $BIN image gen -m "$G" -p "{a|b" -W 16 -H 16 -o "$T/x.png"
     # img2img and inpainting from a 40x24 picture, cropped to its centre 24x24 (the mask's edge lands on pixel 8).
     python3 - "$T" <<'PY'
 import struct, sys, zlib
