@@ -89,6 +89,10 @@ static void swiglu_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * (u ? u[i] : 1.0f);
 }
 
+static void geglu_ref(float *out, const float *a, const float *g, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = (a ? a[i] : 1.0f) * (0.5f * g[i] * (1.0f + erff(g[i] * 0.70710678118654752f)));
+}
+
 static void sg_tile_ref(int kc, const float *a, size_t lda, const float *bp, float *c, size_t ldc, int mr, int nr,
                         const float *bias_r, const float *bias_c, int acc) {
     for (int i = 0; i < mr; i++)
@@ -159,6 +163,7 @@ void kern_fill_ref(kern_ops *k) {
     k->f32_to_f16 = f32_to_f16_ref;
     k->exp_sum = exp_sum_ref;
     k->swiglu = swiglu_ref;
+    k->geglu = geglu_ref;
     k->sg_tile = sg_tile_ref;
     k->sg_transpose16 = sg_transpose16_ref;
     k->fma_peak = fma_peak_ref;

@@ -72,6 +72,10 @@ typedef struct kern_ops {
     // SwiGLU: g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)); u NULL
     // means 1 (SiLU in place, for the image models' activations).
     void (*swiglu)(float *g, const float *u, int64_t n);
+    // GEGLU: out[i] = a[i] · gelu(g[i]) (a NULL: 1), gelu(x) = x·Φ(x) (erf
+    // form); out may be a or g. The vector levels use erfc ≈ t·P(t)·e^(−z²)
+    // (Abramowitz–Stegun 7.1.26, |error| ≤ 1.5e-7): within 1e-6·max(1, |x|).
+    void (*geglu)(float *out, const float *a, const float *g, int64_t n);
 
     // The f32 GEMM's micro-kernel (sgemm.h): for i < mr <= KERN_SG_MR, j < nr <= KERN_SG_NR,
     //   s = sum over k < kc of a[i * lda + k] * bp[k * KERN_SG_NR + j]   (k in order)

@@ -7,6 +7,7 @@
 // expf elsewhere.
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "tensor/kern.h"
 
@@ -74,7 +75,36 @@ static void swiglu_avx2(float *g, const float *u, int64_t n) {
     }
 }
 
+// gelu as in math_avx512.c (erfc ≈ t·P(t)·e^(−z²), blended by the sign).
+static inline __m256 gelu256(__m256 x) {
+    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(0.70710678118654752f));
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), z, _mm256_set1_ps(1.0f)));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    __m256 erfc = _mm256_mul_ps(_mm256_mul_ps(p, t), exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
+    __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    __m256 one_plus = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), erfc), erfc, neg);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), one_plus);
+}
+
+static void geglu_avx2(float *out, const float *a, const float *g, int64_t n) {
+    for (int64_t i = 0; i < n; i += 8) {
+        int64_t m = n - i < 8 ? n - i : 8;
+        float gv[8] = {0}, av[8] = {0}, y[8];
+        memcpy(gv, g + i, (size_t)m * sizeof *gv); // whole vectors and the tail alike (same arithmetic)
+        if (a) memcpy(av, a + i, (size_t)m * sizeof *av);
+        __m256 r = gelu256(_mm256_loadu_ps(gv));
+        if (a) r = _mm256_mul_ps(_mm256_loadu_ps(av), r);
+        _mm256_storeu_ps(y, r);
+        memcpy(out + i, y, (size_t)m * sizeof *y);
+    }
+}
+
 void kern_fill_math_avx2(kern_ops *k) {
     k->exp_sum = exp_sum_avx2;
     k->swiglu = swiglu_avx2;
+    k->geglu = geglu_avx2;
 }

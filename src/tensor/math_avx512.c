@@ -59,7 +59,33 @@ static void swiglu_avx512(float *g, const float *u, int64_t n) {
     }
 }
 
+// gelu(x) = x/2 · (1 + erf(x/√2)); with z = |x|/√2 and erfc(z) ≈ t·P(t)·e^(−z²),
+// t = 1/(1 + p·z): 1 + erf = 2 − erfc for x ≥ 0, erfc for x < 0 (no cancellation).
+static inline __m512 gelu512(__m512 x) {
+    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), z, _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    __m512 erfc = _mm512_mul_ps(_mm512_mul_ps(p, t), exp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
+    __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 one_plus = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(2.0f), erfc), erfc);
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), one_plus);
+}
+
+static void geglu_avx512(float *out, const float *a, const float *g, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 y = gelu512(_mm512_maskz_loadu_ps(k, g + i));
+        if (a) y = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, a + i), y);
+        _mm512_mask_storeu_ps(out + i, k, y);
+    }
+}
+
 void kern_fill_math_avx512(kern_ops *k) {
     k->exp_sum = exp_sum_avx512;
     k->swiglu = swiglu_avx512;
+    k->geglu = geglu_avx512;
 }

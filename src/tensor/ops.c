@@ -442,6 +442,10 @@ static void act_work(void *arg, int ith, int nth) {
         if (!A->k) goto ref;
         A->k->swiglu(x + i0, NULL, i1 - i0); // vectorized SiLU
         break;
+    case OP_ACT_GELU:
+        if (!A->k) goto ref;
+        A->k->geglu(x + i0, NULL, x + i0, i1 - i0);
+        break;
     default:
     ref:
         for (int64_t i = i0; i < i1; i++) x[i] = op_act_ref(A->a, x[i]);
@@ -461,6 +465,7 @@ void op_geglu_ref(float *out, const float *x, int T, int C) {
 }
 
 typedef struct geglu_args {
+    const kern_ops *k;
     float *out;
     const float *x;
     int T, C;
@@ -470,13 +475,17 @@ static void geglu_work(void *arg, int ith, int nth) {
     geglu_args *a = arg;
     int64_t t0, t1;
     share(a->T, ith, nth, &t0, &t1);
-    op_geglu_ref(a->out + (size_t)t0 * a->C, a->x + (size_t)t0 * 2 * a->C, (int)(t1 - t0), a->C);
+    for (int64_t t = t0; t < t1; t++) { // row t's output lies below row t's inputs (or on its first half): in place works
+        const float *row = a->x + (size_t)t * 2 * a->C;
+        a->k->geglu(a->out + (size_t)t * a->C, row, row + a->C, a->C);
+    }
 }
 
 void op_geglu(op_ctx *c, float *out, const float *x, int T, int C) {
-    geglu_args a = {out, x, T, C};
+    if (c->ref) return op_geglu_ref(out, x, T, C);
+    geglu_args a = {c->k, out, x, T, C};
     // In place it must run in row order (row t is written below row 2t's inputs): one thread.
-    if (c->ref || out == x) geglu_work(&a, 0, 1);
+    if (out == x) geglu_work(&a, 0, 1);
     else run(c, geglu_work, &a);
 }
 
